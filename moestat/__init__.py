@@ -1,0 +1,19 @@
+"""moestat: statistical mixture-of-experts models on JAX.
+
+Maximum-likelihood (EM) estimation of Gaussian and multinomial-logistic
+experts under softmax and other gates, inference, model selection, and a Monte
+Carlo harness for convergence-rate studies.  Importing moestat switches JAX to
+float64 (see :mod:`moestat._jax`).
+"""
+from . import _jax  # noqa: F401  (float64 on import)
+from . import datasets, experts, gating
+from .em import MoEParams
+from .model import ConvergenceWarning, DegenerateFitWarning, GaussianMoE, MoEWarning
+from .results import MoEResults
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConvergenceWarning", "DegenerateFitWarning", "GaussianMoE", "MoEParams", "MoEResults", "MoEWarning",
+    "datasets", "experts", "gating",
+]

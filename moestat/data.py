@@ -1,0 +1,385 @@
+"""Input validation, design matrices, padding to size buckets, weights.
+
+Everything the user hands to ``fit``/``predict`` passes through here first, so
+that bad input fails with a ``ValueError``/``TypeError`` that names the
+problem, never with a JAX traceback or a silent NaN.
+
+Layout handed to the kernels (``engineering.md`` §8): features-major arrays
+``X (p, N)``, ``Xg (pg, N)``, ``y (N,)``, ``w (N,)``; ``N`` is the padded
+bucket length and padded points carry weight 0, so every weighted sum is
+exact and fits of different n inside one bucket share one compiled program.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ._jax import to_device
+
+BUCKET_MIN = 256
+BUCKET_RATIO = 1.25
+BUCKET_ALIGN = 8
+
+
+class Data(NamedTuple):
+    """Padded, features-major data as the kernels see it.
+
+    X : (p, N) expert design (row 0 is the intercept when there is one)
+    Xg : (pg, N) gate design
+    y : (N,) response (float) or class codes (int)
+    w : (N,) case weights; 0 marks padding or an absent row
+    """
+
+    X: Any
+    Xg: Any
+    y: Any
+    w: Any
+
+
+def bucket_size(n: int) -> int:
+    """The padded length for n points: a geometric grid 256 * 1.25^j (multiple of 8).
+
+    A new n inside the same bucket reuses the compiled program; the grid wastes
+    at most 25 % of the work on padding.
+    """
+    if n <= BUCKET_MIN:
+        return BUCKET_MIN
+    b = float(BUCKET_MIN)
+    while True:
+        size = int(math.ceil(b / BUCKET_ALIGN) * BUCKET_ALIGN)
+        if size >= n:
+            return size
+        b *= BUCKET_RATIO
+
+
+def pad_columns(a: np.ndarray, N: int) -> np.ndarray:
+    """Pad the last axis of ``a`` with zeros up to length N."""
+    a = np.asarray(a)
+    extra = N - a.shape[-1]
+    if extra < 0:
+        raise ValueError("cannot pad %d points into a bucket of %d" % (a.shape[-1], N))
+    if extra == 0:
+        return a
+    width = [(0, 0)] * (a.ndim - 1) + [(0, extra)]
+    return np.pad(a, width)
+
+
+def make_data(X: np.ndarray, Xg: np.ndarray, y: np.ndarray, w: np.ndarray, N: int | None = None) -> Data:
+    """Row-major host arrays (n, p), (n, pg), (n,), (n,) -> padded device ``Data``."""
+    n = X.shape[0]
+    N = bucket_size(n) if N is None else N
+    return Data(
+        X=to_device(pad_columns(np.ascontiguousarray(X.T, dtype=np.float64), N)),
+        Xg=to_device(pad_columns(np.ascontiguousarray(Xg.T, dtype=np.float64), N)),
+        y=to_device(pad_columns(y, N)),
+        w=to_device(pad_columns(np.asarray(w, dtype=np.float64), N)),
+    )
+
+
+# --------------------------------------------------------------------------- validation
+
+def _where_bad(a: np.ndarray) -> str:
+    bad = ~np.isfinite(a)
+    idx = np.argwhere(bad)
+    first = tuple(int(i) for i in idx[0])
+    where = "row %d" % first[0] if len(first) == 1 else "row %d, column %d" % first[:2]
+    return "%d non-finite value(s) (NaN or inf), first at %s" % (int(bad.sum()), where)
+
+
+def as_float_matrix(a: Any, name: str) -> np.ndarray:
+    """A 2-d float64 matrix from an array-like; clear errors for wrong types and NaN/inf."""
+    if isinstance(a, (pd.DataFrame, pd.Series)):
+        a = a.to_numpy()
+    arr = np.asarray(a)
+    if arr.dtype == object or arr.dtype.kind in "USO":
+        raise TypeError("%s must be numeric, got values of dtype %s" % (name, arr.dtype))
+    if arr.dtype.kind == "b":
+        arr = arr.astype(np.float64)
+    if arr.dtype.kind == "c":
+        raise TypeError("%s must be real-valued, got complex numbers" % name)
+    if arr.dtype.kind not in "fiu":
+        raise TypeError("%s must be numeric, got dtype %s" % (name, arr.dtype))
+    if arr.ndim == 0:
+        raise ValueError("%s must be an array of observations, got a scalar" % name)
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2:
+        raise ValueError("%s must be 1- or 2-dimensional (n, d), got shape %s" % (name, arr.shape))
+    arr = arr.astype(np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("%s has %s" % (name, _where_bad(arr)))
+    return arr
+
+
+def as_weights(weights: Any, n: int) -> np.ndarray:
+    """Validated case weights (n,), default all ones."""
+    if weights is None:
+        return np.ones(n)
+    w = np.asarray(weights.to_numpy() if isinstance(weights, pd.Series) else weights)
+    if w.dtype.kind not in "fiub":
+        raise TypeError("weights must be numeric, got dtype %s" % w.dtype)
+    w = w.astype(np.float64).reshape(-1)
+    if w.shape[0] != n:
+        raise ValueError("weights has %d entries but there are %d observations" % (w.shape[0], n))
+    if not np.all(np.isfinite(w)):
+        raise ValueError("weights has %s" % _where_bad(w))
+    if np.any(w < 0):
+        i = int(np.argmax(w < 0))
+        raise ValueError("weights must be non-negative; row %d has weight %g" % (i, w[i]))
+    if not np.any(w > 0):
+        raise ValueError("all weights are zero: there is nothing to fit")
+    return w
+
+
+def check_lengths(**arrays: np.ndarray) -> int:
+    lengths = {k: v.shape[0] for k, v in arrays.items() if v is not None}
+    if len(set(lengths.values())) > 1:
+        desc = ", ".join("%s has %d" % kv for kv in lengths.items())
+        raise ValueError("inputs have different numbers of observations: %s" % desc)
+    n = next(iter(lengths.values()))
+    if n == 0:
+        raise ValueError("no observations: the inputs are empty")
+    return n
+
+
+# --------------------------------------------------------------------------- design matrices
+
+def _column_names(a: Any, prefix: str, d: int) -> list[str]:
+    if isinstance(a, pd.DataFrame):
+        return [str(c) for c in a.columns]
+    if isinstance(a, pd.Series):
+        return [str(a.name) if a.name is not None else prefix]
+    if d == 1:
+        return [prefix]
+    return ["%s%d" % (prefix, j + 1) for j in range(d)]
+
+
+@dataclass
+class Block:
+    """One design block (experts or gate): how raw input becomes a matrix.
+
+    ``formula`` holds the statsmodels/patsy design spec when the block came
+    from a formula, so that new data for ``predict`` is encoded identically.
+    """
+
+    names: list[str]
+    intercept: bool
+    formula: str | None = None
+    spec: Any = None
+
+    def matrix(self, raw: Any, name: str, data: Any = None) -> np.ndarray:
+        """Design matrix (without intercept column) for new data in this block's encoding."""
+        if self.formula is not None:
+            frame = raw if raw is not None else data
+            if frame is None:
+                raise ValueError("%s was given as a formula; pass the new data as a DataFrame" % name)
+            mat = _formula_rhs(self.spec, frame)
+            mat = _drop_intercept(mat)[0]
+            out = as_float_matrix(mat, name)
+        else:
+            if raw is None:
+                raise ValueError("%s is required" % name)
+            out = as_float_matrix(raw, name)
+        d_expected = len(self.names) - int(self.intercept)
+        if out.shape[1] != d_expected:
+            raise ValueError("%s has %d column(s), but the model was fitted with %d (%s)"
+                             % (name, out.shape[1], d_expected,
+                                ", ".join(self.names[int(self.intercept):]) or "none"))
+        return out
+
+
+def _formula_manager():
+    from statsmodels.formula._manager import FormulaManager
+    return FormulaManager()
+
+
+def _drop_intercept(df: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
+    for name in ("Intercept", "(Intercept)", "1"):
+        if name in df.columns:
+            return df.drop(columns=[name]), True
+    return df, False
+
+
+def _formula_rhs(spec: Any, frame: Any) -> pd.DataFrame:
+    import patsy
+    (mat,) = patsy.build_design_matrices([spec], frame, return_type="dataframe")
+    return mat
+
+
+def parse_formula(formula: str, data: Any, name: str) -> tuple[pd.DataFrame | None, pd.DataFrame, Any]:
+    """Evaluate ``"y ~ x1 + x2"`` or ``"~ z"`` with statsmodels' formula machinery.
+
+    Returns (lhs or None, rhs with the intercept column if any, rhs design spec).
+    Missing values are an error (not dropped silently).
+    """
+    if data is None:
+        raise ValueError("%s is a formula (%r): pass the data frame as data=" % (name, formula))
+    if not isinstance(data, (pd.DataFrame, dict)):
+        raise TypeError("data must be a pandas DataFrame or a dict of columns, got %s" % type(data).__name__)
+    import patsy
+    fm = _formula_manager()
+    try:
+        if "~" not in formula:
+            raise ValueError("%s formula %r has no '~'" % (name, formula))
+        if not formula.split("~", 1)[0].strip():
+            rhs = fm.get_matrices(formula, data, pandas=True, na_action=patsy.NAAction(NA_types=[]))
+            lhs = None
+        else:
+            lhs, rhs = fm.get_matrices(formula, data, pandas=True, na_action=patsy.NAAction(NA_types=[]))
+    except patsy.PatsyError as exc:  # unknown column, bad syntax
+        raise ValueError("cannot evaluate %s formula %r: %s" % (name, formula, exc)) from None
+    spec = rhs.design_info if hasattr(rhs, "design_info") else fm.spec
+    return lhs, rhs, spec
+
+
+@dataclass
+class Design:
+    """The validated, unpadded inputs of one fit (row-major, intercepts included)."""
+
+    X: np.ndarray               # (n, p) expert design
+    Xg: np.ndarray              # (n, pg) gate design (after the gate's input transform)
+    y: np.ndarray               # (n,) response as given (validated by the expert family)
+    w: np.ndarray               # (n,)
+    expert_block: Block
+    gate_block: Block
+    gate_same_as_expert: bool
+    y_name: str = "y"
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def n_eff(self) -> int:
+        """Number of rows with positive weight."""
+        return int(np.count_nonzero(self.w > 0))
+
+
+def _add_intercept(a: np.ndarray, names: list[str], add: bool) -> tuple[np.ndarray, list[str]]:
+    if not add:
+        return a, names
+    return np.column_stack([np.ones(a.shape[0]), a]), ["Intercept"] + names
+
+
+def build_design(X: Any, y: Any, gate_X: Any, weights: Any, data: Any, *,
+                 intercept: bool, gate_intercept: bool,
+                 gate_transform=None, y_check=None) -> Design:
+    """Turn user input into a validated :class:`Design`.
+
+    X : array (n,) / (n, d), DataFrame, or formula ``"y ~ x1 + x2"`` (with ``data``)
+    y : array/Series, or None when X is a formula with a left-hand side
+    gate_X : None (same covariates as the experts), array, DataFrame, or ``"~ z"``
+    gate_transform : callable applied to the gate covariates (not the intercept),
+        e.g. the element-wise sigmoid of modified-softmax gating
+    y_check : callable(y, name) -> validated y (the expert family's check)
+    """
+    expert_formula = isinstance(X, str)
+    y_name = "y"
+    if expert_formula:
+        lhs, rhs, spec = parse_formula(X, data, "X")
+        if lhs is None and y is None:
+            raise ValueError("formula %r has no response: write it as 'y ~ x'" % X)
+        rhs_noint, has_int = _drop_intercept(rhs)
+        x_raw = as_float_matrix(rhs_noint.to_numpy() if rhs_noint.shape[1] else np.empty((rhs.shape[0], 0)), "X")
+        x_names = [str(c) for c in rhs_noint.columns]
+        expert_block = Block(names=(["Intercept"] if has_int else []) + x_names, intercept=has_int,
+                             formula=X, spec=spec)
+        if lhs is not None:
+            if lhs.shape[1] != 1:
+                raise ValueError("the formula's left-hand side must be one column, got %d" % lhs.shape[1])
+            y_name = str(lhs.columns[0])
+            y = lhs.iloc[:, 0].to_numpy()
+        add_int = has_int
+    else:
+        if X is None:
+            raise ValueError("X is required (an array, a DataFrame or a formula)")
+        x_raw = as_float_matrix(X, "X")
+        x_names = _column_names(X, "x", x_raw.shape[1])
+        add_int = intercept
+        expert_block = Block(names=(["Intercept"] if add_int else []) + x_names, intercept=add_int)
+        if isinstance(y, pd.Series) and y.name is not None:
+            y_name = str(y.name)
+    if y is None:
+        raise ValueError("y is required")
+    y_arr = y.to_numpy() if isinstance(y, (pd.Series, pd.DataFrame)) else np.asarray(y)
+    if y_arr.ndim == 2 and y_arr.shape[1] == 1:
+        y_arr = y_arr[:, 0]
+    if y_arr.ndim != 1:
+        raise ValueError("y must be one-dimensional (n,), got shape %s" % (y_arr.shape,))
+    y_arr = y_check(y_arr, "y") if y_check is not None else y_arr
+
+    gate_same = gate_X is None
+    if gate_same:
+        g_raw, g_names = x_raw, list(x_names)
+        g_int = add_int if not expert_formula else has_int
+        gate_block = Block(names=(["Intercept"] if g_int else []) + g_names, intercept=g_int,
+                           formula=expert_block.formula, spec=expert_block.spec)
+    elif isinstance(gate_X, str):
+        gdata = data
+        _, grhs, gspec = parse_formula(gate_X if "~" in gate_X else "~ " + gate_X, gdata, "gate_X")
+        g_df, g_int = _drop_intercept(grhs)
+        g_raw = as_float_matrix(g_df.to_numpy() if g_df.shape[1] else np.empty((grhs.shape[0], 0)), "gate_X")
+        g_names = [str(c) for c in g_df.columns]
+        gate_block = Block(names=(["Intercept"] if g_int else []) + g_names, intercept=g_int,
+                           formula=gate_X, spec=gspec)
+    else:
+        g_raw = as_float_matrix(gate_X, "gate_X")
+        g_names = _column_names(gate_X, "z", g_raw.shape[1])
+        g_int = gate_intercept
+        gate_block = Block(names=(["Intercept"] if g_int else []) + g_names, intercept=g_int)
+
+    w = None if weights is None else weights
+    n = check_lengths(X=x_raw, y=y_arr, gate_X=g_raw)
+    w = as_weights(w, n)
+    if gate_transform is not None:
+        g_raw = np.asarray(gate_transform(g_raw), dtype=np.float64)
+    Xmat, _ = _add_intercept(x_raw, x_names, expert_block.intercept)
+    Gmat, _ = _add_intercept(g_raw, g_names, gate_block.intercept)
+    if Xmat.shape[1] == 0:
+        raise ValueError("the expert design has no columns (no covariates and no intercept)")
+    if Gmat.shape[1] == 0:
+        raise ValueError("the gate design has no columns (no covariates and no intercept)")
+    return Design(X=Xmat, Xg=Gmat, y=y_arr, w=w, expert_block=expert_block, gate_block=gate_block,
+                  gate_same_as_expert=gate_same, y_name=y_name)
+
+
+def new_design(design: Design, X: Any, gate_X: Any, data: Any = None, gate_transform=None) -> tuple[np.ndarray, np.ndarray]:
+    """Expert and gate matrices for new data, encoded like the fitted design."""
+    if isinstance(X, pd.DataFrame) and design.expert_block.formula is not None:
+        data, X = X, None
+    x_raw = design.expert_block.matrix(X, "X", data)
+    if gate_X is None and design.gate_same_as_expert:
+        g_raw = x_raw
+    elif gate_X is None and design.gate_block.formula is not None:
+        g_raw = design.gate_block.matrix(None, "gate_X", data if data is not None else X)
+    elif gate_X is None:
+        raise ValueError("the model was fitted with separate gate covariates: pass gate_X")
+    else:
+        if isinstance(gate_X, pd.DataFrame) and design.gate_block.formula is not None:
+            g_raw = design.gate_block.matrix(gate_X, "gate_X")
+        else:
+            g_raw = design.gate_block.matrix(gate_X, "gate_X")
+    check_lengths(X=x_raw, gate_X=g_raw)
+    if gate_transform is not None:
+        g_raw = np.asarray(gate_transform(g_raw), dtype=np.float64)
+    Xmat, _ = _add_intercept(x_raw, [], design.expert_block.intercept)
+    Gmat, _ = _add_intercept(g_raw, [], design.gate_block.intercept)
+    return Xmat, Gmat
+
+
+def standardize_columns(a: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Weighted z-scores of each column (constant columns become 0)."""
+    wn = w / w.sum()
+    mu = wn @ a
+    sd = np.sqrt(wn @ (a - mu) ** 2)
+    sd = np.where(sd > 0, sd, 1.0)
+    return (a - mu) / sd
+
+
+def as_sequence(x: Any) -> Sequence:
+    return x if isinstance(x, (list, tuple)) else [x]

@@ -1,0 +1,106 @@
+"""The expert interface shared by every expert family.
+
+Like gates, an expert family is a frozen (hashable) dataclass holding settings;
+its parameters are a PyTree handed to pure methods.  Shapes: ``X (p, N)``
+features-major expert design, ``y (N,)``, ``tau (k, N)``, ``w (N,)``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+_REGISTRY: dict[str, type] = {}
+
+
+def register(cls):
+    """Class decorator: make an expert family available by name."""
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def available() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_expert(expert: Any) -> "Expert":
+    if isinstance(expert, Expert):
+        return expert
+    if isinstance(expert, str):
+        if expert not in _REGISTRY:
+            raise ValueError("unknown expert family %r; choose one of %s or pass an expert object"
+                             % (expert, ", ".join(repr(e) for e in available())))
+        return _REGISTRY[expert]()
+    raise TypeError("expert must be a name (%s) or a moestat.experts expert object, got %s"
+                    % (", ".join(available()), type(expert).__name__))
+
+
+@dataclass(frozen=True)
+class Expert:
+    """Base class of the expert families."""
+
+    name: ClassVar[str] = "expert"
+    #: "continuous" (Gaussian experts) or "categorical" (multinomial-logistic experts)
+    response: ClassVar[str] = "continuous"
+
+    # ---- host-side set-up ------------------------------------------------------------
+    def check_y(self, y: np.ndarray, name: str = "y") -> np.ndarray:
+        """Validate the response; return it in the dtype the kernels use."""
+        raise NotImplementedError
+
+    def prepare(self, y: np.ndarray, w: np.ndarray) -> dict:
+        """Data-dependent settings computed once on the host (e.g. a variance floor)."""
+        return {}
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """Map the expert design (n, p) to the features the expert is linear in (default: as is)."""
+        return X
+
+    def init_features(self, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """(n, q) features that k-means-type initialisations cluster on."""
+        raise NotImplementedError
+
+    # ---- parameters ------------------------------------------------------------------
+    def init_params(self, k: int, p: int, info: dict):
+        raise NotImplementedError
+
+    def unconstrain(self, params):
+        """Map parameters to an unconstrained space (e.g. variances to log-variances)."""
+        return params
+
+    def constrain(self, u):
+        """Inverse of :meth:`unconstrain`."""
+        return u
+
+    def n_free_params(self, k: int, p: int) -> int:
+        raise NotImplementedError
+
+    # ---- kernels ---------------------------------------------------------------------
+    def log_density(self, params, X, y):
+        """(k, N) log f_i(y_n | x_n)."""
+        raise NotImplementedError
+
+    def m_step(self, params, tau, X, y, w, ctl, max_halvings: int, fixed):
+        """Parameters that do not lower sum_n w_n sum_i tau_in log f_i(y_n | x_n)."""
+        raise NotImplementedError
+
+    def mean(self, params, X):
+        """(k, N) conditional mean of each expert (class probabilities: (k, C, N))."""
+        raise NotImplementedError
+
+    def sample(self, key, params, X, z):
+        """Draw y (N,) given expert labels z (N,)."""
+        raise NotImplementedError
+
+    def describe(self, params, names: list[str]) -> list[tuple[int, str, float]]:
+        """[(expert, term, estimate), ...] for the expert parameters (expert 0-based)."""
+        raise NotImplementedError
+
+    def free_mask(self, params):
+        """PyTree of booleans like params: True for free (identified) entries."""
+        raise NotImplementedError
+
+    def degenerate(self, params, n_eff, info: dict) -> np.ndarray:
+        """(k,) booleans: experts that sit at a spurious degenerate solution."""
+        return np.zeros(np.asarray(n_eff).shape[0], dtype=bool)

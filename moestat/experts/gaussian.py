@@ -1,0 +1,160 @@
+"""Gaussian experts with a mean linear in the expert design: y | x, z=i ~ N(beta_i' x, sigma_i^2).
+
+The M-step is closed form: weighted least squares per expert from one weighted
+Gram matrix of Z = [X; y] (one contraction over the data for all experts), and
+the ML variance sigma_i^2 = RSS_i / N_i -- no degrees-of-freedom correction, so
+the fixed point is the exact MLE (flexmix divides by n - p; ``peers.md`` §3).
+
+Safeguards: a variance floor (``ctl.var_floor``, absolute), a tiny ridge on the
+normal equations, and an expert with no weight keeps its parameters.  Fixed
+coefficients are honoured exactly by solving the normal equations of the free
+coefficients only.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .base import Expert, register
+
+LOG2PI = math.log(2.0 * math.pi)
+
+
+class GaussianParams(NamedTuple):
+    coef: jnp.ndarray    # (k, p) mean coefficients
+    sigma2: jnp.ndarray  # (k,) variances
+
+
+def gram_stats(tau, w, X, y):
+    """Per-expert weighted Gram blocks: A (k,p,p), b (k,p), c (k,), N_k (k,)."""
+    k, N = tau.shape
+    p = X.shape[0]
+    r = tau * w
+    Z = jnp.concatenate([X, y[None]], axis=0)                               # (p+1, N)
+    G = ((r[:, None, :] * Z[None]).reshape(k * (p + 1), N) @ Z.T).reshape(k, p + 1, p + 1)
+    return G[:, :p, :p], G[:, :p, p], G[:, p, p], r @ jnp.ones(N, dtype=r.dtype)
+
+
+def constrained_wls(A, b, beta_old, fixed):
+    """Solve A beta = b per expert for the free coefficients, fixed ones held at beta_old.
+
+    A (k,p,p), b (k,p), beta_old (k,p), fixed (k,p) bool.
+    """
+    p = A.shape[-1]
+    free = jnp.logical_not(fixed).astype(A.dtype)
+    bx = b - jnp.einsum("kij,kj->ki", A, beta_old * (1.0 - free))
+    Af = A * free[:, :, None] * free[:, None, :] + jax.vmap(jnp.diag)(1.0 - free)
+    scale = jnp.maximum(jnp.trace(A, axis1=1, axis2=2) / p, 1e-300)
+    Af = Af + (1e-13 * scale)[:, None, None] * jnp.eye(p, dtype=A.dtype)[None]
+    rhs = jnp.where(free > 0, bx, beta_old)
+    beta = jnp.linalg.solve(Af, rhs[..., None])[..., 0]
+    return beta
+
+
+def gaussian_m_step(coef, sigma2, tau, X, y, w, ctl, fixed_coef, fixed_sigma2):
+    """Closed-form weighted LS / ML-variance update shared by the Gaussian families."""
+    A, b, c, Nk = gram_stats(tau, w, X, y)
+    beta = constrained_wls(A, b, coef, fixed_coef)
+    rss = c - 2.0 * jnp.einsum("ki,ki->k", beta, b) + jnp.einsum("ki,kij,kj->k", beta, A, beta)
+    total = jnp.sum(w)
+    alive = Nk > 1e-10 * total
+    s2 = jnp.maximum(jnp.maximum(rss, 0.0) / jnp.where(alive, Nk, 1.0), ctl.var_floor)
+    beta = jnp.where(alive[:, None], beta, coef)
+    s2 = jnp.where(alive & jnp.logical_not(fixed_sigma2), s2, sigma2)
+    return beta, s2
+
+
+def gaussian_log_density(mean, sigma2, y):
+    """(k, N) log N(y | mean_i, sigma2_i)."""
+    inv = 1.0 / sigma2
+    return -0.5 * (LOG2PI + jnp.log(sigma2))[:, None] - 0.5 * inv[:, None] * (y[None] - mean) ** 2
+
+
+@register
+@dataclass(frozen=True)
+class GaussianLinear(Expert):
+    """Gaussian experts whose mean is linear in the expert design (intercept included)."""
+
+    name = "linear"
+    response = "continuous"
+
+    def check_y(self, y, name="y"):
+        y = np.asarray(y)
+        if y.dtype == object or y.dtype.kind in "USb" or y.dtype.kind not in "fiu":
+            raise TypeError("%s must be numeric for Gaussian experts, got dtype %s" % (name, y.dtype))
+        y = y.astype(np.float64)
+        if not np.all(np.isfinite(y)):
+            bad = int(np.argmax(~np.isfinite(y)))
+            raise ValueError("%s has %d non-finite value(s) (NaN or inf), first at row %d"
+                             % (name, int((~np.isfinite(y)).sum()), bad))
+        return y
+
+    def prepare(self, y, w):
+        wn = w / w.sum()
+        mu = float(wn @ y)
+        var = float(wn @ (y - mu) ** 2)
+        if not var > 0:
+            raise ValueError("y is constant (weighted variance 0): a Gaussian MoE cannot be fitted")
+        return {"var_y": var}
+
+    def init_features(self, X, y):
+        cols = [X[:, j] for j in range(X.shape[1]) if np.ptp(X[:, j]) > 0]
+        return np.column_stack(cols + [y]) if cols else y[:, None]
+
+    def init_params(self, k, p, info):
+        return GaussianParams(coef=jnp.zeros((k, p)), sigma2=jnp.full((k,), info.get("var_y", 1.0)))
+
+    def n_free_params(self, k, p):
+        return k * (p + 1)
+
+    def unconstrain(self, params):
+        return GaussianParams(coef=params.coef, sigma2=jnp.log(params.sigma2))
+
+    def constrain(self, u):
+        return GaussianParams(coef=u.coef, sigma2=jnp.exp(u.sigma2))
+
+    def log_density(self, params, X, y):
+        return gaussian_log_density(params.coef @ X, params.sigma2, y)
+
+    def m_step(self, params, tau, X, y, w, ctl, max_halvings, fixed):
+        beta, s2 = gaussian_m_step(params.coef, params.sigma2, tau, X, y, w, ctl, fixed.coef, fixed.sigma2)
+        return GaussianParams(coef=beta, sigma2=s2)
+
+    def mean(self, params, X):
+        return params.coef @ X
+
+    def sample(self, key, params, X, z):
+        mu = jnp.take_along_axis(params.coef @ X, z[None], axis=0)[0]
+        sd = jnp.sqrt(params.sigma2)[z]
+        return mu + sd * jax.random.normal(key, mu.shape, dtype=mu.dtype)
+
+    def describe(self, params, names):
+        c, s2 = np.asarray(params.coef), np.asarray(params.sigma2)
+        rows = []
+        for i in range(c.shape[0]):
+            rows += [(i, names[j], float(c[i, j])) for j in range(c.shape[1])]
+            rows.append((i, "sigma", float(np.sqrt(s2[i]))))
+        return rows
+
+    def free_mask(self, params):
+        return GaussianParams(coef=jnp.ones(params.coef.shape, bool), sigma2=jnp.ones(params.sigma2.shape, bool))
+
+    def degenerate(self, params, n_eff, info):
+        return gaussian_degenerate(np.asarray(params.sigma2), np.asarray(n_eff), info, params.coef.shape[1])
+
+
+def gaussian_degenerate(sigma2, n_eff, info, n_mean_params, var_ratio=1e-3):
+    """Spurious-maximum flags: an expert with few effective points and a variance far below the rest.
+
+    An expert is flagged when it carries fewer than ``max(5, 2 * (n_mean_params + 1))``
+    effective points, or when its variance is below ``var_ratio`` times the
+    weighted variance of y *and* it carries fewer than 5 % of the points.
+    """
+    few = n_eff < max(5.0, 2.0 * (n_mean_params + 1))
+    tiny = (sigma2 < var_ratio * info["var_y"]) & (n_eff < 0.05 * info.get("n_total", np.inf))
+    return few | tiny

@@ -1,0 +1,90 @@
+"""Softmax (multinomial-logit) gating: g_i(x) = softmax_i(beta_i' x).
+
+Identifiability: the gate is invariant to adding one vector to every row, so
+expert 0 is the reference (its row is fixed at 0), as in statsmodels' MNLogit
+and flexmix.  The M-step is a warm-started, guarded Newton step on the
+soft-label cross-entropy (:mod:`moestat.newton`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import jax.numpy as jnp
+
+from .. import newton
+from .._math import klogsumexp, ksum
+from .base import Gate, mask_newton, register, softmax_log_weights
+
+
+class SoftmaxParams(NamedTuple):
+    coef: jnp.ndarray  # (k, pg); row 0 is the reference and stays 0
+
+
+def softmax_gate_step(coef, tau, Xg, w, ctl, max_halvings, free, n_steps):
+    """Guarded Newton steps on the soft-label cross-entropy in rows 1..k-1 of ``coef``.
+
+    ``free`` (k, pg) marks the coefficients allowed to move; row 0 is never free.
+    Shared by every gate that is a softmax of a linear predictor in some features.
+    """
+    head = coef[:1]
+
+    def full(th):
+        return jnp.concatenate([head, th], axis=0)
+
+    def objective(th):
+        return newton.softmax_objective(full(th), tau, w, Xg)
+
+    def stats(th):
+        eta = full(th) @ Xg
+        lse = klogsumexp(eta)
+        pi = jnp.exp(eta - lse[None])
+        grad, negH = newton.softmax_newton_stats(pi, tau, w, Xg)
+        grad, negH = mask_newton(grad, negH, free[1:])
+        q = jnp.dot(ksum(tau * eta) - lse, w)
+        return grad, negH, q
+
+    th, _ = newton.newton_ascent(coef[1:], objective, stats, ctl, max_halvings, n_steps)
+    return full(th)
+
+
+@register
+@dataclass(frozen=True)
+class Softmax(Gate):
+    """Softmax gating on the gate covariates (with intercept).
+
+    Parameters
+    ----------
+    newton_steps : int
+        Guarded Newton steps per EM iteration (1 gives an ECM algorithm with
+        the same fixed points as exact EM).
+    """
+
+    name = "softmax"
+    translation_invariant = True
+    newton_steps: int = 1
+
+    def init_params(self, k, pg):
+        return SoftmaxParams(coef=jnp.zeros((k, pg)))
+
+    def n_free_params(self, k, pg):
+        return (k - 1) * pg
+
+    def canonical(self, params):
+        return SoftmaxParams(coef=params.coef - params.coef[:1])
+
+    def log_weights(self, params, Xg):
+        return softmax_log_weights(params.coef, Xg)
+
+    def m_step(self, params, tau, Xg, w, ctl, max_halvings, fixed):
+        free = jnp.logical_not(fixed.coef)
+        coef = softmax_gate_step(params.coef, tau, Xg, w, ctl, max_halvings, free, self.newton_steps)
+        return SoftmaxParams(coef=coef)
+
+    def describe(self, params, names):
+        c = params.coef
+        return [(i, names[j], float(c[i, j])) for i in range(1, c.shape[0]) for j in range(c.shape[1])]
+
+    def free_mask(self, params):
+        m = jnp.ones(params.coef.shape, dtype=bool).at[0].set(False)
+        return SoftmaxParams(coef=m)

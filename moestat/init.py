@@ -1,0 +1,112 @@
+"""Starting values: k-means and random partitions, user labels, responsibilities or parameters.
+
+A start is a matrix of responsibilities (k, n); :func:`moestat.em.params_from_resp`
+turns it into parameters with M-steps, so every gate/expert family gets
+the same initialisations for free.  Default (``init=None``): start 0 is a
+weighted k-means++ / Lloyd partition of the standardised [x, y] features, the
+others alternate between k-means from other seeds and random-centre Voronoi
+partitions, which break symmetry with localised groups (random hard labels, as
+flexmix uses, start every expert at nearly the same fit).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .data import standardize_columns
+
+STRATEGIES = ("kmeans", "random", "random_centers")
+
+
+def kmeans_labels(F: np.ndarray, w: np.ndarray, k: int, rng: np.random.Generator, n_iter: int = 50) -> np.ndarray:
+    """Weighted k-means++ seeding followed by Lloyd iterations; returns labels (n,)."""
+    n = F.shape[0]
+    live = np.flatnonzero(w > 0)
+    p = w[live] / w[live].sum()
+    centers = [F[live[rng.choice(live.size, p=p)]]]
+    d2 = ((F - centers[0]) ** 2).sum(1)
+    for _ in range(1, k):
+        q = w * d2
+        if q.sum() <= 0:
+            centers.append(F[live[rng.integers(live.size)]])
+        else:
+            centers.append(F[rng.choice(n, p=q / q.sum())])
+        d2 = np.minimum(d2, ((F - centers[-1]) ** 2).sum(1))
+    C = np.array(centers)
+    labels = np.zeros(n, dtype=int)
+    for it in range(n_iter):
+        D = ((F[:, None, :] - C[None]) ** 2).sum(-1)
+        new = D.argmin(1)
+        if it > 0 and np.array_equal(new, labels):
+            break
+        labels = new
+        for j in range(k):
+            m = (labels == j) & (w > 0)
+            if m.any():
+                C[j] = (w[m, None] * F[m]).sum(0) / w[m].sum()
+    return labels
+
+
+def random_center_labels(F: np.ndarray, w: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Voronoi partition around k distinct random data points."""
+    live = np.flatnonzero(w > 0)
+    idx = rng.choice(live, size=min(k, live.size), replace=False)
+    D = ((F[:, None, :] - F[idx][None]) ** 2).sum(-1)
+    return D.argmin(1)
+
+
+def labels_to_resp(labels: np.ndarray, k: int, soften: float = 0.0) -> np.ndarray:
+    """One-hot (k, n) responsibilities from labels, optionally mixed with uniform weights."""
+    R = np.zeros((k, labels.shape[0]))
+    R[labels, np.arange(labels.shape[0])] = 1.0
+    if soften:
+        R = (1.0 - soften) * R + soften / k
+    return R
+
+
+def starting_responsibilities(strategy: str | None, F: np.ndarray, w: np.ndarray, k: int, n_init: int,
+                              seed: int) -> np.ndarray:
+    """(n_init, k, n) starting responsibilities for a named strategy (None = the default mix)."""
+    if strategy is not None and strategy not in STRATEGIES:
+        raise ValueError("init must be None, one of %s, labels, responsibilities or parameters; got %r"
+                         % (", ".join(repr(s) for s in STRATEGIES), strategy))
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 7919]))
+    Fs = standardize_columns(F, w)
+    out = []
+    for r in range(n_init):
+        kind = strategy or ("kmeans" if r % 2 == 0 else "random_centers")
+        if kind == "kmeans":
+            lab = kmeans_labels(Fs, w, k, rng)
+        elif kind == "random_centers":
+            lab = random_center_labels(Fs, w, k, rng)
+        else:
+            lab = rng.integers(0, k, size=F.shape[0])
+        out.append(labels_to_resp(lab, k, soften=0.05))
+    return np.stack(out)
+
+
+def user_labels(labels, n: int, k: int) -> np.ndarray:
+    """Validated labels (n,) in 0..k-1 -> responsibilities (1, k, n)."""
+    lab = np.asarray(labels)
+    if lab.dtype.kind == "f" and np.all(np.mod(lab, 1) == 0):
+        lab = lab.astype(int)
+    if lab.dtype.kind not in "iu":
+        raise TypeError("init labels must be integers in 0..%d, got dtype %s" % (k - 1, lab.dtype))
+    if lab.shape != (n,):
+        raise ValueError("init labels must have shape (%d,), got %s" % (n, lab.shape))
+    if lab.min() < 0 or lab.max() >= k:
+        raise ValueError("init labels must lie in 0..%d; got values from %d to %d" % (k - 1, lab.min(), lab.max()))
+    return labels_to_resp(lab, k, soften=0.05)[None]
+
+
+def user_responsibilities(R, n: int, k: int) -> np.ndarray:
+    """Validated responsibilities (n, k) with rows summing to one -> (1, k, n)."""
+    R = np.asarray(R, dtype=np.float64)
+    if R.shape != (n, k):
+        raise ValueError("init responsibilities must have shape (n, k) = (%d, %d), got %s" % (n, k, R.shape))
+    if not np.all(np.isfinite(R)) or np.any(R < 0):
+        raise ValueError("init responsibilities must be finite and non-negative")
+    s = R.sum(1)
+    if not np.allclose(s, 1.0, atol=1e-6):
+        i = int(np.argmax(np.abs(s - 1.0)))
+        raise ValueError("init responsibilities must sum to 1 in every row; row %d sums to %g" % (i, s[i]))
+    return R.T[None]

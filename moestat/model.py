@@ -1,0 +1,332 @@
+"""The estimators: ``GaussianMoE`` (and the shared machinery of every MoE estimator).
+
+An estimator holds the model specification (number of experts, gate family,
+expert family, intercepts, variance bound); ``fit`` validates the data at the
+door, runs EM from several starts in one compiled program, chooses the best
+non-degenerate fit and returns a :class:`moestat.results.MoEResults`.
+"""
+from __future__ import annotations
+
+import numbers
+import warnings
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from . import em
+from . import init as initmod
+from ._jax import backend, to_device
+from .data import Design, build_design, make_data
+from .experts import get_expert
+from .gating import get_gate
+
+
+class MoEWarning(UserWarning):
+    """A fit finished but something about it deserves the user's attention."""
+
+
+class ConvergenceWarning(MoEWarning):
+    """EM stopped at max_iter before meeting the tolerance."""
+
+
+class DegenerateFitWarning(MoEWarning):
+    """A start (or the reported fit) sits at a spurious, degenerate maximum."""
+
+
+def _check_int(value, name, minimum):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError("%s must be an integer, got %r" % (name, value))
+    if value < minimum:
+        raise ValueError("%s must be >= %d, got %d" % (name, minimum, value))
+    return int(value)
+
+
+def _check_float(value, name, minimum=0.0, strict=False):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError("%s must be a number, got %r" % (name, value))
+    v = float(value)
+    if not np.isfinite(v) or v < minimum or (strict and v == minimum):
+        raise ValueError("%s must be a finite number %s %g, got %r" % (name, ">" if strict else ">=", minimum, value))
+    return v
+
+
+class MoEModel:
+    """Shared machinery of the MoE estimators (see :class:`GaussianMoE`)."""
+
+    _default_expert = "linear"
+
+    def __init__(self, n_experts: int = 2, gating: Any = "softmax", expert: Any = None, *,
+                 intercept: bool = True, gate_intercept: bool = True, min_variance: float | None = None,
+                 ridge: float = 0.0):
+        self.n_experts = _check_int(n_experts, "n_experts", 1)
+        self.gate = get_gate(gating)
+        self.expert = get_expert(self._default_expert if expert is None else expert)
+        self.intercept = bool(intercept)
+        self.gate_intercept = bool(gate_intercept)
+        self.min_variance = None if min_variance is None else _check_float(min_variance, "min_variance", 0.0, True)
+        self.ridge = _check_float(ridge, "ridge")
+        self._check_family()
+
+    def _check_family(self):
+        pass
+
+    def __repr__(self):
+        return "%s(n_experts=%d, gating=%r, expert=%r)" % (type(self).__name__, self.n_experts,
+                                                           self.gate.name, self.expert.name)
+
+    # ------------------------------------------------------------------ set-up
+    def design(self, X, y=None, gate_X=None, weights=None, data=None) -> Design:
+        """Validate and encode the inputs (intercepts added unless switched off)."""
+        d = build_design(X, y, gate_X, weights, data, intercept=self.intercept,
+                         gate_intercept=self.gate_intercept, gate_transform=self.gate.transform,
+                         y_check=self.expert.check_y)
+        d.X = self.expert.transform(d.X)
+        self.gate.validate(self.n_experts, d.Xg.shape[1])
+        return d
+
+    def n_params(self, p: int, pg: int) -> int:
+        k = self.n_experts
+        return self.gate.n_free_params(k, pg) + self.expert.n_free_params(k, p)
+
+    def config(self, max_iter: int = 2000, algorithm: str = "em") -> em.EMConfig:
+        return em.EMConfig(gate=self.gate, expert=self.expert, k=self.n_experts, max_iter=max_iter,
+                           algorithm=algorithm)
+
+    def control(self, info: dict, tol: float = 1e-8) -> em.EMControl:
+        floor = self.min_variance if self.min_variance is not None else 1e-8 * info.get("var_y", 1.0)
+        return em.make_control(tol=tol, var_floor=floor, ridge=self.ridge)
+
+    def base_params(self, p: int, pg: int, info: dict) -> em.MoEParams:
+        k = self.n_experts
+        return em.MoEParams(gate=self.gate.init_params(k, pg), expert=self.expert.init_params(k, p, info))
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X, y=None, gate_X=None, weights=None, *, data=None, n_init: int = 10, seed: int = 0,
+            init: Any = None, tol: float = 1e-8, max_iter: int = 2000, algorithm: str = "em",
+            fixed: dict | None = None, prefer_nondegenerate: bool = True, polish: bool = True,
+            batch_size: int | None = None):
+        """Fit by EM from ``n_init`` starts; the best log-likelihood among non-degenerate fits wins.
+
+        Parameters
+        ----------
+        X : array (n,) or (n, d), DataFrame, or a formula ``"y ~ x1 + x2"`` (with ``data``)
+            Expert covariates.  An intercept is added unless the model says not
+            (or the formula removes it).
+        y : array (n,), optional when X is a formula with a response
+        gate_X : array, DataFrame or one-sided formula ``"~ z"``; default: the expert covariates
+        weights : array (n,), optional
+            Non-negative case (frequency) weights; a weight of 0 removes the row.
+        data : DataFrame, needed with formulas
+        n_init : int
+            Number of starts (ignored when ``init`` gives one explicit start).
+        seed : int
+            Seed of the starting values (and of SEM's draws).
+        init : None, "kmeans", "random", "random_centers", labels (n,), responsibilities (n, k),
+            or parameters (``MoEParams`` or a results object)
+        tol : float
+            Stop when the log-likelihood rises by at most ``tol * |loglik|`` in one iteration.
+        max_iter : int
+        algorithm : "em", "cem" (hard assignments) or "sem" (sampled assignments)
+        fixed : dict, optional
+            Parameters held at their starting values, e.g. ``{"gate": True}`` or
+            ``{"coef": mask (k, p), "sigma2": mask (k,)}``; needs ``init`` parameters.
+        prefer_nondegenerate : bool
+            Skip starts that end at a spurious maximum (an expert with a few
+            points and a tiny variance) when a non-degenerate start exists.
+        polish : bool
+            Finish the best EM fit with Levenberg-damped Newton steps on the
+            observed log-likelihood (each step must raise it), so that the
+            reported estimate is the MLE to machine precision rather than to
+            the EM tolerance.  EM only; skipped for degenerate fits.
+        batch_size : int, optional
+            Starts run ``batch_size`` at a time (vectorised); default 1 on CPU, all on GPU.
+        """
+        n_init = _check_int(n_init, "n_init", 1)
+        seed = _check_int(seed, "seed", 0)
+        max_iter = _check_int(max_iter, "max_iter", 1)
+        tol = _check_float(tol, "tol")
+        if algorithm not in em.ALGORITHMS:
+            raise ValueError("algorithm must be one of %s, got %r" % (", ".join(map(repr, em.ALGORITHMS)), algorithm))
+        design = self.design(X, y, gate_X, weights, data)
+        k = self.n_experts
+        n, p = design.X.shape
+        pg = design.Xg.shape[1]
+        n_par = self.n_params(p, pg)
+        if design.n_eff <= n_par:
+            raise ValueError("too few observations: %d rows with positive weight for a model with %d free "
+                             "parameters (k=%d experts, %d expert and %d gate columns)"
+                             % (design.n_eff, n_par, k, p, pg))
+        if design.n_eff < k:
+            raise ValueError("too few observations (%d) for k=%d experts" % (design.n_eff, k))
+        info = self.expert.prepare(design.y, design.w)
+        info["n_total"] = float(design.w.sum())
+        cfg = self.config(max_iter, algorithm)
+        ctl = self.control(info, tol)
+        dat = make_data(design.X, design.Xg, design.y, design.w)
+        base = self.base_params(p, pg, info)
+        fixed_mask = self._fixed_mask(fixed, base, init)
+        bs = batch_size if batch_size is not None else (1 if backend() == "cpu" else n_init)
+        with threadpool_limits(1):
+            params0 = self._starts(init, design, dat, base, ctl, fixed_mask, cfg, n_init, seed, bs)
+            m = jax.tree_util.tree_leaves(params0)[0].shape[0]
+            keys = jax.random.split(jax.random.PRNGKey(seed), m)
+            out = em.fit_restarts(params0, dat, ctl, fixed_mask, keys, cfg, batch_size=min(bs, m))
+            out = jax.device_get(out)
+            restarts = self._restart_table(out, dat, cfg, info)
+        best = self._choose(restarts, prefer_nondegenerate)
+        fit = jax.tree_util.tree_map(lambda a: a[best], out)
+        n_polish = 0
+        if polish and algorithm == "em" and not restarts.loc[best, "degenerate"]:
+            fit, n_polish = self._polish(fit, dat, cfg, fixed_mask)
+        from .results import MoEResults
+        res = MoEResults(model=self, design=design, data=dat, cfg=cfg, ctl=ctl, info=info,
+                         fit=fit, restarts=restarts, best=best, n_polish=n_polish,
+                         fixed=fixed_mask, seed=seed, all_params=out.params)
+        res._warn_about_fit()
+        return res
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _polish(fit, dat, cfg, fixed):
+        """Newton polish of the EM solution on the observed log-likelihood (never lowers it)."""
+        from .parametrization import newton_polish
+        params = jax.tree_util.tree_map(to_device, fit.params)
+        try:
+            new, ll, steps = newton_polish(cfg, params, dat, fixed)
+        except Exception as exc:  # a polish failure must never lose the EM fit
+            warnings.warn("Newton polish skipped: %s" % exc, MoEWarning, stacklevel=3)
+            return fit, 0
+        if steps == 0 or not ll >= float(fit.loglik):
+            return fit, 0
+        return fit._replace(params=jax.tree_util.tree_map(np.asarray, new), loglik=np.asarray(ll)), steps
+
+    def _fixed_mask(self, fixed, base, init):
+        mask = em.no_fixed(base)
+        if not fixed:
+            return mask
+        if not isinstance(fixed, dict):
+            raise TypeError("fixed must be a dict such as {'gate': True} or {'coef': mask}, got %s"
+                            % type(fixed).__name__)
+        if init is None or isinstance(init, str) or isinstance(init, np.ndarray):
+            raise ValueError("fixed parameters need starting values: pass init=parameters (or a results object)")
+        gate, expert = mask.gate, mask.expert
+        for key, val in fixed.items():
+            if key == "gate":
+                gate = jax.tree_util.tree_map(lambda a: _as_mask(val, a, "fixed['gate']"), gate)
+            elif key == "expert":
+                expert = jax.tree_util.tree_map(lambda a: _as_mask(val, a, "fixed['expert']"), expert)
+            elif key in expert._fields:
+                expert = expert._replace(**{key: _as_mask(val, getattr(expert, key), "fixed[%r]" % key)})
+            elif key in gate._fields:
+                gate = gate._replace(**{key: _as_mask(val, getattr(gate, key), "fixed[%r]" % key)})
+            else:
+                raise ValueError("fixed has unknown key %r; use 'gate', 'expert' or one of %s"
+                                 % (key, ", ".join(expert._fields + gate._fields)))
+        return em.MoEParams(gate=gate, expert=expert)
+
+    def _starts(self, init, design, dat, base, ctl, fixed, cfg, n_init, seed, bs):
+        """Starting parameters, stacked on a leading axis."""
+        k, n = self.n_experts, design.n
+        params = _as_params(init, base)
+        if params is not None:
+            return jax.tree_util.tree_map(lambda a: a[None], params)
+        if isinstance(init, str) or init is None:
+            F = self.expert.init_features(design.X, design.y)
+            R = initmod.starting_responsibilities(init, F, design.w, k, n_init, seed)
+        else:
+            arr = np.asarray(init)
+            R = initmod.user_responsibilities(arr, n, k) if arr.ndim == 2 else initmod.user_labels(arr, n, k)
+        R = np.pad(R, ((0, 0), (0, 0), (0, dat.w.shape[0] - n)), constant_values=1.0 / k)
+        em_cfg = em.EMConfig(gate=cfg.gate, expert=cfg.expert, k=cfg.k, max_iter=1, algorithm="em")
+        return em.params_from_resp(to_device(R), base, dat, ctl, fixed, em_cfg, batch_size=min(bs, R.shape[0]))
+
+    def _restart_table(self, out, dat, cfg, info):
+        import pandas as pd
+        rows = []
+        for r in range(np.asarray(out.loglik).shape[0]):
+            params = jax.tree_util.tree_map(lambda a: a[r], out.params)
+            _, tau, _ = em.evaluate(params, dat, cfg)
+            n_eff = np.asarray(tau) @ np.asarray(dat.w)
+            degen = self.expert.degenerate(params.expert, n_eff, info)
+            rows.append({"start": r, "loglik": float(out.loglik[r]), "converged": bool(out.converged[r]),
+                         "n_iter": int(out.n_iter[r]), "degenerate": bool(np.any(degen)),
+                         "min_expert_weight": float(n_eff.min())})
+        return pd.DataFrame(rows)
+
+    @staticmethod
+    def _choose(restarts, prefer_nondegenerate):
+        ll = restarts["loglik"].to_numpy().copy()
+        ll[~np.isfinite(ll)] = -np.inf
+        ok = ~restarts["degenerate"].to_numpy()
+        if prefer_nondegenerate and ok.any():
+            ll = np.where(ok, ll, -np.inf)
+        return int(np.argmax(ll))
+
+
+def _as_mask(val, like, name):
+    shape = np.shape(like)
+    if isinstance(val, (bool, np.bool_)):
+        return jnp.full(shape, bool(val))
+    m = np.asarray(val)
+    if m.dtype != bool or m.shape != shape:
+        raise ValueError("%s must be True/False or a boolean mask of shape %s, got %s %s"
+                         % (name, shape, m.dtype, m.shape))
+    return jnp.asarray(m)
+
+
+def _as_params(init, base):
+    """Parameters from ``init`` when it holds parameters (MoEParams or results), else None."""
+    if init is None or isinstance(init, (str, np.ndarray, list)):
+        return None
+    params = getattr(init, "params_internal", None) or init
+    if not isinstance(params, em.MoEParams):
+        raise TypeError("init must be None, a strategy name, labels, responsibilities, MoEParams or a results "
+                        "object; got %s" % type(init).__name__)
+    try:
+        ok = jax.tree_util.tree_structure(params) == jax.tree_util.tree_structure(base) and all(
+            np.shape(a) == np.shape(b) for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(base)))
+    except Exception:
+        ok = False
+    if not ok:
+        raise ValueError("init parameters do not match this model's shapes: expected %s"
+                         % jax.tree_util.tree_map(np.shape, base))
+    return jax.tree_util.tree_map(lambda a, b: jnp.asarray(a, dtype=b.dtype), params, base)
+
+
+class GaussianMoE(MoEModel):
+    """Mixture of Gaussian-regression experts with a covariate-dependent gate.
+
+    p(y | x, z) = sum_i g_i(z) N(y | beta_i' x, sigma_i^2), fitted by maximum likelihood (EM).
+
+    Parameters
+    ----------
+    n_experts : int
+    gating : str or gate object ("softmax", ...; see ``moestat.gating.available()``)
+    expert : str or expert object, default "linear"
+    intercept, gate_intercept : bool
+        Add an intercept column to the expert / gate covariates.
+    min_variance : float, optional
+        Lower bound on every expert variance (default 1e-8 * var(y), a
+        numerical floor only); raise it to rule out spurious maxima.
+    ridge : float
+        Levenberg ridge on the gate's Newton systems, relative to the curvature
+        scale (0 = exact Newton; helps with separated gates).
+
+    Examples
+    --------
+    >>> import moestat as ms
+    >>> df = ms.datasets.load_sim_moe2()
+    >>> res = ms.GaussianMoE(n_experts=2).fit("y ~ x", data=df)
+    >>> round(res.loglik, 4)
+    -479.3653
+    """
+
+    _default_expert = "linear"
+
+    def _check_family(self):
+        if self.expert.response != "continuous":
+            raise ValueError("GaussianMoE needs a Gaussian expert family, got %r (use MultinomialMoE)"
+                             % self.expert.name)

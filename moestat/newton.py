@@ -1,0 +1,129 @@
+"""Newton statistics for linear-predictor objectives, and the guarded Newton step.
+
+One routine serves the softmax gate and the multinomial-logistic experts
+(``engineering.md`` §8): both maximise a weighted soft-label cross-entropy
+``sum_n w_n sum_c t_cn log softmax_c(B x_n)`` over a coefficient matrix ``B``
+whose reference row 0 is fixed at zero.  Gates whose per-point objective is not
+a softmax (normalized sigmoid, temperature, top-K) pass their own per-point
+gradient and curvature to :func:`linear_newton_stats`.
+
+The guarded step (:func:`guarded_step`) makes every Newton M-step a GEM step:
+the candidate is accepted only if the M-step objective does not decrease
+(beyond ``ls_eps`` relative rounding), halving the step otherwise, and keeping
+the current value when every halving fails.  That is what keeps EM monotone.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from ._math import ksum
+
+
+def linear_newton_stats(g_eta, C, X):
+    """Gradient and negative Hessian of an objective sum_n f_n(B x_n) in B.
+
+    g_eta : (m, N) per-point gradient of f_n with respect to the linear predictor
+    C : (m, m, N) per-point *negative* curvature (weights already applied)
+    X : (p, N) design (features-major)
+    Returns grad (m, p) and negH (m*p, m*p), blocks ordered as ``B.ravel()``.
+    """
+    m, N = g_eta.shape
+    p = X.shape[0]
+    grad = g_eta @ X.T
+    CX = (C.reshape(m * m, 1, N) * X[None]).reshape(m * m * p, N) @ X.T
+    negH = CX.reshape(m, m, p, p).transpose(0, 2, 1, 3).reshape(m * p, m * p)
+    return grad, negH
+
+
+def softmax_newton_stats(pi, target, w, X):
+    """Gradient and negative Hessian of sum_n w_n sum_c t_cn log pi_cn in the free rows 1..C-1.
+
+    pi : (C, N) softmax probabilities at the current coefficients
+    target : (C, N) soft labels summing to one per point (one-hot for class labels)
+    w : (N,) weights (0 = padding)
+    X : (p, N)
+    Closed form: -H = blockdiag_i(X diag(w pi_i) X') - V V', V = sqrt(w) pi_i x.
+    """
+    Cn, N = pi.shape
+    p = X.shape[0]
+    m = Cn - 1
+    pf = pi[1:]
+    grad = (w * (target[1:] - pf)) @ X.T                                  # (m, p)
+    wp = pf * w                                                           # (m, N)
+    diag = (wp[:, None, :] * X[None]).reshape(m * p, N) @ X.T             # (m*p, p)
+    V = ((pf * jnp.sqrt(w))[:, None, :] * X[None]).reshape(m * p, N)      # (m*p, N)
+    negH = -(V @ V.T)
+    blocks = diag.reshape(m, p, p)
+    eye = jnp.eye(m, dtype=pi.dtype)
+    negH = negH + (eye[:, None, :, None] * blocks[:, :, None, :]).reshape(m * p, m * p)
+    return grad, negH
+
+
+def softmax_objective(B, target, w, X):
+    """sum_n w_n sum_c t_cn log softmax_c(B x_n), B (C, p); targets sum to one per point."""
+    eta = B @ X
+    m = eta[0]
+    for i in range(1, eta.shape[0]):
+        m = jnp.maximum(m, eta[i])
+    lse = m + jnp.log(ksum(jnp.exp(eta - m[None])))
+    return jnp.dot(ksum(target * eta) - lse, w)
+
+
+def newton_direction(grad, negH, ridge):
+    """Solve (negH + lambda I) d = grad with a Levenberg ridge scaled to negH's diagonal.
+
+    A ridge keeps the step finite under separation or collinear covariates; a
+    non-finite direction (singular system) becomes 0, i.e. no move.
+    """
+    dim = grad.size
+    scale = jnp.maximum(jnp.trace(negH) / dim, 1e-300)
+    lam = ridge * scale + 1e-12 * scale
+    A = negH + lam * jnp.eye(dim, dtype=negH.dtype)
+    d = jnp.linalg.solve(A, grad.ravel())
+    d = jnp.where(jnp.all(jnp.isfinite(d)), d, 0.0)
+    return d.reshape(grad.shape)
+
+
+def guarded_step(theta, direction, objective: Callable, q0, ls_eps, max_halvings: int):
+    """Line search on theta + 2^-j direction, j = 0..max_halvings, accepting no decrease.
+
+    Returns (theta_new, q_new, accepted).  When no trial is accepted the current
+    theta is kept, so the objective never decreases beyond ``ls_eps * |q0|``.
+    """
+    tol = ls_eps * jnp.abs(q0)
+
+    def cond(state):
+        j, accepted, _, _ = state
+        return jnp.logical_and(jnp.logical_not(accepted), j <= max_halvings)
+
+    def body(state):
+        j, _, _, _ = state
+        cand = theta + (0.5 ** j) * direction
+        qc = objective(cand)
+        ok = jnp.logical_and(jnp.isfinite(qc), qc >= q0 - tol)
+        return j + 1, ok, cand, qc
+
+    init = (jnp.asarray(0), jnp.asarray(False), theta, q0)
+    _, accepted, cand, qc = lax.while_loop(cond, body, init)
+    theta_new = jax.tree_util.tree_map(lambda c, t: jnp.where(accepted, c, t), cand, theta)
+    return theta_new, jnp.where(accepted, qc, q0), accepted
+
+
+def newton_ascent(theta, objective: Callable, stats: Callable, ctl, max_halvings: int, n_steps: int = 1):
+    """``n_steps`` guarded Newton steps maximising ``objective`` from ``theta``.
+
+    stats(theta) -> (grad, negH, q) at theta, grad shaped like theta.
+    """
+    def one(_, carry):
+        th, _ = carry
+        grad, negH, q = stats(th)
+        d = newton_direction(grad, negH, ctl.ridge)
+        th_new, _, acc = guarded_step(th, d, objective, q, ctl.ls_eps, max_halvings)
+        return th_new, acc
+
+    th, acc = lax.fori_loop(0, n_steps, one, (theta, jnp.asarray(True)))
+    return th, acc

@@ -1,0 +1,135 @@
+"""The identified, unconstrained parameter vector of a model, and the Newton polish.
+
+Every family maps its parameter PyTree to an *unconstrained* PyTree
+(``unconstrain``: e.g. variances to log-variances) and marks its identified
+entries (``free_mask``: e.g. not the softmax reference row).  Packing the
+free, non-fixed entries of the unconstrained leaves gives the vector theta
+that :func:`newton_polish` and the observed-information standard errors
+(:mod:`moestat.inference`) work with.  At a maximum the observed information
+transforms by the Jacobian, so standard errors of natural parameters (sigma,
+sigma^2) follow by the delta method from this one parametrisation.
+"""
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import em
+
+
+def free_masks(cfg: em.EMConfig, params: em.MoEParams, fixed: em.MoEParams) -> em.MoEParams:
+    """Host boolean masks of the entries in theta: identified and not fixed by the user."""
+    free = em.MoEParams(gate=cfg.gate.free_mask(params.gate), expert=cfg.expert.free_mask(params.expert))
+    return jax.tree_util.tree_map(lambda m, f: np.asarray(m) & ~np.asarray(f), free, fixed)
+
+
+def unconstrain(cfg: em.EMConfig, params: em.MoEParams) -> em.MoEParams:
+    return em.MoEParams(gate=cfg.gate.unconstrain(params.gate), expert=cfg.expert.unconstrain(params.expert))
+
+
+def constrain(cfg: em.EMConfig, u: em.MoEParams) -> em.MoEParams:
+    return em.MoEParams(gate=cfg.gate.constrain(u.gate), expert=cfg.expert.constrain(u.expert))
+
+
+def pack(cfg, params, masks):
+    """theta: the masked entries of the unconstrained leaves, concatenated."""
+    u = unconstrain(cfg, params)
+    leaves = jax.tree_util.tree_leaves(u)
+    mleaves = jax.tree_util.tree_leaves(masks)
+    return jnp.concatenate([jnp.ravel(a)[np.flatnonzero(np.ravel(m))] for a, m in zip(leaves, mleaves)])
+
+
+def unpack(cfg, theta, params, masks):
+    """Parameters with the masked entries replaced from theta (others kept from ``params``)."""
+    u = unconstrain(cfg, params)
+    leaves, tree = jax.tree_util.tree_flatten(u)
+    mleaves = jax.tree_util.tree_leaves(masks)
+    out, pos = [], 0
+    for a, m in zip(leaves, mleaves):
+        idx = np.flatnonzero(np.ravel(m))
+        flat = jnp.ravel(a).at[idx].set(theta[pos:pos + idx.size])
+        out.append(flat.reshape(jnp.shape(a)))
+        pos += idx.size
+    return constrain(cfg, jax.tree_util.tree_unflatten(tree, out))
+
+
+class _Masks:
+    """Hashable wrapper so that masks can be a static jit argument."""
+
+    def __init__(self, masks):
+        self.masks = jax.tree_util.tree_map(np.asarray, masks)
+        leaves, tree = jax.tree_util.tree_flatten(self.masks)
+        self._key = (tree, tuple((m.shape, m.tobytes()) for m in leaves))
+
+    def __hash__(self):
+        return hash(self._key)
+
+    def __eq__(self, other):
+        return isinstance(other, _Masks) and self._key == other._key
+
+
+@partial(jax.jit, static_argnames=("cfg", "masks"))
+def _ll_theta(theta, params, data, cfg, masks):
+    return em.loglik(unpack(cfg, theta, params, masks.masks), data, cfg)
+
+
+@partial(jax.jit, static_argnames=("cfg", "masks"))
+def _grad_hess(theta, params, data, cfg, masks):
+    f = lambda th: em.loglik(unpack(cfg, th, params, masks.masks), data, cfg)
+    return f(theta), jax.grad(f)(theta), jax.hessian(f)(theta)
+
+
+def loglik_derivatives(cfg, params, data, fixed):
+    """theta, log-likelihood, gradient and Hessian in theta at ``params`` (host arrays)."""
+    m = _Masks(free_masks(cfg, params, fixed))
+    theta = pack(cfg, params, m.masks)
+    ll, g, H = _grad_hess(theta, params, data, cfg, m)
+    return np.asarray(theta), float(ll), np.asarray(g), np.asarray(H)
+
+
+def newton_polish(cfg, params, data, fixed, max_steps: int = 30, gtol: float = 1e-9):
+    """Levenberg-damped Newton ascent on the observed log-likelihood from an EM solution.
+
+    Each accepted step increases the log-likelihood (monotone, like EM); the
+    loop stops when the Newton decrement g' H^-1 g / 2 falls below ``gtol``
+    (about the log-likelihood still to gain) or nothing improves.  Returns
+    (params, loglik, steps_taken).
+    """
+    m = _Masks(free_masks(cfg, params, fixed))
+    theta = pack(cfg, params, m.masks)
+    ll, g, H = (np.asarray(a) for a in _grad_hess(theta, params, data, cfg, m))
+    ll = float(ll)
+    if not np.isfinite(ll) or theta.size == 0:
+        return params, ll, 0
+    steps = 0
+    lam = 0.0
+    for _ in range(max_steps):
+        negH = -(H + H.T) / 2
+        scale = max(np.abs(np.diag(negH)).mean(), 1e-300)
+        accepted = False
+        for _try in range(12):
+            try:
+                L = np.linalg.cholesky(negH + lam * scale * np.eye(theta.size))
+            except np.linalg.LinAlgError:
+                lam = max(lam * 10, 1e-8)
+                continue
+            d = np.linalg.solve(L.T, np.linalg.solve(L, g))
+            decrement = 0.5 * float(g @ d)
+            if decrement < gtol:
+                return unpack(cfg, theta, params, m.masks), ll, steps
+            cand = theta + d
+            llc = float(_ll_theta(cand, params, data, cfg, m))
+            if np.isfinite(llc) and llc > ll:
+                theta, accepted = cand, True
+                lam = lam / 10 if lam > 1e-8 else 0.0
+                break
+            lam = max(lam * 10, 1e-6)
+        if not accepted:
+            break
+        steps += 1
+        ll, g, H = (np.asarray(a) for a in _grad_hess(theta, params, data, cfg, m))
+        ll = float(ll)
+    return unpack(cfg, theta, params, m.masks), ll, steps
