@@ -10,10 +10,13 @@ from . import datasets, experts, gating
 from .em import MoEParams
 from .model import ConvergenceWarning, DegenerateFitWarning, GaussianMoE, MoEWarning
 from .results import MoEResults
+from .inference import InferenceWarning, bootstrap, bootstrap_lrt  # issue 4: inference
+from .selection import select_k  # issue 4: model selection
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConvergenceWarning", "DegenerateFitWarning", "GaussianMoE", "MoEParams", "MoEResults", "MoEWarning",
     "datasets", "experts", "gating",
+    "InferenceWarning", "bootstrap", "bootstrap_lrt", "select_k",
 ]

@@ -206,7 +206,10 @@ def _drop_intercept(df: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
 
 def _formula_rhs(spec: Any, frame: Any) -> pd.DataFrame:
     import patsy
-    (mat,) = patsy.build_design_matrices([spec], frame, return_type="dataframe")
+    try:
+        (mat,) = patsy.build_design_matrices([spec], frame, return_type="dataframe")
+    except patsy.PatsyError as exc:  # an unseen category or a missing column in new data: say which
+        raise ValueError("cannot encode the new data with the fitted formula: %s" % exc) from None
     return mat
 
 

@@ -80,6 +80,11 @@ class MoEModel:
     # ------------------------------------------------------------------ set-up
     def design(self, X, y=None, gate_X=None, weights=None, data=None) -> Design:
         """Validate and encode the inputs (intercepts added unless switched off)."""
+        if isinstance(X, Design):  # already encoded: select_k / bootstrap LRT refit the same data with another k
+            if y is not None or gate_X is not None or weights is not None or data is not None:
+                raise ValueError("pass either an encoded Design or raw inputs, not both")
+            self.gate.validate(self.n_experts, X.Xg.shape[1])
+            return X
         d = build_design(X, y, gate_X, weights, data, intercept=self.intercept,
                          gate_intercept=self.gate_intercept, gate_transform=self.gate.transform,
                          y_check=self.expert.check_y)

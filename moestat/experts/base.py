@@ -101,6 +101,30 @@ class Expert:
         """PyTree of booleans like params: True for free (identified) entries."""
         raise NotImplementedError
 
+    # ---- inference (moestat.inference) ---------------------------------------------
+    def report(self, params):
+        """JAX-traceable 1-d vector of the estimates :meth:`describe` lists, in the same order.
+
+        Used for the delta-method standard errors and the bootstrap; must be
+        differentiable in ``params``.  Default: the :meth:`free_mask` entries
+        of ``params``, leaf by leaf in row-major order; override it when
+        ``describe`` reports transformed values (e.g. sigma instead of sigma^2).
+        """
+        from .._pytree import free_entries
+        return free_entries(params, self.free_mask)
+
+    def permute(self, params, perm):
+        """Parameters with the experts relabelled: new expert i is old expert ``perm[i]``.
+
+        Default: reorder axis 0 of every leaf whose first dimension is k.
+        """
+        from .._pytree import permute_leading
+        return permute_leading(params, perm)
+
+    def boundary(self, params, ctl) -> list[str]:
+        """Messages for parameters on (or numerically at) the boundary of the parameter space."""
+        return []
+
     def degenerate(self, params, n_eff, info: dict) -> np.ndarray:
         """(k,) booleans: experts that sit at a spurious degenerate solution."""
         return np.zeros(np.asarray(n_eff).shape[0], dtype=bool)

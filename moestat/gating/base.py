@@ -111,6 +111,35 @@ class Gate:
         """PyTree of booleans like params: True for free (identified) entries."""
         raise NotImplementedError
 
+    # ---- inference (moestat.inference) ---------------------------------------------
+    #: Title of the gate's coefficient table in ``summary()``.
+    summary_title: ClassVar[str] = "Gate"
+
+    def report(self, params):
+        """JAX-traceable 1-d vector of the estimates :meth:`describe` lists, in the same order.
+
+        The observed-information standard errors and the bootstrap apply the
+        delta method / collect replicates through this map, so it must be
+        differentiable in ``params``.  Default: the :meth:`free_mask` entries of
+        :meth:`canonical` parameters, leaf by leaf in row-major order; override
+        it when ``describe`` reports something else (e.g. a standard deviation).
+        """
+        from .._pytree import free_entries
+        return free_entries(self.canonical(params), self.free_mask)
+
+    def permute(self, params, perm):
+        """Parameters with the experts relabelled: new expert i is old expert ``perm[i]``.
+
+        Default: reorder axis 0 of every leaf whose first dimension is k (the
+        result is not canonicalised; callers apply :meth:`canonical`).
+        """
+        from .._pytree import permute_leading
+        return permute_leading(params, perm)
+
+    def boundary(self, params, ctl) -> list[str]:
+        """Messages for parameters on (or numerically at) the boundary of the parameter space."""
+        return []
+
 
 def softmax_log_weights(coef, Xg):
     """log softmax(coef @ Xg) over experts: (k, N)."""

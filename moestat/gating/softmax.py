@@ -62,6 +62,7 @@ class Softmax(Gate):
 
     name = "softmax"
     translation_invariant = True
+    summary_title = "Gate (log-odds against expert 1)"
     newton_steps: int = 1
 
     def init_params(self, k, pg):
@@ -88,3 +89,7 @@ class Softmax(Gate):
     def free_mask(self, params):
         m = jnp.ones(params.coef.shape, dtype=bool).at[0].set(False)
         return SoftmaxParams(coef=m)
+
+    def report(self, params):
+        # log-odds of experts 2..k against expert 1, in describe() order
+        return (params.coef[1:] - params.coef[:1]).ravel()
