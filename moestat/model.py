@@ -135,6 +135,12 @@ class MoEModel:
             Stop when the log-likelihood rises by at most ``tol * |loglik|`` in one iteration.
         max_iter : int
         algorithm : "em", "cem" (hard assignments) or "sem" (sampled assignments)
+            "cem" maximises the classification likelihood and stops at a fixed
+            point of hard labels.  "sem" draws the labels from the posterior at
+            each of ``max_iter`` iterations (no convergence test, so
+            ``converged`` is False) and reports, per start, the visited
+            parameters with the highest observed log-likelihood; the draws are
+            reproducible from ``seed``.  Neither is polished to the MLE.
         fixed : dict, optional
             Parameters held at their starting values, e.g. ``{"gate": True}`` or
             ``{"coef": mask (k, p), "sigma2": mask (k,)}``; needs ``init`` parameters.

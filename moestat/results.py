@@ -263,7 +263,8 @@ class MoEResults:
         if small.size:
             warnings.warn("expert(s) %s carry almost no data (effective points %s); they are kept in the model"
                           % ((small + 1).tolist(), np.round(wts[small], 3).tolist()), MoEWarning, stacklevel=3)
-        self._check_unique()
+        if self.algorithm == "em":  # CEM / SEM end at many nearby points by design: not a uniqueness issue
+            self._check_unique()
 
     def _check_unique(self):
         """Warn when another start reaches the same log-likelihood with a different fitted model."""

@@ -53,7 +53,8 @@ def constrained_wls(A, b, beta_old, fixed):
     Af = Af + (1e-13 * scale)[:, None, None] * jnp.eye(p, dtype=A.dtype)[None]
     rhs = jnp.where(free > 0, bx, beta_old)
     beta = jnp.linalg.solve(Af, rhs[..., None])[..., 0]
-    return beta
+    # the ridge also touches the fixed rows (beta_j = beta_old_j / (1 + ridge)): hold them exactly
+    return jnp.where(free > 0, beta, beta_old)
 
 
 def gaussian_m_step(coef, sigma2, tau, X, y, w, ctl, fixed_coef, fixed_sigma2):
