@@ -177,6 +177,8 @@ def observed_information(res, rtol: float = 1e-10, warn: bool = True) -> Informa
     theta, ll, g, H = loglik_derivatives(cfg, params, data, fixed)
     est, J = (np.asarray(a) for a in _report_jacobian(jnp.asarray(theta), params, cfg, m))
     messages = _check_report(rows, est, cfg)
+    if messages:  # estimates from describe(), no covariance
+        est, J = rows["estimate"].to_numpy(), np.zeros((len(rows), theta.size))
     negH = -(H + H.T) / 2.0
     if not np.all(np.isfinite(negH)):
         messages.append("the Hessian of the log-likelihood is not finite at the estimate")
@@ -205,17 +207,19 @@ def observed_information(res, rtol: float = 1e-10, warn: bool = True) -> Informa
 
 
 def _check_report(rows, est, cfg) -> list[str]:
-    """A family whose ``report`` disagrees with its ``describe`` is a bug: say so instead of mislabelling."""
+    """A family whose ``report`` disagrees with its ``describe`` would mislabel SEs: refuse them, loudly."""
     ref = rows["estimate"].to_numpy()
-    if est.shape != ref.shape or not np.allclose(est, ref, rtol=1e-7, atol=1e-9):
-        raise ValueError("the gate %r / expert %r report() vector (%d values) does not match describe() (%d rows); "
-                         "the family must list its reported estimates in describe() order"
-                         % (cfg.gate.name, cfg.expert.name, est.size, ref.size))
-    return []
+    if est.shape == ref.shape and np.allclose(est, ref, rtol=1e-7, atol=1e-9):
+        return []
+    return ["the report() vector of gate %r / expert %r (%d values) does not match describe() (%d rows); "
+            "standard errors are not available until the family lists its estimates in describe() order"
+            % (cfg.gate.name, cfg.expert.name, est.size, ref.size)]
 
 
 def _stationarity(g, cov_t, res) -> list[str]:
-    dec = 0.5 * float(g @ cov_t @ g) if np.all(np.isfinite(cov_t)) else np.inf
+    if not np.all(np.isfinite(cov_t)):  # already reported as a non-finite Hessian
+        return []
+    dec = 0.5 * float(g @ cov_t @ g)
     if dec > 1e-4 * max(1.0, 1e-6 * abs(res.loglik)):
         return ["the estimate is not a stationary point of the log-likelihood (about %.3g log-likelihood units "
                 "from one; algorithm=%r, converged=%s): standard errors from the observed information there are "
@@ -608,6 +612,9 @@ def bootstrap(res, B: int = 200, kind: str = "empirical", seed: int = 0, *, n_in
     cfg = em.EMConfig(gate=res._cfg.gate, expert=res._cfg.expert, k=res._cfg.k, max_iter=res._cfg.max_iter,
                       algorithm=res.algorithm)
     P = _host(res.params_internal)
+    problem = _check_report(res.params_frame(), np.asarray(report_vector(cfg, P)), cfg)
+    if problem:
+        raise ValueError(problem[0].replace("standard errors are", "a bootstrap is"))
     job = FitJob(model=res.model, cfg=cfg, given=P, base=P, fixed=_host(res.fixed), n_extra=n_init)
     spec = _spec_for(res, kind, seed, [job], sampler=(cfg, P), tol=tol)
     out = run_replicates(spec, B, chunk_size=chunk_size, n_jobs=n_jobs)[0]
@@ -636,9 +643,7 @@ class BootstrapResults:
         self.kind = kind
         self.seed = seed
         self.B = estimates.shape[0]
-        idx = res.information.index if "information" in res.__dict__ else \
-            pd.MultiIndex.from_frame(res.params_frame()[ROW_INDEX])
-        self.estimates = pd.DataFrame(estimates, columns=idx)
+        self.estimates = pd.DataFrame(estimates, columns=pd.MultiIndex.from_frame(res.params_frame()[ROW_INDEX]))
         self.loglik = np.asarray(loglik)
         self.converged = np.asarray(converged, dtype=bool)
         self.degenerate = np.asarray(degenerate, dtype=bool)

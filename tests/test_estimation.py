@@ -55,6 +55,9 @@ def test_sem_returns_the_best_visited_parameters():
     P = a.params
     assert a.loglik == pytest.approx(np_loglik(X, Xg, y, P.gate.coef, P.expert.coef, np.sqrt(P.expert.sigma2)),
                                      abs=1e-8)
+    # flexmix's "sem.em" strategy: EM (polished) from the SEM result reaches the MLE
+    em = ms.GaussianMoE(2).fit("y ~ x", data=df, init=a)
+    assert em.loglik == pytest.approx(-479.365313097493, abs=1e-6) and em.converged
 
 
 def test_user_initialisation_from_labels_responsibilities_and_parameters():

@@ -185,3 +185,25 @@ def test_boundary_and_non_stationary_fits_warn():
     with pytest.warns(InferenceWarning, match="not a stationary point"):
         se = cem.bse
     assert np.all(np.isfinite(se))
+
+
+def test_a_family_whose_report_disagrees_with_describe_gets_no_standard_errors():
+    import copy
+    from dataclasses import dataclass, replace
+
+    @dataclass(frozen=True)
+    class BadReport(ms.gating.softmax.Softmax):
+        def report(self, params):
+            return params.coef[1:, :1].ravel()       # forgets the slope
+
+    _, res = sim_moe2_fit()
+    bad = copy.copy(res)
+    bad.__dict__.pop("information", None)
+    bad._cfg = replace(res._cfg, gate=BadReport())
+    with pytest.warns(InferenceWarning, match="report\\(\\) vector of gate 'softmax' / expert 'linear' \\(7 values\\) "
+                                              "does not match describe\\(\\) \\(8 rows\\)"):
+        f = bad.summary_frame()
+    assert f["std_err"].isna().all()
+    np.testing.assert_allclose(f["estimate"], res.summary_frame()["estimate"])
+    with pytest.raises(ValueError, match="a bootstrap is not available"):
+        bad.bootstrap(B=4)
