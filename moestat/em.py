@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._math import klogsumexp, kmax
+from ._math import kmax, ksum
 from .data import Data
 
 ALGORITHMS = ("em", "cem", "sem")
@@ -89,13 +89,15 @@ def joint_log(params: MoEParams, data: Data, cfg: EMConfig):
 def e_step(params: MoEParams, data: Data, cfg: EMConfig):
     """Log-likelihood, responsibilities (k, N), per-point log densities and the classification objective."""
     lj = joint_log(params, data, cfg)
-    lse = klogsumexp(lj)
-    live = data.w > 0
-    lse_w = jnp.where(live, lse, 0.0)
-    tau = jnp.exp(lj - lse_w[None])
-    tau = jnp.where(live[None], tau, 1.0 / cfg.k)
-    ll = jnp.dot(lse_w, data.w)
-    cll = jnp.dot(jnp.where(live, kmax(lj), 0.0), data.w)
+    m = kmax(lj)
+    live = jnp.logical_and(data.w > 0, jnp.isfinite(m))
+    m = jnp.where(live, m, 0.0)
+    e = jnp.exp(lj - m[None])               # reused for tau: k exps per point, not 2k
+    s = ksum(e)
+    lse = m + jnp.log(s)
+    tau = jnp.where(live[None], e / s[None], 1.0 / cfg.k)
+    ll = jnp.dot(jnp.where(live, lse, 0.0), data.w)
+    cll = jnp.dot(m, data.w)
     return ll, tau, lse, cll
 
 

@@ -101,6 +101,18 @@ class Expert:
         """PyTree of booleans like params: True for free (identified) entries."""
         raise NotImplementedError
 
+    def at_bound(self, params, ctl):
+        """PyTree of booleans like params: entries sitting on a bound (e.g. the variance floor).
+
+        The Newton polish holds them fixed; inference reports them as on the boundary.
+        """
+        return self.free_mask(params)._replace(**{f: np.zeros(np.shape(getattr(params, f)), bool)
+                                                  for f in params._fields})
+
+    def feasible(self, params, ctl) -> bool:
+        """Whether ``params`` respects the family's bounds (checked on Newton-polish candidates)."""
+        return True
+
     def degenerate(self, params, n_eff, info: dict) -> np.ndarray:
         """(k,) booleans: experts that sit at a spurious degenerate solution."""
         return np.zeros(np.asarray(n_eff).shape[0], dtype=bool)

@@ -144,6 +144,14 @@ class GaussianLinear(Expert):
     def free_mask(self, params):
         return GaussianParams(coef=jnp.ones(params.coef.shape, bool), sigma2=jnp.ones(params.sigma2.shape, bool))
 
+    def at_bound(self, params, ctl):
+        floor = float(ctl.var_floor)
+        return GaussianParams(coef=np.zeros(np.shape(params.coef), bool),
+                              sigma2=np.asarray(params.sigma2) <= floor * (1 + 1e-9))
+
+    def feasible(self, params, ctl):
+        return bool(np.all(np.asarray(params.sigma2) >= float(ctl.var_floor)))
+
     def degenerate(self, params, n_eff, info):
         return gaussian_degenerate(np.asarray(params.sigma2), np.asarray(n_eff), info, params.coef.shape[1])
 
