@@ -129,3 +129,15 @@ def test_collapsed_expert_is_kept_with_a_warning(sim_df):
     with pytest.warns(ms.MoEWarning, match=r"expert\(s\) \[3\] carry almost no data"):
         res = ms.GaussianMoE(3).fit("y ~ x", data=sim_df, init=R, max_iter=50)
     assert res.params.expert.coef.shape[0] == 3  # never deleted
+
+
+def test_warns_when_the_best_fit_is_not_unique():
+    # three equal clusters, mirrored: merging the lower or the upper two gives the same likelihood
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, 150)
+    y = np.concatenate([rng.normal(c, 0.5, 50) for c in (-4, 0, 4)])
+    y -= y.mean()
+    X, Y = np.concatenate([x, x])[:, None], np.concatenate([y, -y])
+    with pytest.warns(ms.MoEWarning, match="distinct fits .* the maximum is not unique"):
+        res = ms.GaussianMoE(2).fit(X, Y, gate_X=np.zeros((300, 0)), n_init=10, seed=0)
+    assert res.params_frame().query("block == 'gate'").term.tolist() == ["Intercept"]
