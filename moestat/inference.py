@@ -171,7 +171,11 @@ def observed_information(res, rtol: float = 1e-10, warn: bool = True) -> Informa
     """
     cfg, data = res._cfg, res._data
     params = res._device_params
-    fixed = jax.tree_util.tree_map(np.asarray, res.fixed)
+    # entries on a bound (a variance at its floor) are held fixed, as in the Newton polish: the others'
+    # SEs are conditional on them, and they get NaN (the information there says nothing about them)
+    bound = em.MoEParams(gate=jax.tree_util.tree_map(lambda a: np.zeros(np.shape(a), bool), params.gate),
+                         expert=jax.tree_util.tree_map(np.asarray, cfg.expert.at_bound(params.expert, res._ctl)))
+    fixed = jax.tree_util.tree_map(lambda f, b: np.asarray(f) | b, res.fixed, bound)
     rows = res.params_frame()
     m = _Masks(free_masks(cfg, params, fixed))
     theta, ll, g, H = loglik_derivatives(cfg, params, data, fixed)
@@ -197,7 +201,7 @@ def observed_information(res, rtol: float = 1e-10, warn: bool = True) -> Informa
         names = ", ".join("%s %d %s" % tuple(r) for r in rows.loc[undefined & (jn > 0), ROW_INDEX].to_numpy()[:6])
         messages.append("the observed information matrix is %s (smallest scaled eigenvalue %.3g); standard errors "
                         "of %s are set to NaN" % (kind, lam_min, names or "the affected parameters"))
-    messages += _stationarity(g, cov_t, res) + _boundary(res, params)
+    messages += _stationarity(g, cov_t, res) + _boundary(res, bound.expert)
     info = Information(rows=rows.drop(columns="estimate"), estimate=est, cov=cov, theta=theta, grad=g,
                        hessian=H, cov_theta=cov_t, jacobian=J, messages=messages)
     if warn:
@@ -227,14 +231,21 @@ def _stationarity(g, cov_t, res) -> list[str]:
     return []
 
 
-def _boundary(res, params) -> list[str]:
-    msgs = res.model.gate.boundary(params.gate, res._ctl) + res.model.expert.boundary(params.expert, res._ctl)
+def _boundary(res, bound_expert) -> list[str]:
+    msgs = []
+    for name, m in zip(getattr(bound_expert, "_fields", [""] * 99), jax.tree_util.tree_leaves(bound_expert)):
+        m = np.asarray(m)
+        if m.any():
+            experts = np.unique(np.argwhere(m)[:, 0]) + 1 if m.ndim else []
+            msgs.append("%s of expert(s) %s is on a bound of the parameter space (e.g. the variance floor): its "
+                        "standard error is NaN and the others are conditional on it" % (name, list(map(int, experts))))
     wts = res.expert_weights
     low = np.flatnonzero(wts < max(1.0, 1e-3 * res.nobs))
     if low.size:
         msgs.append("expert(s) %s carry almost no weight (%s effective points): the fit is at the boundary of the "
-                    "parameter space" % ((low + 1).tolist(), np.round(wts[low], 3).tolist()))
-    return [m + "; standard errors there are not reliable" for m in msgs]
+                    "parameter space; standard errors there are not reliable"
+                    % ((low + 1).tolist(), np.round(wts[low], 3).tolist()))
+    return msgs
 
 
 # =========================================================================== relabelling

@@ -191,7 +191,7 @@ class MoEModel:
         fit = jax.tree_util.tree_map(lambda a: a[best], out)
         n_polish = 0
         if polish and algorithm == "em" and not restarts.loc[best, "degenerate"]:
-            fit, n_polish = self._polish(fit, dat, cfg, fixed_mask)
+            fit, n_polish = self._polish(fit, dat, cfg, fixed_mask, ctl)
         from .results import MoEResults
         res = MoEResults(model=self, design=design, data=dat, cfg=cfg, ctl=ctl, info=info,
                          fit=fit, restarts=restarts, best=best, n_polish=n_polish,
@@ -201,12 +201,12 @@ class MoEModel:
 
     # ------------------------------------------------------------------ helpers
     @staticmethod
-    def _polish(fit, dat, cfg, fixed):
+    def _polish(fit, dat, cfg, fixed, ctl):
         """Newton polish of the EM solution on the observed log-likelihood (never lowers it)."""
         from .parametrization import newton_polish
         params = jax.tree_util.tree_map(to_device, fit.params)
         try:
-            new, ll, steps = newton_polish(cfg, params, dat, fixed)
+            new, ll, steps = newton_polish(cfg, params, dat, fixed, ctl)
         except Exception as exc:  # a polish failure must never lose the EM fit
             warnings.warn("Newton polish skipped: %s" % exc, MoEWarning, stacklevel=3)
             return fit, 0

@@ -101,6 +101,18 @@ class Expert:
         """PyTree of booleans like params: True for free (identified) entries."""
         raise NotImplementedError
 
+    def at_bound(self, params, ctl):
+        """PyTree of booleans like params: entries sitting on a bound (e.g. the variance floor).
+
+        The Newton polish holds them fixed; inference reports them as on the boundary.
+        """
+        return self.free_mask(params)._replace(**{f: np.zeros(np.shape(getattr(params, f)), bool)
+                                                  for f in params._fields})
+
+    def feasible(self, params, ctl) -> bool:
+        """Whether ``params`` respects the family's bounds (checked on Newton-polish candidates)."""
+        return True
+
     # ---- inference (moestat.inference) ---------------------------------------------
     def report(self, params):
         """JAX-traceable 1-d vector of the estimates :meth:`describe` lists, in the same order.
@@ -120,10 +132,6 @@ class Expert:
         """
         from .._pytree import permute_leading
         return permute_leading(params, perm)
-
-    def boundary(self, params, ctl) -> list[str]:
-        """Messages for parameters on (or numerically at) the boundary of the parameter space."""
-        return []
 
     def degenerate(self, params, n_eff, info: dict) -> np.ndarray:
         """(k,) booleans: experts that sit at a spurious degenerate solution."""

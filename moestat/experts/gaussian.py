@@ -145,23 +145,20 @@ class GaussianLinear(Expert):
     def free_mask(self, params):
         return GaussianParams(coef=jnp.ones(params.coef.shape, bool), sigma2=jnp.ones(params.sigma2.shape, bool))
 
+    def at_bound(self, params, ctl):
+        floor = float(ctl.var_floor)
+        return GaussianParams(coef=np.zeros(np.shape(params.coef), bool),
+                              sigma2=np.asarray(params.sigma2) <= floor * (1 + 1e-9))
+
+    def feasible(self, params, ctl):
+        return bool(np.all(np.asarray(params.sigma2) >= float(ctl.var_floor)))
+
     def report(self, params):
         # describe() order: per expert its coefficients, then sigma (a standard deviation)
         return jnp.concatenate([params.coef, jnp.sqrt(params.sigma2)[:, None]], axis=1).ravel()
 
-    def boundary(self, params, ctl):
-        return gaussian_boundary(np.asarray(params.sigma2), float(ctl.var_floor))
-
     def degenerate(self, params, n_eff, info):
         return gaussian_degenerate(np.asarray(params.sigma2), np.asarray(n_eff), info, params.coef.shape[1])
-
-
-def gaussian_boundary(sigma2, var_floor, factor=1.01):
-    """Boundary messages for variances at the floor (the likelihood is unbounded there)."""
-    at = np.flatnonzero(sigma2 <= factor * var_floor)
-    if not at.size:
-        return []
-    return ["variance of expert(s) %s is at the lower bound %.3g" % ((at + 1).tolist(), var_floor)]
 
 
 def gaussian_degenerate(sigma2, n_eff, info, n_mean_params, var_ratio=1e-3):

@@ -98,8 +98,13 @@ class Gate:
         """
         return self.log_weights(params, Xg)
 
-    def m_step(self, params, tau, Xg, w, ctl, max_halvings: int, fixed):
-        """Parameters that do not lower sum_n w_n sum_i tau_in log g_i(x_n) (a GEM step)."""
+    def m_step(self, params, tau, Xg, w, ctl, max_halvings: int, fixed, log_w=None):
+        """Parameters that do not lower sum_n w_n sum_i tau_in log g_i(x_n) (a GEM step).
+
+        ``log_w`` (k, N), when given, is :meth:`e_step_terms` at ``params`` from
+        the E-step (for conditional gates, the log gate probabilities): a gate
+        may reuse it instead of recomputing (XLA does not merge the two).
+        """
         raise NotImplementedError
 
     # ---- presentation / inference ----------------------------------------------------
@@ -135,10 +140,6 @@ class Gate:
         """
         from .._pytree import permute_leading
         return permute_leading(params, perm)
-
-    def boundary(self, params, ctl) -> list[str]:
-        """Messages for parameters on (or numerically at) the boundary of the parameter space."""
-        return []
 
 
 def softmax_log_weights(coef, Xg):
