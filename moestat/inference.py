@@ -48,7 +48,7 @@ from . import init as initmod
 from ._jax import backend, to_device
 from .data import Data
 from .model import MoEWarning
-from .parametrization import _Masks, free_masks, loglik_derivatives, pack, unpack
+from .parametrization import _Masks, free_masks, loglik_derivatives, unpack
 
 BOOTSTRAP_KINDS = ("empirical", "parametric")
 ROW_INDEX = ["block", "expert", "term"]

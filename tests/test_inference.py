@@ -1,7 +1,6 @@
 """Observed-information standard errors, summaries, weights, relabelling (moestat.inference)."""
 from __future__ import annotations
 
-import warnings
 
 import jax
 import numpy as np
