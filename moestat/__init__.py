@@ -9,11 +9,13 @@ from . import _jax  # noqa: F401  (float64 on import)
 from . import datasets, experts, gating
 from .em import MoEParams
 from .model import ConvergenceWarning, DegenerateFitWarning, GaussianMoE, MoEWarning
+from .multinomial_moe import MultinomialMoE, MultinomialResults
 from .results import MoEResults
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConvergenceWarning", "DegenerateFitWarning", "GaussianMoE", "MoEParams", "MoEResults", "MoEWarning",
+    "MultinomialMoE", "MultinomialResults",
     "datasets", "experts", "gating",
 ]
