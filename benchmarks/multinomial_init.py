@@ -5,7 +5,8 @@ direct optimisation (SciPy BFGS + trust-exact, :mod:`moestat.models.direct`)
 finds when started at the truth.  Every strategy fits the data with 10 full EM
 runs; a strategy *reaches* the MLE when its log-likelihood is within 1e-4 of
 the reference or above it ("above" counts data sets where EM found a higher
-maximum than the truth-started optimisation).
+maximum than the truth-started optimisation); "best known" counts the data
+sets where it is within 1e-4 of the highest maximum any method found.
 
 Strategies
     restarts      core default: k-means / random-centre partitions of [x, one-hot y]
@@ -15,8 +16,9 @@ Strategies
     nogate        fit the mixture with an intercept-only gate first, then EM from it with the full gate
     gate_voronoi  random Voronoi partitions of the gate covariates (no screening)
     screened      MultinomialMoE default: 40 candidates (k-means of the gate covariates and of
-                  [x, one-hot y], random Voronoi cells of the gate covariates), short EM each
-                  (relative tol 1e-4), the 10 best continue to full EM
+                  [x, one-hot y], random Voronoi cells, half in the gate covariates and half in
+                  [x, one-hot y]), short EM each (relative tol 1e-4), the 10 best distinct ones
+                  (MAP partitions agreeing on < 99 % of the points) continue to full EM
 
 Run:  OPENBLAS_NUM_THREADS=1 python benchmarks/multinomial_init.py [n_reps] [designs]
 Writes benchmarks/results/multinomial_init.json and prints a table.
@@ -57,7 +59,8 @@ class _GateVoronoi(ms.MultinomialMoE):
         from moestat import em
         from moestat._jax import to_device
         Fe = self.expert.init_features(design.X, design.y)
-        R = candidate_responsibilities(gate_features(design.Xg), Fe, design.w, self.n_experts, n_init, seed)
+        R = candidate_responsibilities(gate_features(design.Xg), Fe, design.w, self.n_experts, n_init, seed,
+                                       expert_share=0.0)
         R = np.pad(R, ((0, 0), (0, 0), (0, dat.w.shape[0] - design.n)), constant_values=1.0 / self.n_experts)
         em1 = em.EMConfig(gate=cfg.gate, expert=cfg.expert, k=cfg.k, max_iter=1, algorithm="em")
         return em.params_from_resp(to_device(R), base, dat, ctl, fixed, em1, batch_size=bs)
@@ -106,18 +109,23 @@ def main(n_reps=20, designs=("steep", "local")):
             print("%s rep %2d ref %.4f  " % (name, r, ref)
                   + "  ".join("%s %+.1e" % (s, row[s]["diff"]) for s in STRATEGIES), flush=True)
         summary = {}
+        best = np.array([max([row["ref"]] + [row[s]["loglik"] for s in STRATEGIES]) for row in rows])
         for s in STRATEGIES:
             d = np.array([row[s]["diff"] for row in rows])
+            ll = np.array([row[s]["loglik"] for row in rows])
             t = np.array([row[s]["seconds"] for row in rows])
             summary[s] = {"reached": int((d >= -1e-4).sum()), "above_ref": int((d > 1e-4).sum()),
+                          "reached_best": int((ll >= best - 1e-4).sum()),
                           "worst_gap": float(d.min()), "median_seconds": float(np.median(t)),
                           "max_seconds": float(t.max())}
         out["designs"][name] = {"summary": summary, "rows": rows}
         print("\n%s design, %d data sets, n = %d, %d full EM runs per fit" % (name, n_reps, N, N_INIT))
-        print("%-13s %8s %10s %12s %10s %10s" % ("strategy", "reached", "above ref", "worst gap", "median s", "max s"))
+        print("%-13s %8s %10s %11s %12s %10s %10s" % ("strategy", "reached", "above ref", "best known", "worst gap",
+                                                     "median s", "max s"))
         for s, v in summary.items():
-            print("%-13s %5d/%-2d %10d %12.3g %10.2f %10.2f" % (s, v["reached"], n_reps, v["above_ref"],
-                                                              v["worst_gap"], v["median_seconds"], v["max_seconds"]))
+            print("%-13s %5d/%-2d %10d %8d/%-2d %12.3g %10.2f %10.2f"
+                  % (s, v["reached"], n_reps, v["above_ref"], v["reached_best"], n_reps, v["worst_gap"],
+                     v["median_seconds"], v["max_seconds"]))
     os.makedirs(os.path.join(os.path.dirname(__file__), "results"), exist_ok=True)
     path = os.path.join(os.path.dirname(__file__), "results", "multinomial_init.json")
     with open(path, "w") as fh:

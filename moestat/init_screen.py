@@ -30,38 +30,82 @@ def gate_features(Xg: np.ndarray) -> np.ndarray | None:
     return Xg[:, cols] if cols else None
 
 
-def candidate_responsibilities(Fg, Fe, w, k, n_candidates, seed) -> np.ndarray:
-    """(n_candidates, k, n): k-means on the gate features and on the expert features, then random Voronoi cells."""
+def candidate_responsibilities(Fg, Fe, w, k, n_candidates, seed, expert_share: float = 0.5) -> np.ndarray:
+    """(n_candidates, k, n) starting partitions as softened responsibilities.
+
+    Candidate 0 is k-means of the gate features, candidate 1 k-means of the
+    expert features (for MoE with categorical y: covariates and one-hot
+    classes); the rest are Voronoi cells around random data points, a share
+    ``expert_share`` of them in the expert features and the others in the
+    gate features.
+    """
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 104729]))
     w = np.asarray(w)
-    feats = [standardize_columns(F, w) for F in (Fg, Fe) if F is not None]
-    out = [kmeans_labels(F, w, k, rng) for F in feats]
-    Fv = feats[0]
-    while len(out) < n_candidates:
-        out.append(random_center_labels(Fv, w, k, rng))
+    Fg = standardize_columns(Fg, w) if Fg is not None else None
+    Fe = standardize_columns(Fe, w)
+    Fg = Fe if Fg is None else Fg
+    out = [kmeans_labels(Fg, w, k, rng), kmeans_labels(Fe, w, k, rng)]
+    n_expert = int(round(expert_share * (n_candidates - 2)))
+    for j in range(n_candidates - 2):
+        # spread the expert-feature candidates evenly through the list (batches stay mixed)
+        use_e = int((j + 1) * n_expert / max(n_candidates - 2, 1)) > int(j * n_expert / max(n_candidates - 2, 1))
+        out.append(random_center_labels(Fe if use_e else Fg, w, k, rng))
     return np.stack([labels_to_resp(lab, k, soften=0.05) for lab in out[:n_candidates]])
 
 
-def screened_starts(R, base, dat, ctl, fixed, cfg, n_keep: int, seed: int, screen_tol: float = 1e-5,
-                    batch_size: int = 1):
-    """Short EM from every candidate (batches of ``n_keep``); the ``n_keep`` best parameter sets, stacked.
+def partition_agreement(a: np.ndarray, b: np.ndarray, k: int) -> float:
+    """Share of points two labellings put together, under the best matching of their labels."""
+    from scipy.optimize import linear_sum_assignment
+    table = np.zeros((k, k))
+    np.add.at(table, (a, b), 1.0)
+    r, c = linear_sum_assignment(-table)
+    return float(table[r, c].sum() / max(a.size, 1))
+
+
+def distinct_best(ll: np.ndarray, labels: np.ndarray, k: int, n_keep: int, same: float = 0.99) -> np.ndarray:
+    """Indices of the n_keep best candidates, skipping any whose partition repeats a better one's.
+
+    Two candidates whose MAP partitions agree on more than ``same`` of the
+    points are taken to be in the same basin; when fewer than ``n_keep``
+    distinct basins exist, the best repeats fill the rest.
+    """
+    order = np.argsort(-ll, kind="stable")
+    kept: list[int] = []
+    for c in order:
+        if not np.isfinite(ll[c]):
+            continue
+        if all(partition_agreement(labels[c], labels[j], k) < same for j in kept):
+            kept.append(int(c))
+        if len(kept) == n_keep:
+            break
+    rest = [int(c) for c in order if int(c) not in kept]
+    return np.array((kept + rest)[:n_keep])
+
+
+def screened_starts(R, base, dat, ctl, fixed, cfg, n_keep: int, seed: int, screen_tol: float = 1e-4,
+                    batch_size: int = 1, n_live: int | None = None):
+    """Short EM from every candidate (batches of ``n_keep``); the ``n_keep`` best distinct ones, stacked.
 
     R : (M, k, N) padded candidate responsibilities, M a multiple of n_keep.
     Returns (params stacked on a leading axis of n_keep, candidate log-likelihoods (M,)).
     """
     M = R.shape[0]
+    n_live = R.shape[2] if n_live is None else n_live
     em1 = em.EMConfig(gate=cfg.gate, expert=cfg.expert, k=cfg.k, max_iter=1, algorithm="em")
     loose = ctl._replace(tol=jnp.asarray(screen_tol, dtype=ctl.tol.dtype))
-    params, lls = [], []
+    params, lls, labels = [], [], []
     for b in range(0, M, n_keep):
         p0 = em.params_from_resp(to_device(R[b:b + n_keep]), base, dat, ctl, fixed, em1,
                                  batch_size=min(batch_size, n_keep))
         keys = jax.random.split(jax.random.PRNGKey(seed + 7 * b + 1), n_keep)
-        out = em.fit_restarts(p0, dat, loose, fixed, keys, cfg, batch_size=min(batch_size, n_keep))
-        params.append(jax.device_get(out.params))
+        out = jax.device_get(em.fit_restarts(p0, dat, loose, fixed, keys, cfg, batch_size=min(batch_size, n_keep)))
+        params.append(out.params)
         lls.append(np.asarray(out.loglik))
+        for r in range(n_keep):
+            _, tau, _ = em.evaluate(jax.tree_util.tree_map(lambda a: a[r], out.params), dat, cfg)
+            labels.append(np.asarray(tau)[:, :n_live].argmax(0))
     ll = np.concatenate(lls)
     ll = np.where(np.isfinite(ll), ll, -np.inf)
-    best = np.argsort(-ll, kind="stable")[:n_keep]
+    best = distinct_best(ll, np.stack(labels), cfg.k, n_keep)
     stacked = jax.tree_util.tree_map(lambda *a: np.concatenate(a, axis=0)[best], *params)
     return jax.tree_util.tree_map(to_device, stacked), ll

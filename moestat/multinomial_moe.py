@@ -95,7 +95,7 @@ class MultinomialMoE(MoEModel):
         R = candidate_responsibilities(Fg if Fg is not None else Fe, Fe, design.w, k, M, seed)
         R = np.pad(R, ((0, 0), (0, 0), (0, dat.w.shape[0] - design.n)), constant_values=1.0 / k)
         params, self._screen_ll = screened_starts(R, base, dat, ctl, fixed, cfg, n_init, seed,
-                                                  self.screen_tol, bs)
+                                                  self.screen_tol, bs, n_live=design.n)
         return params
 
     def _results_class(self):
