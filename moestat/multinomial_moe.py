@@ -55,6 +55,7 @@ class MultinomialMoE(MoEModel):
                  gate_intercept: bool = True, ridge: float = 0.0, screen: int = 4, screen_tol: float = 1e-4):
         super().__init__(n_experts, gating, expert, intercept=intercept, gate_intercept=gate_intercept,
                          ridge=ridge)
+        self._family = self.expert          # as given; each fit binds a copy of it to its classes
         self.screen = _check_int(screen, "screen", 1)
         self.screen_tol = _check_float(screen_tol, "screen_tol", 0.0, strict=True)
 
@@ -65,9 +66,17 @@ class MultinomialMoE(MoEModel):
 
     def design(self, X, y=None, gate_X=None, weights=None, data=None):
         """Validate the inputs and bind the expert family to the classes of y."""
+        y_name = None
+        if isinstance(X, str) and y is None and data is not None and "~" in X:
+            # "species ~ x": a formula would expand a string response into dummy columns, so a bare
+            # column name on the left is taken as the labels themselves
+            lhs, rhs = X.split("~", 1)
+            if lhs.strip() in getattr(data, "columns", ()):
+                y_name, y, X = lhs.strip(), data[lhs.strip()], "~" + rhs
         d = super().design(X, y, gate_X, weights, data)
-        info = self.expert.prepare(d.y, d.w)
-        self.expert = self.expert.bind(info)
+        if y_name is not None:
+            d.y_name = y_name
+        self.expert = self._family.bind(self._family.prepare(d.y, d.w))
         return d
 
     def fit(self, X, y=None, gate_X=None, weights=None, **kwargs):

@@ -5,15 +5,16 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 import pytest
 import statsmodels.api as sm
 
 import moestat as ms
-from moestat import em
+from moestat import em, newton
 from moestat.models import multinomial_regimes as mr
 from moestat.models.direct import direct_mle
 from moestat.data import make_data
-from moestat.parametrization import free_masks, loglik_derivatives, pack, unpack
+from moestat.parametrization import loglik_derivatives
 
 N_STEEP = 2000
 #: replicates of the steep validation design checked here (benchmarks/multinomial_init.py runs all 20):
@@ -105,24 +106,30 @@ def test_hard_labels_reduce_to_mnlogit():
     dat = make_data(d.X, d.Xg, model.expert.encode_y(d.y, info), d.w)
     cfg, ctl = model.config(max_iter=1), model.control(info)
     base = model.base_params(3, 3, info)
-    fixed = em.no_fixed(base)
-    tau = np.full((1, 2, dat.w.shape[0]), 0.5)
-    tau[0, :, :N_STEEP] = np.eye(2)[z].T
-    params = jax.tree_util.tree_map(lambda a: a[0], em.params_from_resp(jnp.asarray(tau), base, dat, ctl, fixed, cfg))
+    tau = np.full((2, dat.w.shape[0]), 0.5)
+    tau[:, :N_STEEP] = np.eye(2)[z].T
+    # a batch of 10 like fit()'s starts, so that the compiled M-step program is reused
+    batch = jnp.asarray(np.repeat(tau[None], 10, axis=0))
+    params = jax.tree_util.tree_map(lambda a: a[0], em.params_from_resp(batch, base, dat, ctl, em.no_fixed(base), cfg))
     gate_ref = sm.MNLogit(z, X).fit(disp=0, method="newton", tol=1e-12, maxiter=100)
     experts_ref = [sm.MNLogit(y[z == i], X[z == i]).fit(disp=0, method="newton", tol=1e-12, maxiter=100)
                    for i in range(2)]
-    np.testing.assert_allclose(np.asarray(params.gate.coef[1] - params.gate.coef[0]), np.asarray(gate_ref.params)[:, 0], atol=1e-7)
+    gate = np.asarray(params.gate.coef[1] - params.gate.coef[0])
+    np.testing.assert_allclose(gate, np.asarray(gate_ref.params)[:, 0], atol=1e-7)
     for i in range(2):
-        np.testing.assert_allclose(np.asarray(params.expert.coef[i, 1:]), np.asarray(experts_ref[i].params).T, atol=1e-7)
-    # complete-data information: Hessian of sum_n sum_i tau_in log g_i f_i in moestat's free parametrisation
-    masks = free_masks(cfg, params, fixed)
-    t = jnp.asarray(tau[0])
-    q = lambda th: jnp.sum(t * em.joint_log(unpack(cfg, th, params, masks), dat, cfg) * dat.w)   # noqa: E731
-    H = np.asarray(jax.hessian(q)(pack(cfg, params, masks)))
-    se = np.sqrt(np.diag(np.linalg.inv(-H)))
-    ref_se = np.concatenate([np.asarray(gate_ref.bse)[:, 0]] + [np.asarray(r.bse).T.ravel() for r in experts_ref])
-    np.testing.assert_allclose(se, ref_se, rtol=1e-6)
+        np.testing.assert_allclose(np.asarray(params.expert.coef[i, 1:]), np.asarray(experts_ref[i].params).T,
+                                   atol=1e-7)
+    # complete-data information from the Newton-statistics kernel that both M-steps use
+    t, w, Xk, Xg = jnp.asarray(tau), dat.w, dat.X, dat.Xg
+    pg = jnp.exp(model.gate.log_weights(params.gate, Xg))
+    _, negH = newton.softmax_newton_stats(pg, t, w, Xg)
+    np.testing.assert_allclose(np.sqrt(np.diag(np.linalg.inv(negH))), np.asarray(gate_ref.bse)[:, 0], rtol=1e-6)
+    probs = model.expert.mean(params.expert, Xk)                                  # (k, C, N)
+    onehot = jax.nn.one_hot(dat.y, 3, axis=0)
+    for i in range(2):
+        _, negH = newton.softmax_newton_stats(probs[i], onehot, w * t[i], Xk)
+        np.testing.assert_allclose(np.sqrt(np.diag(np.linalg.inv(negH))), np.asarray(experts_ref[i].bse).T.ravel(),
+                                   rtol=1e-6)
 
 
 # ------------------------------------------------------------------ labels and predict
@@ -141,8 +148,13 @@ def test_string_labels_predict_and_sample(steep_fit):
     assert set(res.predict(x[:50], kind="class")) <= set(names)
     post = res.predict(x[:50], y=names[y[:50]], kind="posterior")
     np.testing.assert_allclose(post.sum(1), 1.0, atol=1e-12)
-    draw = res.sample(x[:200], seed=1)
-    assert set(draw) <= set(names) and draw.shape == (200,)
+    # draws at one covariate value follow the fitted class probabilities
+    x0 = np.repeat(x[:1], 20000, axis=0)
+    draw = res.sample(x0, seed=1)
+    assert draw.shape == (20000,) and set(draw) <= set(names)
+    p0 = res.predict(x[:1])[0]
+    freq = np.array([(draw == c).mean() for c in names])
+    assert np.all(np.abs(freq - p0) < 4 * np.sqrt(p0 * (1 - p0) / 20000))
     assert "low (ref.), mid, top" in str(res.summary())
 
 
@@ -182,6 +194,15 @@ def test_each_fit_keeps_its_class_order():
     rw = model.fit(x, y, weights=w)
     rr = model.fit(np.vstack([x, x[:10]]), np.concatenate([y, y[:10]]))
     assert rw.loglik == pytest.approx(rr.loglik, rel=1e-10)
+    # formulas: a string response names the labels (patsy would expand it into dummy columns)
+    df = pd.DataFrame({"x1": x[:, 0], "x2": x[:, 1], "species": np.array(["setosa", "versicolor", "virginica"])[y]})
+    rf = model.fit("species ~ x1 + x2", data=df)
+    assert rf.loglik == pytest.approx(r2.loglik, rel=1e-10)          # same data and model as r2
+    assert rf.design.y_name == "species" and list(rf.classes) == ["setosa", "versicolor", "virginica"]
+    post = rf.predict(df.iloc[:4], kind="posterior")          # y is read from the data frame
+    assert post.shape == (4, 1)
+    with pytest.raises(ValueError, match=r"label\(s\) \['rose'\]"):
+        rf.predict(df.assign(species="rose").iloc[:2], kind="posterior")
 
 
 # ------------------------------------------------------------------ regime truths

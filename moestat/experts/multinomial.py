@@ -45,41 +45,34 @@ class MultinomialParams(NamedTuple):
 
 
 def check_labels(y: np.ndarray, name: str = "y") -> np.ndarray:
-    """Validate class labels: 1-d, no missing values, no fractional numbers."""
+    """Validated class labels (n,): integers, booleans or strings; no missing values, no fractions.
+
+    Whole-number floats become integers; numeric objects become numbers,
+    other objects strings.
+    """
     y = np.asarray(y)
     if y.ndim != 1:
         raise ValueError("%s must be one-dimensional (n,) class labels, got shape %s" % (name, y.shape))
+    if y.dtype.kind == "O":
+        missing = np.array([v is None or (isinstance(v, (float, np.floating)) and np.isnan(v)) for v in y], bool)
+        if missing.any():
+            raise ValueError("%s has %d missing label(s) (None/NaN), first at row %d"
+                             % (name, int(missing.sum()), int(np.argmax(missing))))
+        numeric = all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in y)
+        y = y.astype(np.float64) if numeric else y.astype(str)
     kind = y.dtype.kind
-    if kind == "c":
-        raise TypeError("%s must hold class labels (integers, booleans or strings), got complex numbers" % name)
     if kind == "f":
-        if not np.all(np.isfinite(y)):
-            bad = int(np.argmax(~np.isfinite(y)))
+        bad = ~np.isfinite(y)
+        if bad.any():
             raise ValueError("%s has %d missing/non-finite label(s) (NaN or inf), first at row %d"
-                             % (name, int((~np.isfinite(y)).sum()), bad))
+                             % (name, int(bad.sum()), int(np.argmax(bad))))
         frac = y != np.round(y)
-        if np.any(frac):
+        if frac.any():
             i = int(np.argmax(frac))
             raise ValueError("%s must hold class labels, but row %d is %r (a number with a fractional part); "
                              "use MultinomialMoE for categorical y and GaussianMoE for continuous y"
                              % (name, i, float(y[i])))
         return y.astype(np.int64)
-    if kind == "O":
-        missing = np.array([v is None or (isinstance(v, float) and not np.isfinite(v)) for v in y])
-        if missing.any():
-            raise ValueError("%s has %d missing label(s) (None/NaN), first at row %d"
-                             % (name, int(missing.sum()), int(np.argmax(missing))))
-        types = {type(v) for v in y}
-        if len(types) > 1 and not all(issubclass(t, (int, np.integer)) for t in types):
-            try:
-                y = y.astype(str)
-            except Exception:
-                raise TypeError("%s mixes label types %s; use one type" % (name, sorted(t.__name__ for t in types)))
-            return y
-        v0 = y[0] if y.size else None
-        if isinstance(v0, (float, np.floating)):
-            return check_labels(y.astype(np.float64), name)
-        return y
     if kind not in "iubUS":
         raise TypeError("%s must hold class labels (integers, booleans or strings), got dtype %s" % (name, y.dtype))
     return y
@@ -219,7 +212,7 @@ class MultinomialLogistic(Expert):
 
     def sample(self, key, params, X, z):
         lp = class_log_probs(params.coef, X)                                  # (k, C, N)
-        lz = jnp.take_along_axis(lp, z[None, None, :], axis=0)[0]             # (C, N)
+        lz = jnp.einsum("kn,kcn->cn", jax.nn.one_hot(z, lp.shape[0], axis=0, dtype=lp.dtype), lp)
         return jax.random.categorical(key, lz, axis=0)
 
     def describe(self, params, names):
