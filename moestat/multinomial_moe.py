@@ -11,6 +11,7 @@ class whose ``predict`` speaks in class probabilities and labels.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import warnings
 
 import jax
@@ -42,6 +43,12 @@ class MultinomialMoE(MoEModel):
         screening off (plain k-means / random-centre restarts).
     screen_tol : float
         Relative tolerance that ends the short screening runs.
+    max_abs_coef : float, optional
+        Bound every expert coefficient in absolute value (the compact
+        parameter space of the theory).  Along separating directions the
+        likelihood can increase without bound (no MLE exists); with a bound
+        the fit is the maximum on the box, and no Newton polish is applied
+        when the bound is active.
 
     Notes
     -----
@@ -52,9 +59,15 @@ class MultinomialMoE(MoEModel):
     _default_expert = "multinomial"
 
     def __init__(self, n_experts: int = 2, gating="softmax", expert=None, *, intercept: bool = True,
-                 gate_intercept: bool = True, ridge: float = 0.0, screen: int = 4, screen_tol: float = 1e-4):
+                 gate_intercept: bool = True, ridge: float = 0.0, screen: int = 4, screen_tol: float = 1e-4,
+                 max_abs_coef: float | None = None):
         super().__init__(n_experts, gating, expert, intercept=intercept, gate_intercept=gate_intercept,
                          ridge=ridge)
+        if max_abs_coef is not None:
+            if not hasattr(self.expert, "max_abs_coef"):
+                raise ValueError("max_abs_coef needs the multinomial expert family, got %r" % self.expert.name)
+            self.expert = dataclasses.replace(self.expert, max_abs_coef=_check_float(
+                max_abs_coef, "max_abs_coef", 0.0, strict=True))
         self._family = self.expert          # as given; each fit binds a copy of it to its classes
         self.screen = _check_int(screen, "screen", 1)
         self.screen_tol = _check_float(screen_tol, "screen_tol", 0.0, strict=True)
@@ -106,6 +119,15 @@ class MultinomialMoE(MoEModel):
         params, self._screen_ll = screened_starts(R, base, dat, ctl, fixed, cfg, n_init, seed,
                                                   self.screen_tol, bs, n_live=design.n)
         return params
+
+    def _polish(self, fit, *args):
+        """Newton polish, unless a coefficient box binds (the maximum is then on the box, not interior)."""
+        if self.expert.at_bound(fit.params.expert).any():
+            return fit, 0
+        new, steps = MoEModel._polish(fit, *args)
+        if steps and self.expert.at_bound(new.params.expert).any():
+            return fit, 0       # the unconstrained polish left the box: keep the EM fit on the box
+        return new, steps
 
     def _results_class(self):
         return MultinomialResults

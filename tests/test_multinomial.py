@@ -12,7 +12,7 @@ import statsmodels.api as sm
 import moestat as ms
 from moestat import em, newton
 from moestat.models import multinomial_regimes as mr
-from moestat.models.direct import direct_mle
+from moestat.models.direct import _negll, direct_mle
 from moestat.data import make_data
 from moestat.parametrization import loglik_derivatives
 
@@ -226,4 +226,26 @@ def test_regime_truths_and_sampler():
             assert G[1, 0] + G[1, 1] * f(v) == pytest.approx(0.5 + 5.0 * v, abs=1e-12)
     spec = mr.regime_spec(2, "modified_softmax", "tanh", k_fit=3)
     assert spec["name"] == "multinomial-regime2-modified-tanh" and spec["fit"]["k"] == 3
+    assert spec["fit"]["expert"] == {"name": "multinomial", "n_classes": 3, "max_abs_coef": 25.0}
     assert spec["truth"]["gate"] == {"name": "modified_softmax", "transform": "tanh"}
+
+
+def test_coefficient_box_keeps_fit_bounded_and_monotone():
+    """Regime 2 at n = 500: unbounded, expert coefficients run off to about +-28 (class 1 made certain
+    near x = 1); on the box |coef| <= 5 the fit stays inside and EM stays monotone."""
+    n = 500
+    x, y, z = mr.simulate_regime(n, 2, seed=[2024, n, 1])
+    res = ms.MultinomialMoE(2, max_abs_coef=5.0).fit(x, y)
+    coef = res.params.expert.coef
+    assert np.abs(coef).max() <= 5.0 + 1e-12
+    fam = res.model.expert
+    assert res.n_polish == 0 or not fam.at_bound(res.params.expert).any()
+    on_box = ms.experts.MultinomialParams(coef=np.where(np.arange(2)[:, None, None] == 1, 5.0, coef))
+    assert fam.at_bound(on_box).tolist() == [False, True]
+    assert fam.boundary(on_box, None) == ["coefficients of expert(s) [2] are at the bound max_abs_coef = 5"]
+    tr = res.loglik_trace
+    assert np.all(np.diff(tr) >= -1e-12 * np.abs(tr[1:]))
+    X = np.column_stack([np.ones(n), x])          # the truth lies inside the box: the fit does at least as well
+    ll_truth = -float(_negll(jnp.asarray(np.r_[mr.GATE[1], mr.expert_coefficients(2)[:, 1:].ravel()]),
+                             jnp.asarray(X), jnp.asarray(X), jnp.asarray(y), 2, 3))
+    assert res.loglik >= ll_truth

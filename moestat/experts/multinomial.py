@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import newton
 from .._math import klogsumexp, ksum
 from .base import Expert, register
 
@@ -102,10 +103,12 @@ def class_log_probs(coef, X):
     return jnp.moveaxis(eta - klogsumexp(eta)[None], 0, 1)
 
 
-def multinomial_m_step(coef, tau, X, y, w, ctl, max_halvings, fixed, n_steps):
+def multinomial_m_step(coef, tau, X, y, w, ctl, max_halvings, fixed, n_steps, bound=None):
     """Guarded Newton steps for every expert at once (vmap over the independent expert systems).
 
     coef (k, C, p); tau (k, N); y (N,) int codes; fixed (k, C, p) bool.
+    ``bound``: optional box |coef| <= bound; the clipped step is kept only if it
+    does not lower the expert's objective (so EM stays monotone on the box).
     """
     from ..gating.softmax import softmax_gate_step   # the gate's routine: one kernel for both
 
@@ -117,7 +120,13 @@ def multinomial_m_step(coef, tau, X, y, w, ctl, max_halvings, fixed, n_steps):
     free = jnp.logical_not(fixed)
 
     def one(c, ri, fr):
-        return softmax_gate_step(c, target, X, ri, ctl, max_halvings, fr, n_steps)
+        new = softmax_gate_step(c, target, X, ri, ctl, max_halvings, fr, n_steps)
+        if bound is None:
+            return new
+        new = jnp.clip(new, -bound, bound)
+        q_old = newton.softmax_objective(c, target, ri, X)
+        q_new = newton.softmax_objective(new, target, ri, X)
+        return jnp.where(q_new >= q_old - ctl.ls_eps * jnp.abs(q_old), new, c)
 
     new = jax.vmap(one)(coef, r, free)
     return jnp.where(alive[:, None, None], new, coef)
@@ -133,11 +142,20 @@ class MultinomialLogistic(Expert):
     newton_steps : int
         Guarded Newton steps per EM iteration (1: an ECM algorithm with the
         same fixed points as exact EM).
+    max_abs_coef : float, optional
+        Keep every coefficient in [-max_abs_coef, max_abs_coef] (the compact
+        parameter space of the theory).  Without it the likelihood can grow
+        without bound along separating directions (an expert that makes a
+        class certain beyond some x), so that the MLE does not exist; with it
+        the fit is the MLE on the box.
+    n_classes : int, optional
+        Number of classes; set by :class:`moestat.MultinomialMoE` from the data.
     """
 
     name = "multinomial"
     response = "categorical"
     newton_steps: int = 1
+    max_abs_coef: float | None = None
     #: number of classes; None until the estimator binds the family to its training data
     n_classes: int | None = None
     #: class labels, for tables only (not compared/hashed: labels never force a recompile)
@@ -203,7 +221,8 @@ class MultinomialLogistic(Expert):
         return ksum(jnp.moveaxis(lp, 1, 0) * onehot[:, None, :])
 
     def m_step(self, params, tau, X, y, w, ctl, max_halvings, fixed):
-        coef = multinomial_m_step(params.coef, tau, X, y, w, ctl, max_halvings, fixed.coef, self.newton_steps)
+        coef = multinomial_m_step(params.coef, tau, X, y, w, ctl, max_halvings, fixed.coef, self.newton_steps,
+                                  self.max_abs_coef)
         return MultinomialParams(coef=coef)
 
     def mean(self, params, X):
@@ -226,6 +245,21 @@ class MultinomialLogistic(Expert):
         m = np.ones(np.shape(params.coef), dtype=bool)
         m[:, 0, :] = False
         return MultinomialParams(coef=jnp.asarray(m))
+
+    def at_bound(self, params) -> np.ndarray:
+        """(k,) booleans: experts with a coefficient on the box ``max_abs_coef`` (never, without a box)."""
+        c = np.abs(np.asarray(params.coef))
+        if self.max_abs_coef is None:
+            return np.zeros(c.shape[0], dtype=bool)
+        return (c >= (1.0 - 1e-9) * self.max_abs_coef).reshape(c.shape[0], -1).any(axis=1)
+
+    def boundary(self, params, ctl):
+        """Messages for experts on the coefficient box (standard errors are not valid there)."""
+        at = np.flatnonzero(self.at_bound(params))
+        if not at.size:
+            return []
+        return ["coefficients of expert(s) %s are at the bound max_abs_coef = %g"
+                % ((at + 1).tolist(), self.max_abs_coef)]
 
     def degenerate(self, params, n_eff, info):
         """Experts carrying fewer effective points than they have free coefficients."""
