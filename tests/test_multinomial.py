@@ -8,11 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.api as sm
+from scipy.optimize import minimize
 
 import moestat as ms
 from moestat import em, newton
 from moestat.models import multinomial_regimes as mr
-from moestat.models.direct import _negll, direct_mle
+from moestat.models.direct import negloglik_grad, negloglik, direct_mle
 from moestat.data import make_data
 from moestat.parametrization import loglik_derivatives
 
@@ -231,21 +232,26 @@ def test_regime_truths_and_sampler():
 
 
 def test_coefficient_box_keeps_fit_bounded_and_monotone():
-    """Regime 2 at n = 500: unbounded, expert coefficients run off to about +-28 (class 1 made certain
-    near x = 1); on the box |coef| <= 5 the fit stays inside and EM stays monotone."""
-    n = 500
-    x, y, z = mr.simulate_regime(n, 2, seed=[2024, n, 1])
-    res = ms.MultinomialMoE(2, max_abs_coef=5.0).fit(x, y)
+    """On the box |coef| <= 0.5 (the unbounded MLE has |coef| up to 1.04) the fit stays inside and is
+    monotone, no polish is applied, and the family reports the expert on the box."""
+    x, y = mnlogit_data()
+    res = ms.MultinomialMoE(1, max_abs_coef=0.5).fit(x, y)
     coef = res.params.expert.coef
-    assert np.abs(coef).max() <= 5.0 + 1e-12
+    assert np.abs(coef).max() <= 0.5 + 1e-12 and np.isclose(np.abs(coef).max(), 0.5)
     fam = res.model.expert
-    assert res.n_polish == 0 or not fam.at_bound(res.params.expert).any()
-    on_box = ms.experts.MultinomialParams(coef=np.where(np.arange(2)[:, None, None] == 1, 5.0, coef))
-    assert fam.at_bound(on_box).tolist() == [False, True]
-    assert fam.boundary(on_box, None) == ["coefficients of expert(s) [2] are at the bound max_abs_coef = 5"]
+    assert fam.at_bound(res.params.expert).tolist() == [True] and res.n_polish == 0
+    assert fam.boundary(res.params.expert, None) == ["coefficients of expert(s) [1] are at the bound max_abs_coef = 0.5"]
     tr = res.loglik_trace
     assert np.all(np.diff(tr) >= -1e-12 * np.abs(tr[1:]))
-    X = np.column_stack([np.ones(n), x])          # the truth lies inside the box: the fit does at least as well
-    ll_truth = -float(_negll(jnp.asarray(np.r_[mr.GATE[1], mr.expert_coefficients(2)[:, 1:].ravel()]),
-                             jnp.asarray(X), jnp.asarray(X), jnp.asarray(y), 2, 3))
-    assert res.loglik >= ll_truth
+    free = ms.MultinomialMoE(1).fit(x, y)
+    assert res.loglik < free.loglik - 1.0                 # the box costs likelihood here
+    # and the fit is the maximum on the box (SciPy's bounded L-BFGS-B on the independent likelihood)
+    X = np.column_stack([np.ones(len(y)), x])
+    args = (jnp.asarray(X), jnp.asarray(X[:, :1]), jnp.asarray(y), 1, 3)
+    ref = minimize(lambda t: float(negloglik(jnp.asarray(t), *args)), np.zeros(6), method="L-BFGS-B",
+                   jac=lambda t: np.asarray(negloglik_grad(jnp.asarray(t), *args)), bounds=[(-0.5, 0.5)] * 6,
+                   options={"ftol": 1e-15, "gtol": 1e-12})
+    assert res.loglik == pytest.approx(-ref.fun, abs=1e-8)
+    np.testing.assert_allclose(coef[0, 1:].ravel(), ref.x, atol=1e-6)
+    with pytest.raises(ValueError, match="max_abs_coef must be a finite number > 0"):
+        ms.MultinomialMoE(2, max_abs_coef=0.0)

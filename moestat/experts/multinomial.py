@@ -120,9 +120,14 @@ def multinomial_m_step(coef, tau, X, y, w, ctl, max_halvings, fixed, n_steps, bo
     free = jnp.logical_not(fixed)
 
     def one(c, ri, fr):
-        new = softmax_gate_step(c, target, X, ri, ctl, max_halvings, fr, n_steps)
         if bound is None:
-            return new
+            return softmax_gate_step(c, target, X, ri, ctl, max_halvings, fr, n_steps)
+        # projected Newton: coefficients on the box whose gradient points outwards are held there
+        eta = c @ X
+        grad = (ri * (target - jnp.exp(eta - klogsumexp(eta)[None]))) @ X.T             # (C, p)
+        edge = (1.0 - 1e-12) * bound
+        active = ((c >= edge) & (grad > 0)) | ((c <= -edge) & (grad < 0))
+        new = softmax_gate_step(c, target, X, ri, ctl, max_halvings, fr & ~active, n_steps)
         new = jnp.clip(new, -bound, bound)
         q_old = newton.softmax_objective(c, target, ri, X)
         q_new = newton.softmax_objective(new, target, ri, X)

@@ -26,7 +26,8 @@ def _unpack(theta, k, C, p, pg):
 
 
 @partial(jax.jit, static_argnames=("k", "C"))
-def _negll(theta, X, Xg, y, k, C):
+def negloglik(theta, X, Xg, y, k, C):
+    """Minus the log-likelihood at the free vector theta: gate rows 1..k-1, then experts (k, C-1, p)."""
     G, A = _unpack(theta, k, C, X.shape[1], Xg.shape[1])
     lg = jax.nn.log_softmax(Xg @ G.T, axis=1)                                       # (n, k)
     la = jax.nn.log_softmax(jnp.einsum("np,kcp->nkc", X, A), axis=2)                 # (n, k, C)
@@ -34,8 +35,8 @@ def _negll(theta, X, Xg, y, k, C):
     return -jnp.sum(jax.scipy.special.logsumexp(lg + ly, axis=1))
 
 
-_grad = jax.jit(jax.grad(_negll), static_argnames=("k", "C"))
-_hess = jax.jit(jax.hessian(_negll), static_argnames=("k", "C"))
+negloglik_grad = jax.jit(jax.grad(negloglik), static_argnames=("k", "C"))
+negloglik_hess = jax.jit(jax.hessian(negloglik), static_argnames=("k", "C"))
 
 
 def direct_mle(X, Xg, y, gate0, experts0):
@@ -49,9 +50,9 @@ def direct_mle(X, Xg, y, gate0, experts0):
     pg = Xg.shape[1]
     args = (jnp.asarray(X, float), jnp.asarray(Xg, float), jnp.asarray(y, jnp.int32), k, C)
     th = np.concatenate([(gate0[1:] - gate0[:1]).ravel(), (experts0[:, 1:] - experts0[:, :1]).ravel()])
-    f = lambda t: float(_negll(jnp.asarray(t), *args))                        # noqa: E731
-    g = lambda t: np.asarray(_grad(jnp.asarray(t), *args))                    # noqa: E731
-    h = lambda t: np.asarray(_hess(jnp.asarray(t), *args))                    # noqa: E731
+    f = lambda t: float(negloglik(jnp.asarray(t), *args))                        # noqa: E731
+    g = lambda t: np.asarray(negloglik_grad(jnp.asarray(t), *args))                    # noqa: E731
+    h = lambda t: np.asarray(negloglik_hess(jnp.asarray(t), *args))                    # noqa: E731
     r = minimize(f, th, jac=g, method="BFGS", options={"gtol": 1e-8, "maxiter": 10000})
     r = minimize(f, r.x, jac=g, hess=h, method="trust-exact", options={"gtol": 1e-10})
     G, A = _unpack(jnp.asarray(r.x), k, C, p, pg)
