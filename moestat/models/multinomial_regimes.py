@@ -172,9 +172,10 @@ def regime_spec(regime: int = 1, gating: str = "softmax", transform: str = "sigm
     times the largest true expert coefficient): without a bound the
     likelihood of these designs often increases without limit along a
     separating direction (measured with the default fit: |coef| > 30 in 5 of
-    10 regime-1 and 4 of 10 regime-2 data sets at n = 2000, 2 of 10 regime-1
-    data sets at n = 10000), so the MLE the theory studies (on a compact
-    parameter space) is the bounded one.  None fits without a bound.
+    10 regime-1 and 4 of 10 regime-2 data sets at n = 2000; in 2 of 10
+    regime-1 and 0 of 10 regime-2 data sets at n = 10000), so the MLE the
+    theory studies (on a compact parameter space) is the bounded one.  None
+    fits without a bound.
     """
     t = truth(regime, gating, transform)
     fit_expert = dict(t["expert"])
