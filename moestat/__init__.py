@@ -9,6 +9,7 @@ from . import _jax  # noqa: F401  (float64 on import)
 from . import datasets, experts, gating
 from .em import MoEParams
 from .model import ConvergenceWarning, DegenerateFitWarning, GaussianMoE, MoEWarning
+from .multinomial_moe import MultinomialMoE, MultinomialResults
 from .results import MoEResults
 from .inference import InferenceWarning, bootstrap, bootstrap_lrt  # issue 4: inference
 from .selection import select_k  # issue 4: model selection
@@ -17,6 +18,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConvergenceWarning", "DegenerateFitWarning", "GaussianMoE", "MoEParams", "MoEResults", "MoEWarning",
+    "MultinomialMoE", "MultinomialResults",
     "datasets", "experts", "gating",
     "InferenceWarning", "bootstrap", "bootstrap_lrt", "select_k",
 ]

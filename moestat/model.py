@@ -176,7 +176,7 @@ class MoEModel:
         info["n_total"] = float(design.w.sum())
         cfg = self.config(max_iter, algorithm)
         ctl = self.control(info, tol)
-        dat = make_data(design.X, design.Xg, design.y, design.w)
+        dat = make_data(design.X, design.Xg, self.expert.encode_y(design.y, info), design.w)  # class codes
         base = self.base_params(p, pg, info)
         fixed_mask = self._fixed_mask(fixed, base, init)
         bs = batch_size if batch_size is not None else (1 if backend() == "cpu" else n_init)
@@ -192,14 +192,18 @@ class MoEModel:
         n_polish = 0
         if polish and algorithm == "em" and not restarts.loc[best, "degenerate"]:
             fit, n_polish = self._polish(fit, dat, cfg, fixed_mask, ctl)
-        from .results import MoEResults
-        res = MoEResults(model=self, design=design, data=dat, cfg=cfg, ctl=ctl, info=info,
+        res = self._results_class()(model=self, design=design, data=dat, cfg=cfg, ctl=ctl, info=info,
                          fit=fit, restarts=restarts, best=best, n_polish=n_polish,
                          fixed=fixed_mask, seed=seed, all_params=out.params)
         res._warn_about_fit()
         return res
 
     # ------------------------------------------------------------------ helpers
+    def _results_class(self):
+        """The results type this estimator returns (MultinomialMoE returns MultinomialResults)."""
+        from .results import MoEResults
+        return MoEResults
+
     @staticmethod
     def _polish(fit, dat, cfg, fixed, ctl):
         """Newton polish of the EM solution on the observed log-likelihood (never lowers it)."""

@@ -121,7 +121,8 @@ class MoEResults:
             yv = None if y is None else self.model.expert.check_y(np.asarray(y))
         if yv is not None and yv.shape[0] != Xm.shape[0]:
             raise ValueError("y has %d entries but X has %d rows" % (yv.shape[0], Xm.shape[0]))
-        y_fill = yv if yv is not None else np.zeros(Xm.shape[0], dtype=self.design.y.dtype)
+        yv = None if yv is None else self.model.expert.encode_y(yv, self.info)   # class labels -> training codes
+        y_fill = yv if yv is not None else np.zeros(Xm.shape[0], dtype=np.asarray(self._data.y).dtype)
         return make_data(Xm, Gm, y_fill, np.ones(Xm.shape[0])), Xm.shape[0], yv is not None
 
     def predict(self, X=None, gate_X=None, kind: str = "mean", y=None, data=None):

@@ -53,6 +53,18 @@ class Expert:
         """Data-dependent settings computed once on the host (e.g. a variance floor)."""
         return {}
 
+    # Response encoding (added for categorical experts): ``check_y`` validates, ``prepare``
+    # records data-dependent facts such as the class labels in ``info``, and ``encode_y``
+    # turns validated y into what the kernels use -- at fit *and* at predict time, so that
+    # new labels are coded like the training labels.  Continuous families keep y as is.
+    def encode_y(self, y: np.ndarray, info: dict, name: str = "y") -> np.ndarray:
+        """The kernel-side response (e.g. class codes 0..C-1 in the training class order)."""
+        return y
+
+    def decode_y(self, codes: np.ndarray, info: dict) -> np.ndarray:
+        """Inverse of :meth:`encode_y` (e.g. class codes back to labels)."""
+        return codes
+
     def transform(self, X: np.ndarray) -> np.ndarray:
         """Map the expert design (n, p) to the features the expert is linear in (default: as is)."""
         return X
