@@ -120,15 +120,6 @@ class MultinomialMoE(MoEModel):
                                                   self.screen_tol, bs, n_live=design.n)
         return params
 
-    def _polish(self, fit, *args):
-        """Newton polish, unless a coefficient box binds (the maximum is then on the box, not interior)."""
-        if self.expert.at_bound(fit.params.expert).any():
-            return fit, 0
-        new, steps = MoEModel._polish(fit, *args)
-        if steps and self.expert.at_bound(new.params.expert).any():
-            return fit, 0       # the unconstrained polish left the box: keep the EM fit on the box
-        return new, steps
-
     def _results_class(self):
         return MultinomialResults
 

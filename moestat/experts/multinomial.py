@@ -251,20 +251,25 @@ class MultinomialLogistic(Expert):
         m[:, 0, :] = False
         return MultinomialParams(coef=jnp.asarray(m))
 
-    def at_bound(self, params) -> np.ndarray:
-        """(k,) booleans: experts with a coefficient on the box ``max_abs_coef`` (never, without a box)."""
+    def _on_box(self, params) -> np.ndarray:
+        """(k, C, p) booleans: coefficients on the box ``max_abs_coef`` (none without a box)."""
         c = np.abs(np.asarray(params.coef))
         if self.max_abs_coef is None:
-            return np.zeros(c.shape[0], dtype=bool)
-        return (c >= (1.0 - 1e-9) * self.max_abs_coef).reshape(c.shape[0], -1).any(axis=1)
+            return np.zeros(c.shape, dtype=bool)
+        return c >= (1.0 - 1e-9) * self.max_abs_coef
 
-    def boundary(self, params, ctl):
-        """Messages for experts on the coefficient box (standard errors are not valid there)."""
-        at = np.flatnonzero(self.at_bound(params))
-        if not at.size:
-            return []
-        return ["coefficients of expert(s) %s are at the bound max_abs_coef = %g"
-                % ((at + 1).tolist(), self.max_abs_coef)]
+    def experts_on_box(self, params) -> np.ndarray:
+        """(k,) booleans: experts with a coefficient on the box."""
+        b = self._on_box(params)
+        return b.reshape(b.shape[0], -1).any(axis=1)
+
+    def at_bound(self, params, ctl):
+        return MultinomialParams(coef=self._on_box(params))
+
+    def feasible(self, params, ctl):
+        if self.max_abs_coef is None:
+            return True
+        return bool(np.all(np.abs(np.asarray(params.coef)) <= self.max_abs_coef * (1 + 1e-12)))
 
     def degenerate(self, params, n_eff, info):
         """Experts carrying fewer effective points than they have free coefficients."""
