@@ -10,10 +10,11 @@ from . import datasets, experts, gating
 from .em import MoEParams
 from .model import ConvergenceWarning, DegenerateFitWarning, GaussianMoE, MoEWarning
 from .results import MoEResults
+from .simulate import simulate  # (gates branch)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConvergenceWarning", "DegenerateFitWarning", "GaussianMoE", "MoEParams", "MoEResults", "MoEWarning",
-    "datasets", "experts", "gating",
+    "datasets", "experts", "gating", "simulate",
 ]
