@@ -10,7 +10,7 @@ from . import datasets, experts, gating
 from .em import MoEParams
 from .model import ConvergenceWarning, DegenerateFitWarning, GaussianMoE, MoEWarning
 from .results import MoEResults
-from .simulate import simulate  # (gates branch)
+from .draw import simulate  # (gates branch; the harness has moestat/simulate.py: simulate_data)
 
 __version__ = "0.1.0"
 

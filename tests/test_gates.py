@@ -333,3 +333,24 @@ def test_free_count_describe_and_report_agree(case):
     assert len(rows) == n_mask + int(isinstance(gate, G.TemperatureSoftmax) and gate.estimate_temperature)
     if hasattr(gate, "report"):  # the reported-estimates map (moestat.inference); Softmax gets it there
         np.testing.assert_allclose(np.asarray(gate.report(P)), [r[2] for r in rows], rtol=1e-12)
+
+
+def test_activation_reference_modes_and_relabelling():
+    Xg = jnp.asarray(np.vstack([np.ones(9), np.linspace(-2, 2, 9)]))
+    g = G.ActivationSoftmax()
+    P = G.ActivationParams(coef=jnp.asarray([[0.0, 0.0], [0.5, 3.0]]), log_temp=jnp.log(0.5))
+    swapped = g.permute(P, [1, 0])                    # the k = 2 mirror: (c, b) -> (-c, -b)
+    np.testing.assert_allclose(np.asarray(g.log_weights(swapped, Xg)), np.asarray(g.log_weights(P, Xg))[::-1],
+                               rtol=1e-12, atol=1e-14)
+    P3 = G.ActivationParams(coef=jnp.asarray([[0.0, 0.0], [0.5, 3.0], [-0.2, -1.0]]), log_temp=jnp.log(0.5))
+    np.testing.assert_allclose(np.asarray(g.log_weights(g.permute(P3, [0, 2, 1]), Xg)),
+                               np.asarray(g.log_weights(P3, Xg))[[0, 2, 1]], rtol=1e-12)
+    with pytest.raises(ValueError, match="relabelling the reference expert 0 changes the model"):
+        g.permute(P3, [1, 0, 2])
+    free = G.ActivationSoftmax(reference="intercept")
+    assert (g.n_free_params(3, 2), free.n_free_params(3, 2)) == (5, 6)
+    assert len(free.describe(jax.tree_util.tree_map(np.asarray, P3), ["Intercept", "x"])) == 6
+    np.testing.assert_allclose(np.asarray(free.log_weights(free.permute(P3, [1, 0, 2]), Xg)),
+                               np.asarray(free.log_weights(P3, Xg))[[1, 0, 2]], rtol=1e-12)
+    with pytest.raises(ValueError, match="reference must be one of"):
+        G.ActivationSoftmax(reference="none")

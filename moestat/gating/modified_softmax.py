@@ -108,7 +108,9 @@ class ModifiedSoftmax(Softmax):
         The fixed element-wise map M applied to every gate covariate (not to
         the intercept).  A callable receives a float array (n, d) and must
         return an array of the same shape; it must be one-to-one, bounded and
-        not affine (checked; ValueError otherwise).
+        not affine (checked; ValueError otherwise).  Use a module-level
+        function rather than a lambda if the model must be pickled (process
+        pools, Dask workers).
     newton_steps : int
         Guarded Newton steps per EM iteration, as for :class:`Softmax`.
 

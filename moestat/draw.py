@@ -1,4 +1,4 @@
-"""Draw responses from a mixture of experts with *given* parameters (no fit needed).
+"""Draw responses from a mixture of experts with *given* parameters (no fit needed): ``ms.simulate``.
 
 ``simulate`` is generic over the families: the gate's ``log_weights`` give the
 expert probabilities at each point, a label is drawn from them, and the
@@ -6,6 +6,12 @@ expert's ``sample`` draws y given the labels -- the same two steps, with the sam
 random streams, as :meth:`moestat.results.MoEResults.sample`, so
 ``simulate(model, res.params, X, seed=s)`` equals ``res.sample(X, seed=s)``.
 For a joint gate (Gaussian gate) it draws y given the supplied x.
+
+(The Monte Carlo harness has its own :func:`moestat.simulate.simulate_data`,
+which takes gate and expert families and uses NumPy streams that do not
+change with the JAX version; this function takes a model and covariates in
+any form ``fit`` accepts, and uses JAX keys so that it reproduces
+``MoEResults.sample``.)
 """
 from __future__ import annotations
 
