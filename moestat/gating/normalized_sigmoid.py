@@ -8,6 +8,14 @@ atom i.  Unlike softmax there is no translation invariance, so all k rows are
 free and the intercepts beta_0 are identified (``theory.md`` §2.1 [DER]):
 ``n_free_params = k * pg`` and :meth:`canonical` is the identity.
 
+The family contains the softmax gate as a limit: when every score is very
+negative, sigma(eta) ~ e^eta and the weights become softmax(eta).  When the
+data favour that limit, the intercepts drift towards -inf together, the
+likelihood is almost flat along that direction and their standard errors
+blow up (e.g. tests' two-expert truth at n = 1000: fitted intercepts -7.8 and
+-8.1 against true 1 and 0, observed-information SEs about 400, log-likelihood
+above the truth's) -- a property of the model, not of the fit.
+
 M-step.  The soft-label objective, per point (sum_i tau_i = 1),
 
     f(eta; tau) = sum_i tau_i log sigma(eta_i) - log sum_j sigma(eta_j),   eta = B x,
