@@ -11,14 +11,15 @@ from .em import MoEParams
 from .model import ConvergenceWarning, DegenerateFitWarning, GaussianMoE, MoEWarning
 from .multinomial_moe import MultinomialMoE, MultinomialResults
 from .results import MoEResults
-from .inference import InferenceWarning, bootstrap, bootstrap_lrt  # issue 4: inference
-from .selection import select_k  # issue 4: model selection
+from .inference import InferenceWarning, bootstrap, bootstrap_lrt
+from .selection import select_k
+from .draw import simulate
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConvergenceWarning", "DegenerateFitWarning", "GaussianMoE", "MoEParams", "MoEResults", "MoEWarning",
     "MultinomialMoE", "MultinomialResults",
-    "datasets", "experts", "gating",
+    "datasets", "experts", "gating", "simulate",
     "InferenceWarning", "bootstrap", "bootstrap_lrt", "select_k",
 ]

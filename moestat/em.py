@@ -123,7 +123,8 @@ def m_step(params: MoEParams, tau, data: Data, cfg: EMConfig, ctl: EMControl, fi
     """Gate and expert updates (an ECM step: each block maximised or improved given tau)."""
     g = cfg.gate.m_step(params.gate, tau, data.Xg, data.w, ctl, cfg.max_halvings, fixed.gate, log_w=log_w)
     e = cfg.expert.m_step(params.expert, tau, data.X, data.y, data.w, ctl, cfg.max_halvings, fixed.expert)
-    return MoEParams(gate=g, expert=e)
+    # (gates branch) a further gate move judged on the observed log-likelihood (top-K re-routing); default none
+    return cfg.gate.observed_step(MoEParams(gate=g, expert=e), data, cfg, ctl, cfg.max_halvings, fixed.gate)
 
 
 def _select(pred, a, b):
@@ -145,6 +146,7 @@ def fit_one(params0: MoEParams, data: Data, ctl: EMControl, fixed: MoEParams, ke
         conv = jnp.logical_and(s.it > 0, obj - s.obj_prev <= ctl.tol * jnp.abs(obj))
         if sem:
             conv = jnp.asarray(False)
+        conv = jnp.logical_and(conv, cfg.gate.may_stop(s.params.gate))  # (gates branch) e.g. tau schedules
         better = ll > s.best_ll
         best_params = _select(better, s.params, s.best_params)
         best_ll = jnp.where(better, ll, s.best_ll)

@@ -90,6 +90,7 @@ class MoEModel:
                          y_check=self.expert.check_y)
         d.X = self.expert.transform(d.X)
         self.gate.validate(self.n_experts, d.Xg.shape[1])
+        self.gate.validate_design(d.gate_block.names, d.gate_block.intercept)  # (gates branch)
         return d
 
     def n_params(self, p: int, pg: int) -> int:
@@ -307,7 +308,7 @@ def _as_params(init, base):
         ok = False
     if not ok:
         raise ValueError("init parameters do not match this model's shapes: expected %s"
-                         % jax.tree_util.tree_map(np.shape, base))
+                         % (jax.tree_util.tree_map(np.shape, base),))  # (gates branch) a PyTree is a tuple
     return jax.tree_util.tree_map(lambda a, b: jnp.asarray(a, dtype=b.dtype), params, base)
 
 

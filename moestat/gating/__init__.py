@@ -1,5 +1,12 @@
 """Gating families: one module per family, all behind :class:`moestat.gating.base.Gate`."""
 from .base import Gate, available, get_gate, register
 from .softmax import Softmax, SoftmaxParams
+from .modified_softmax import ModifiedSoftmax
+from .normalized_sigmoid import NormalizedSigmoid, NormalizedSigmoidParams
+from .topk import TopK
+from .temperature import TemperatureParams, TemperatureSchedule, TemperatureSoftmax
+from .activation import ActivationParams, ActivationSoftmax
 
-__all__ = ["Gate", "Softmax", "SoftmaxParams", "available", "get_gate", "register"]
+__all__ = ["ActivationParams", "ActivationSoftmax", "Gate", "ModifiedSoftmax", "NormalizedSigmoid",
+           "NormalizedSigmoidParams", "Softmax", "SoftmaxParams", "TemperatureParams", "TemperatureSchedule",
+           "TemperatureSoftmax", "TopK", "available", "get_gate", "register"]

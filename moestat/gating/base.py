@@ -61,6 +61,14 @@ class Gate:
     def validate(self, k: int, pg: int) -> None:
         """Raise ValueError for settings that cannot work with k experts and pg gate columns."""
 
+    def validate_design(self, names: list[str], intercept: bool) -> None:
+        """Raise ValueError when the gate design does not suit this gate (default: any design).
+
+        (gates branch) ``intercept`` says whether column 0 of the gate design is
+        the intercept; gates that treat the intercept apart from the slopes
+        (activation gate, top-K ranked on slopes, estimated temperature) need it.
+        """
+
     def transform(self, Z: np.ndarray) -> np.ndarray:
         """Map the raw gate covariates (n, d), intercept excluded, to the gate features."""
         return Z
@@ -106,6 +114,26 @@ class Gate:
         may reuse it instead of recomputing (XLA does not merge the two).
         """
         raise NotImplementedError
+
+    def observed_step(self, params, data, cfg, ctl, max_halvings: int, fixed_gate):
+        """Optional extra move of the gate, judged on the observed log-likelihood (default: none).
+
+        (gates branch) Called by the EM loop after the gate and expert M-steps
+        with the full parameters (``moestat.em.MoEParams``) and the data; it must
+        return parameters whose log-likelihood is not lower, so that EM stays
+        monotone.  Top-K uses it to re-route points, which no step on the
+        M-step objective can do.
+        """
+        return params
+
+    def may_stop(self, params):
+        """Whether EM may stop at ``params`` (default: always).
+
+        (gates branch) A gate whose settings change by design across
+        iterations (a temperature schedule) returns False until they have
+        settled, so that the tolerance does not end EM half-way.
+        """
+        return True
 
     # ---- presentation / inference ----------------------------------------------------
     def describe(self, params, names: list[str]) -> list[tuple[int, str, float]]:
