@@ -185,7 +185,7 @@ class ActivationSoftmax(TemperatureMixin, Gate):
     def log_weights(self, params, Xg):
         return klog_softmax(activation_scores(self.act, params.coef, params.log_temp, Xg, self.log_min_temp))
 
-    def m_step(self, params, tau, Xg, w, ctl, max_halvings, fixed):
+    def m_step(self, params, tau, Xg, w, ctl, max_halvings, fixed, log_w=None):
         k, pg = params.coef.shape
         log_temp = self.next_log_temp(params.log_temp, fixed.log_temp)
         ident = self.free_mask(params)

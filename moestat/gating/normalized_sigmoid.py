@@ -146,7 +146,7 @@ class NormalizedSigmoid(Gate):
     def log_weights(self, params, Xg):
         return ns_log_weights(params.coef, Xg)
 
-    def m_step(self, params, tau, Xg, w, ctl, max_halvings, fixed):
+    def m_step(self, params, tau, Xg, w, ctl, max_halvings, fixed, log_w=None):
         free = jnp.logical_not(fixed.coef)
 
         def objective(c):

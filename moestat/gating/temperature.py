@@ -251,7 +251,7 @@ class TemperatureSoftmax(TemperatureMixin, Gate):
     def log_weights(self, params, Xg):
         return softmax_log_weights(params.coef * jnp.exp(-params.log_temp), Xg)
 
-    def m_step(self, params, tau, Xg, w, ctl, max_halvings, fixed):
+    def m_step(self, params, tau, Xg, w, ctl, max_halvings, fixed, log_w=None):
         free = jnp.logical_not(fixed.coef)
         log_temp = self.next_log_temp(params.log_temp, fixed.log_temp)
         # softmax(beta x / tau) = softmax(theta x): the softmax step on theta = beta / tau

@@ -185,7 +185,7 @@ class TopK(Gate):
         """The exact top-K M-step objective sum_n w_n sum_i tau_in log g_i(x_n) (-inf allowed)."""
         return weighted_sum(soft_label_sum(tau, self.log_weights(SoftmaxParams(coef), Xg)), w)
 
-    def m_step(self, params, tau, Xg, w, ctl, max_halvings, fixed):
+    def m_step(self, params, tau, Xg, w, ctl, max_halvings, fixed, log_w=None):
         coef = params.coef
         free = jnp.logical_not(fixed.coef)
         head = coef[:1]
