@@ -38,7 +38,9 @@ def design_matrices(x: np.ndarray, gate, expert, intercept: bool = True, gate_in
     X = add_intercept(x, intercept)
     tdesign = getattr(expert, "transform_design", None)
     X = tdesign(X, intercept) if tdesign is not None else expert.transform(X)
-    Xg = add_intercept(np.asarray(gate.transform(x), dtype=np.float64), gate_intercept)
+    # gates on raw covariates (the Gaussian gate) take no intercept column
+    Xg = add_intercept(np.asarray(gate.transform(x), dtype=np.float64),
+                       gate_intercept and getattr(gate, "uses_intercept", True))
     return np.asarray(X, dtype=np.float64), Xg
 
 

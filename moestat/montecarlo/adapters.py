@@ -65,6 +65,11 @@ def _softmax_gate(gate, params, gate_intercept):
     return np.exp(beta0), blocks, "softmax"
 
 
+# top-K and modified softmax are softmaxes of a linear score (of M(x) for modified softmax)
+register_gate("topk")(_softmax_gate)
+register_gate("modified_softmax")(_softmax_gate)
+
+
 @register_gate("normalized_sigmoid")
 def _sigmoid_gate(gate, params, gate_intercept):
     beta0, beta1 = _split_intercept(params.coef, gate_intercept)
@@ -72,6 +77,18 @@ def _sigmoid_gate(gate, params, gate_intercept):
     if beta1.shape[1]:
         blocks["gate_slope"] = beta1
     return 1.0 / (1.0 + np.exp(-beta0)), blocks, "sigmoid"
+
+
+@register_gate("gaussian")
+def _gaussian_gate(gate, params, gate_intercept):
+    """GLLiM gate: mass pi_i, location c_i, scale = the covariance's upper triangle (diagonal: its diagonal)."""
+    cov = np.asarray(params.cov, dtype=np.float64)
+    d = cov.shape[-1]
+    off = np.abs(cov - np.eye(d)[None] * cov).max() if d > 1 else 0.0
+    iu = np.diag_indices(d) if off == 0.0 else np.triu_indices(d)
+    scale = cov[:, iu[0], iu[1]]
+    return np.asarray(params.weight, dtype=np.float64), {"loc": np.asarray(params.mean, dtype=np.float64),
+                                                         "scale": scale}, "gaussian"
 
 
 # --------------------------------------------------------------------------- experts
@@ -110,6 +127,27 @@ def expert_blocks(expert, params, intercept) -> dict:
     return fn(expert, params, intercept)
 
 
+@register_model("shared_routed")
+def _shared_routed(setup, params) -> dict[str, Atoms]:
+    """DeepSeekMoE: a "shared" group (masses omega) and a "routed" group (the routed gate's masses).
+
+    The experts are a Stacked family whose first block holds the k1 shared experts.
+    """
+    gate, expert = setup.gate, setup.expert
+    (fs, k1), (fr, _) = expert.blocks
+    if k1 != gate.n_shared:
+        raise ValueError("the shared block has %d experts but the gate %d" % (k1, gate.n_shared))
+    rname = getattr(gate.routed, "name", "")
+    fn = _GATES.get(rname)
+    if fn is None:
+        raise ValueError("no atom adapter for the routed gate %r (have %s)" % (rname, ", ".join(sorted(_GATES))))
+    shared = Atoms(np.asarray(params.gate.shared, dtype=np.float64),
+                   expert_blocks(fs, params.expert.blocks[0], setup.intercept), "shared")
+    mass, gblocks, kind = fn(gate.routed, params.gate.routed, setup.uses_gate_intercept)
+    routed = Atoms(mass, dict(gblocks, **expert_blocks(fr, params.expert.blocks[1], setup.intercept)), kind)
+    return {"shared": shared, "routed": routed}
+
+
 def model_atoms(setup, params) -> dict[str, Atoms]:
     """{group: Atoms} for canonical parameters of a model (``setup``: a ModelSetup)."""
     gname = getattr(setup.gate, "name", "")
@@ -119,7 +157,7 @@ def model_atoms(setup, params) -> dict[str, Atoms]:
     if fn is None:
         raise ValueError("no atom adapter for gate %r (have %s); register one with "
                          "moestat.montecarlo.adapters.register_gate" % (gname, ", ".join(sorted(_GATES))))
-    mass, gblocks, kind = fn(setup.gate, params.gate, setup.gate_intercept)
+    mass, gblocks, kind = fn(setup.gate, params.gate, setup.uses_gate_intercept)
     blocks = dict(gblocks)
     blocks.update(expert_blocks(setup.expert, params.expert, setup.intercept))
     return {"moe": Atoms(mass, blocks, kind)}

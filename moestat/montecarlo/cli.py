@@ -60,6 +60,7 @@ def run(args) -> int:
         print("moestat reproduce: name an experiment (see --list)", file=sys.stderr)
         return 2
     from .runner import RunExistsError, format_slopes, run_experiment
+    _terminate_as_interrupt()
     try:
         res = run_experiment(args.experiment, quick=args.quick, out_dir=args.out, workers=args.workers,
                              scheduler=args.scheduler, resume=args.resume, overwrite=args.overwrite,
@@ -68,9 +69,23 @@ def run(args) -> int:
     except (RunExistsError, ValueError) as exc:
         print("moestat reproduce: %s" % exc, file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\nmoestat reproduce: interrupted; finished replicates are stored -- rerun with --resume",
+              file=sys.stderr)
+        return 130
     print(format_slopes(res.slopes))
     print("wrote %s" % ", ".join(res.files))
     return 0
+
+
+def _terminate_as_interrupt():
+    """SIGTERM behaves like Ctrl-C, so that the worker processes are stopped too."""
+    import signal
+    import threading
+    if threading.current_thread() is threading.main_thread():
+        def handler(signum, frame):
+            raise KeyboardInterrupt
+        signal.signal(signal.SIGTERM, handler)
 
 
 def main(argv=None) -> int:

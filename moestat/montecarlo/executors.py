@@ -63,7 +63,7 @@ class InProcess:
         for t in tasks:
             yield t, fn(t)
 
-    def close(self):
+    def close(self, abort: bool = False):
         pass
 
 
@@ -96,9 +96,13 @@ class LocalPool:
     def imap_unordered(self, fn, tasks):
         yield from _windowed(lambda t: self.pool.submit(fn, t), tasks, 2 * self.workers)
 
-    def close(self):
+    def close(self, abort: bool = False):
+        """Shut the pool down; ``abort`` (interrupted run) also terminates the busy workers."""
         try:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+            if abort:
+                for proc in list(getattr(self.pool, "_processes", {}).values()):
+                    proc.terminate()
+            self.pool.shutdown(wait=not abort, cancel_futures=True)
         finally:
             self._env.__exit__(None, None, None)
 
@@ -122,7 +126,9 @@ class DaskExecutor:
     def imap_unordered(self, fn, tasks):
         yield from _windowed(lambda t: self.executor.submit(fn, t), tasks, 2 * self.workers)
 
-    def close(self):
+    def close(self, abort: bool = False):
+        if abort:
+            self.executor.shutdown(wait=False)
         if self._own:
             self.client.close()
 

@@ -76,31 +76,53 @@ def near_truth_start(exp, n: int, rng: np.random.Generator) -> em.MoEParams:
         s_glob.append(off + a)
         off += kt
     s = np.concatenate(s_glob)
-    # gate: truth row of the assigned expert + one scalar per fitted row on the free entries
-    gate_free = exp.fit.gate.free_mask(base.gate)
-    gate = jax.tree_util.tree_map(
-        lambda t, f: np.asarray(t)[s] + rng.normal(0.0, sd_g, size=(s.size,) + (1,) * (np.ndim(t) - 1))
-        * np.asarray(f), true.gate, gate_free)
-    new_blocks = [_expert_block(tb, a, rng, sd_e, sd_v, as_sd) for tb, a in zip(t_blocks, s_local)]
+    gate = _gate_start(exp.fit.gate, true.gate, base.gate, s, s_local, rng, sd_g)
+    free_blocks = _blocks_of(exp.fit.expert.free_mask(base.expert))
+    new_blocks = [_expert_block(tb, a, rng, sd_e, sd_v, as_sd, fb)
+                  for tb, a, fb in zip(t_blocks, s_local, free_blocks)]
     expert = type(base.expert)(blocks=tuple(new_blocks)) if hasattr(base.expert, "blocks") else new_blocks[0]
     out = em.MoEParams(gate=gate, expert=expert)
     return jax.tree_util.tree_map(lambda a, b: np.asarray(a, dtype=np.float64).reshape(np.shape(b)), out, base)
+
+
+def _rows_start(true_p, free, s, rng, sd):
+    """Rows of the assigned true experts plus one scalar N(0, sd^2) per row, on the free entries only."""
+    return jax.tree_util.tree_map(
+        lambda t, f: np.asarray(t)[s] + rng.normal(0.0, sd, size=(s.size,) + (1,) * (np.ndim(t) - 1))
+        * np.asarray(f), true_p, free)
+
+
+def _gate_start(gate, true_g, base_g, s, s_local, rng, sd):
+    """Near-truth gate parameters for the fitted experts assigned by ``s`` (``s_local`` per expert block)."""
+    if hasattr(base_g, "shared") and hasattr(base_g, "routed"):
+        # DeepSeekMoE: constant shared weights split equally among the copies of a true shared expert,
+        # the routed gate as any gate on the routed block
+        a = s_local[0]
+        omega = np.asarray(true_g.shared, dtype=np.float64)[a] / np.bincount(a)[a]
+        routed = _rows_start(true_g.routed, gate.routed.free_mask(base_g.routed), s_local[1], rng, sd)
+        return base_g._replace(shared=omega / omega.sum(), routed=routed)
+    if getattr(gate, "joint", False):
+        raise ValueError("the paper protocol is defined for conditional gates (softmax, normalized sigmoid, "
+                         "top-K, shared+routed); use --protocol mle for the %r gate" % gate.name)
+    return _rows_start(true_g, gate.free_mask(base_g), s, rng, sd)
 
 
 def _rows(params) -> int:
     return int(np.shape(jax.tree_util.tree_leaves(params)[0])[0])
 
 
-def _expert_block(tb, s, rng, sd_e, sd_v, as_sd):
+def _expert_block(tb, s, rng, sd_e, sd_v, as_sd, free):
+    """Rows ``s`` of one block of true expert parameters plus the protocol's noise (free entries only)."""
     fields = {}
     for name in tb._fields:
         t = np.asarray(getattr(tb, name), dtype=np.float64)[s]
+        f = np.asarray(getattr(free, name), dtype=np.float64)
         shape = (s.size,) + (1,) * (t.ndim - 1)
         if name in GROUP_FIELDS:
             start = np.sqrt(t) if as_sd else t
             fields[name] = start + np.abs(rng.normal(0.0, sd_v, size=shape))
         else:
-            fields[name] = t + rng.normal(0.0, sd_e, size=shape)
+            fields[name] = t + rng.normal(0.0, sd_e, size=shape) * f
     return type(tb)(**fields)
 
 
@@ -118,6 +140,9 @@ def mle_starts(exp, n: int, rep: int, x, y, data) -> em.MoEParams:
     F = exp.fit.expert.init_features(X, np.asarray(y))
     seed = int(init_stream(exp.spec.seed, n, rep).generate_state(1)[0] % (2**31 - 1))
     R = initmod.starting_responsibilities(None, F, w, exp.fit.k, int(exp.settings["n_init"]), seed)
+    arrange = getattr(exp.fit.gate, "arrange_starts", None)  # e.g. shared vs routed roles (DeepSeekMoE)
+    if arrange is not None:
+        R = arrange(R)
     N = data.w.shape[0]
     R = np.pad(R, ((0, 0), (0, 0), (0, N - R.shape[2])), constant_values=1.0 / exp.fit.k)
     cfg1 = em.EMConfig(gate=exp.cfg.gate, expert=exp.cfg.expert, k=exp.cfg.k, max_iter=1)

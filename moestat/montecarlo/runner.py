@@ -143,6 +143,7 @@ def run_experiment(experiment, *, quick: bool = False, out_dir: str | None = Non
         if missing:
             sid = store.start_session(spec.hash, ex_name, executor.workers, quick)
             bar = Progress(len(missing), enabled=progress, stream=stream)
+            aborted = True
             try:
                 for task, rows in executor.imap_unordered(run_task, tasks):
                     computed += store.write(spec.hash, rows)
@@ -150,9 +151,10 @@ def run_experiment(experiment, *, quick: bool = False, out_dir: str | None = Non
                     bar.update(len(rows), extra="n=%d" % task["n"])
                     if throttle:
                         time.sleep(throttle)
+                aborted = False
             finally:
                 bar.close()
-                executor.close()
+                executor.close(abort=aborted)  # an interrupted run stops its workers too
         result = analyse(spec, store, out_dir, quick, grid, R, figures=figures, n_boot=n_boot)
         result.computed = computed
         return result

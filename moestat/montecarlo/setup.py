@@ -23,27 +23,41 @@ from ..simulate import design_matrices, simulate
 PILOT_N = 4000
 
 
+def _family_class(name: str, kind: str):
+    """The family class for a name: the registry, else a class of that (lower-cased) name, e.g. Stacked."""
+    registry = gating_base._REGISTRY if kind == "gate" else experts_base._REGISTRY
+    if name in registry:
+        return registry[name]
+    import importlib
+    mod = importlib.import_module("moestat.gating" if kind == "gate" else "moestat.experts")
+    base = gating_base.Gate if kind == "gate" else experts_base.Expert
+    for obj in vars(mod).values():
+        if isinstance(obj, type) and issubclass(obj, base) and obj.__name__.lower() == name.lower():
+            return obj
+    return None
+
+
 def _family(obj, kind: str):
     """A gate/expert family object from a name or {"name": ..., **settings} (nested allowed)."""
-    registry = gating_base._REGISTRY if kind == "gate" else experts_base._REGISTRY
     getter = gating_base.get_gate if kind == "gate" else experts_base.get_expert
+    if isinstance(obj, str) and _family_class(obj, kind) is None:
+        return getter(obj)  # raises the registry's clear error
     if isinstance(obj, str):
-        return getter(obj)
+        obj = {"name": obj}
     if not isinstance(obj, dict) or "name" not in obj:
         raise ValueError("a %s must be a name or an object with a 'name', got %r" % (kind, obj))
-    name = obj["name"]
-    if name not in registry:
-        getter(name)  # raises the registry's clear error
+    cls = _family_class(obj["name"], kind)
+    if cls is None:
+        getter(obj["name"])
     kwargs = {k: _convert(v) for k, v in obj.items() if k != "name"}
-    return registry[name](**kwargs)
+    return cls(**kwargs)
 
 
 def _convert(v):
     """Settings values: nested family specs become family objects, lists become tuples."""
     if isinstance(v, dict) and "name" in v:
         for kind in ("expert", "gate"):
-            reg = experts_base._REGISTRY if kind == "expert" else gating_base._REGISTRY
-            if v["name"] in reg:
+            if _family_class(v["name"], kind) is not None:
                 return _family(v, kind)
     if isinstance(v, list):
         return tuple(_convert(x) for x in v)
@@ -100,6 +114,11 @@ class ModelSetup:
     def designs(self, x):
         return design_matrices(x, self.gate, self.expert, self.intercept, self.gate_intercept)
 
+    @property
+    def uses_gate_intercept(self) -> bool:
+        """Whether the gate design has an intercept column (not for gates on raw covariates)."""
+        return self.gate_intercept and getattr(self.gate, "uses_intercept", True)
+
     def base_params(self, p: int, pg: int, info: dict) -> em.MoEParams:
         return em.MoEParams(gate=self.gate.init_params(self.k, pg), expert=self.expert.init_params(self.k, p, info))
 
@@ -132,7 +151,7 @@ class Experiment:
         fit = ModelSetup.from_spec(spec.raw["fit"])
         x0 = np.zeros((2, int(spec.raw.get("x", {}).get("d", 1))))
         X0, G0 = truth.designs(x0)
-        tbase = truth.base_params(X0.shape[1], G0.shape[1], {})
+        tbase = truth.base_params(X0.shape[1], G0.shape[1], {"var_y": 1.0})  # values come from the spec
         true_params = fill_params(tbase, spec.raw["truth"]["params"], "truth.params")
         # a pilot sample (fixed seed) sets data-dependent settings such as the variance floor
         x, y, _ = simulate(truth.gate, truth.expert, true_params, n=PILOT_N, x_law=spec.raw.get("x"),

@@ -97,6 +97,19 @@ def canonical_json(obj) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"))
 
 
+#: free-text keys that document a spec but never change a result (left out of the hash)
+COMMENT_KEYS = ("note", "published_source")
+
+
+def strip_comments(obj):
+    """``obj`` without the documentation keys (:data:`COMMENT_KEYS`), recursively."""
+    if isinstance(obj, dict):
+        return {k: strip_comments(v) for k, v in obj.items() if k not in COMMENT_KEYS}
+    if isinstance(obj, list):
+        return [strip_comments(v) for v in obj]
+    return obj
+
+
 @dataclass
 class Spec:
     """A validated experiment spec (the raw JSON dict plus helpers)."""
@@ -153,7 +166,7 @@ class Spec:
         """Settings of the active protocol merged over the fit defaults (tol, max_iter, ...)."""
         fit = self.raw["fit"]
         base = {"tol": fit.get("tol", 1e-8), "max_iter": fit.get("max_iter", 2000)}
-        base.update(self.raw.get("protocols", {}).get(self.protocol, {}))
+        base.update(strip_comments(self.raw.get("protocols", {}).get(self.protocol, {})))
         if self.protocol == "mle":
             base.setdefault("n_init", 10)
         else:
@@ -171,7 +184,7 @@ class Spec:
 
     # ------------------------------------------------------------------ identity
     def hashed_fields(self) -> dict:
-        r = self.raw
+        r = strip_comments(self.raw)
         return {"version": HARNESS_VERSION, "truth": r["truth"], "x": r.get("x", {}), "fit": r["fit"],
                 "protocol": self.protocol, "settings": self.protocol_settings(), "seed": self.seed,
                 "losses": [{k: l.get(k) for k in ("name", "kind", "options")} for l in self.losses],
