@@ -135,7 +135,13 @@ def run_experiment(experiment, *, quick: bool = False, out_dir: str | None = Non
         executor = make_executor(workers, scheduler) if missing else None
         ex_name = executor.name if executor else "none"
         extra = {"reference": reference, "batch": batch}
-        tasks = plan_tasks(spec, missing, block if block else (1 if ex_name == "in-process" else None), extra)
+        if not block:
+            # vectorised (GPU) fitting wants every replicate of one n in one task; in-process runs stream
+            # each replicate to the store; pools get blocks of about POINTS_PER_TASK points
+            from .._jax import backend
+            vectorised = batch == "vmap" or (batch == "auto" and backend() != "cpu" and scheduler is None)
+            block = R if vectorised else (1 if ex_name == "in-process" else None)
+        tasks = plan_tasks(spec, missing, block, extra)
         log("%s (%s protocol%s): %d sizes x %d replicates, %d stored, %d to run in %d tasks on %s (%d workers)"
             % (spec.name, spec.protocol, ", quick" if quick else "", len(grid), R, len(grid) * R - len(missing),
                len(missing), len(tasks), ex_name, executor.workers if executor else 0))

@@ -1,6 +1,6 @@
 """Write the shipped experiment specs (moestat/simulations/*.json) from one readable source.
 
-Run from the repository root:  python tools/write_specs.py
+Run from the repository root:  python simulations/make_specs.py
 The JSON files are what moestat reads; this script only keeps them consistent
 (shared truths, protocols and notes) and compactly formatted.
 """
@@ -50,11 +50,11 @@ DEMYST = [
                  [{"geomspace": [200, 100000, 8]}], 16, "D1", -0.63788,
                  "CRPE-SGaME plots_SGaME/plot_model1_K2_n0_0_..._rep40.pdf legend '3.5 n^-0.63788' [CODE]",
                  "Softmax-gated Gaussian MoE, exact fit k = k* = 2: D1 and density TV"),
-    demystifying(3, 5, 6, [{"linspace": [10000, 100000, 200]}], [{"geomspace": [500, 50000, 6]}], 8, "D2",
+    demystifying(3, 5, 6, [{"linspace": [10000, 100000, 200]}], [{"geomspace": [500, 20000, 5]}], 8, "D2",
                  -1.18098, "CRPE-SGaME plots_SGaME/plot_model1_K3_n0_0_... legend '12.5 n^-1.18098' [CODE]; "
                  "not a pass/fail reference: translation-variant coded loss and near-truth starts (theory.md §6.1-6.2)",
                  "Softmax-gated Gaussian MoE, over-fit k = 3 > k* = 2: D2 (r(2) = 4) and density TV"),
-    demystifying(4, 5, 6, [{"linspace": [10000, 100000, 200]}], [{"geomspace": [500, 50000, 6]}], 8, "D2",
+    demystifying(4, 5, 6, [{"linspace": [10000, 100000, 200]}], [{"geomspace": [500, 20000, 5]}], 8, "D2",
                  -2.47512, "CRPE-SGaME plots_SGaME/plot_model1_K4_n0_0_... legend '27.6 n^-2.47512' [CODE]; "
                  "not a pass/fail reference (theory.md §6.1-6.2)",
                  "Softmax-gated Gaussian MoE, over-fit k = 4 > k* = 2: D2 (r(2) = 4, r(3) = 6) and density TV"),
