@@ -382,7 +382,9 @@ def _nelder_mead(f_batch, x0, f0, step):
 
 def _result(ev, value, cells, sizes, own, contrib, shift, s, t) -> VoronoiResult:
     fit, true = ev.fit, ev.true
-    errors = {}
+    # log of the optimal mass scale exp(t0): -inf means the infimum is the limit t0 -> -inf, where the loss
+    # equals sum_j m*_j (the fit is so far from the truth that shrinking every mass to 0 is best)
+    errors = {"log_scale": float(shift[0])}
     for j in range(true.k):
         members = cells == j
         errors["size[%d]" % j] = int(sizes[j])

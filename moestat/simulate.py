@@ -1,5 +1,9 @@
 """Simulate data from a mixture of experts with given parameters (NumPy random streams).
 
+:func:`simulate_data` draws (x, y, z) from gate and expert families with given
+parameters; the Monte Carlo harness and the true models of the published
+experiments use it.
+
 The Monte Carlo harness needs replicate r of size n to be *the same data*
 whether it runs alone, in a batch, on another worker or after a resume, and in
 every JAX version (JAX's random streams changed in 0.5, ``engineering.md``
@@ -122,7 +126,7 @@ def _variances(params) -> np.ndarray:
     return np.concatenate([np.asarray(b.sigma2, dtype=np.float64) for b in params.blocks])
 
 
-def simulate(gate, expert, params, x: np.ndarray | None = None, *, n: int | None = None, x_law: dict | None = None,
+def simulate_data(gate, expert, params, x: np.ndarray | None = None, *, n: int | None = None, x_law: dict | None = None,
              seed: Any = 0, intercept: bool = True, gate_intercept: bool = True):
     """Draw (x, y, z) from a mixture of experts.
 

@@ -235,7 +235,7 @@ def test_deepseek_and_gaussian_gate_adapters():
                                   GaussianParams(coef=np.array([[2.0, 8.0], [1.0, -6.0]]), sigma2=np.array([0.4, 0.4])))))
     atoms = model_atoms(setup, params)
     assert set(atoms) == {"shared", "routed"} and atoms["shared"].gate == "shared"
-    np.testing.assert_allclose(atoms["routed"].mass, [1.0, math.e])
+    np.testing.assert_allclose(atoms["routed"].mass, [1 / math.e, 1.0])  # exp(beta0), up to a common factor
     np.testing.assert_allclose(atoms["routed"].blocks["slope"].ravel(), [8.0, -6.0])
     assert theory_loss("D2", atoms, atoms).value == pytest.approx(0.0, abs=1e-14)
     # an over-specified shared block (two copies of the shared expert) uses the shared-expert D2 exponents

@@ -60,9 +60,11 @@ def _split_intercept(coef: np.ndarray, has_intercept: bool):
 
 @register_gate("softmax")
 def _softmax_gate(gate, params, gate_intercept):
+    """Masses exp(beta_0 - max beta_0): a softmax measure is only defined up to a common factor (the
+    losses take the infimum over it), and the shift keeps a diverged gate (beta_0 ~ 1e4) finite."""
     beta0, beta1 = _split_intercept(params.coef, gate_intercept)
     blocks = {"gate_slope": beta1} if beta1.shape[1] else {}
-    return np.exp(beta0), blocks, "softmax"
+    return np.exp(beta0 - beta0.max()), blocks, "softmax"
 
 
 # top-K and modified softmax are softmaxes of a linear score (of M(x) for modified softmax)

@@ -122,13 +122,7 @@ def run_experiment(experiment, *, quick: bool = False, out_dir: str | None = Non
     R = int(replicates or spec.replicates(quick))
     store = Store(os.path.join(out_dir, "results.sqlite"))
     try:
-        have = store.count(spec.hash)
-        if have and overwrite:
-            store.delete(spec.hash)
-        elif have and not resume:
-            raise RunExistsError("%s already holds %d results of %s (%s protocol); pass --resume to complete them "
-                                 "or --overwrite to start again" % (out_dir, have, spec.name, spec.protocol))
-        store.register(spec)
+        _claim(store, spec, out_dir, resume, overwrite)
         reference = ensure_reference(spec, store, log)
         done = store.done(spec.hash)
         missing = [(int(n), r) for n in grid for r in range(R) if (int(n), r) not in done]
@@ -145,27 +139,43 @@ def run_experiment(experiment, *, quick: bool = False, out_dir: str | None = Non
         log("%s (%s protocol%s): %d sizes x %d replicates, %d stored, %d to run in %d tasks on %s (%d workers)"
             % (spec.name, spec.protocol, ", quick" if quick else "", len(grid), R, len(grid) * R - len(missing),
                len(missing), len(tasks), ex_name, executor.workers if executor else 0))
-        computed = 0
-        if missing:
-            sid = store.start_session(spec.hash, ex_name, executor.workers, quick)
-            bar = Progress(len(missing), enabled=progress, stream=stream)
-            aborted = True
-            try:
-                for task, rows in executor.imap_unordered(run_task, tasks):
-                    computed += store.write(spec.hash, rows)
-                    store.touch_session(sid, len(rows))
-                    bar.update(len(rows), extra="n=%d" % task["n"])
-                    if throttle:
-                        time.sleep(throttle)
-                aborted = False
-            finally:
-                bar.close()
-                executor.close(abort=aborted)  # an interrupted run stops its workers too
+        computed = _execute(executor, tasks, store, spec, quick, len(missing), progress, stream, throttle) \
+            if missing else 0
         result = analyse(spec, store, out_dir, quick, grid, R, figures=figures, n_boot=n_boot)
         result.computed = computed
         return result
     finally:
         store.close()
+
+
+def _claim(store: Store, spec: Spec, out_dir: str, resume: bool, overwrite: bool) -> None:
+    """Refuse to mix with earlier results unless resuming; discard them when overwriting."""
+    have = store.count(spec.hash)
+    if have and overwrite:
+        store.delete(spec.hash)
+    elif have and not resume:
+        raise RunExistsError("%s already holds %d results of %s (%s protocol); pass --resume to complete them "
+                             "or --overwrite to start again" % (out_dir, have, spec.name, spec.protocol))
+    store.register(spec)
+
+
+def _execute(executor, tasks, store, spec, quick, total, progress, stream, throttle) -> int:
+    """Run the tasks, storing each finished task at once; returns the number of new rows."""
+    sid = store.start_session(spec.hash, executor.name, executor.workers, quick)
+    bar = Progress(total, enabled=progress, stream=stream)
+    computed, aborted = 0, True
+    try:
+        for task, rows in executor.imap_unordered(run_task, tasks):
+            computed += store.write(spec.hash, rows)
+            store.touch_session(sid, len(rows))
+            bar.update(len(rows), extra="n=%d" % task["n"])
+            if throttle:
+                time.sleep(throttle)
+        aborted = False
+    finally:
+        bar.close()
+        executor.close(abort=aborted)  # an interrupted run stops its workers too
+    return computed
 
 
 def command_line(spec: Spec, quick: bool) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 from .. import em
 from ..experts import base as experts_base
 from ..gating import base as gating_base
-from ..simulate import design_matrices, simulate
+from ..simulate import design_matrices, simulate_data
 
 PILOT_N = 4000
 
@@ -154,7 +154,7 @@ class Experiment:
         tbase = truth.base_params(X0.shape[1], G0.shape[1], {"var_y": 1.0})  # values come from the spec
         true_params = fill_params(tbase, spec.raw["truth"]["params"], "truth.params")
         # a pilot sample (fixed seed) sets data-dependent settings such as the variance floor
-        x, y, _ = simulate(truth.gate, truth.expert, true_params, n=PILOT_N, x_law=spec.raw.get("x"),
+        x, y, _ = simulate_data(truth.gate, truth.expert, true_params, n=PILOT_N, x_law=spec.raw.get("x"),
                            seed=[spec.seed, 0, 2**31 - 1], intercept=truth.intercept,
                            gate_intercept=truth.gate_intercept)
         X, G = fit.designs(x)

@@ -35,7 +35,7 @@ from .._jax import backend, to_device
 from .._math import klogsumexp
 from ..data import bucket_size, make_data
 from ..losses import VORONOI_KINDS, conditional_distance, gauss_legendre_nodes, theory_loss
-from ..simulate import simulate
+from ..simulate import _variances, simulate_data
 from . import protocols
 from .adapters import model_atoms
 from .setup import Experiment, params_to_json
@@ -61,7 +61,7 @@ def experiment_for(spec_raw: dict, reference=None) -> Experiment:
 def replicate_data(exp: Experiment, n: int, rep: int):
     """(x, y, Data) of replicate ``rep`` of size ``n``: the same whatever runs it."""
     t = exp.truth
-    x, y, _ = simulate(t.gate, t.expert, exp.true_params, n=n, x_law=exp.spec.raw.get("x"),
+    x, y, _ = simulate_data(t.gate, t.expert, exp.true_params, n=n, x_law=exp.spec.raw.get("x"),
                        seed=[exp.spec.seed, int(n), int(rep)], intercept=t.intercept, gate_intercept=t.gate_intercept)
     X, G = exp.fit.designs(x)
     return x, y, make_data(X, G, np.asarray(y, dtype=np.float64), np.ones(n), N=bucket_size(n))
@@ -179,7 +179,6 @@ def _y_range(exp, params, x_nodes):
     for setup, p in ((exp.truth, exp.true_params), (exp.fit, params)):
         X, _ = setup.designs(x_nodes)
         mean = np.asarray(setup.expert.mean(jax.tree_util.tree_map(to_device, p.expert), to_device(X.T)))
-        from ..simulate import _variances
         sd = np.sqrt(np.max(_variances(p.expert)))
         lo, hi = min(lo, mean.min() - 12 * sd), max(hi, mean.max() + 12 * sd)
     return lo, hi
@@ -196,7 +195,7 @@ def density_loss(exp: Experiment, params, kind: str):
         nodes = gauss_legendre_nodes(*kw["x_uniform"], 16, 8)[0][:, None]
     else:
         t = exp.truth
-        xs, _, _ = simulate(t.gate, t.expert, exp.true_params, n=512, x_law=law, seed=[exp.spec.seed, 1, 2**31 - 2],
+        xs, _, _ = simulate_data(t.gate, t.expert, exp.true_params, n=512, x_law=law, seed=[exp.spec.seed, 1, 2**31 - 2],
                             intercept=t.intercept, gate_intercept=t.gate_intercept)
         kw["x_sample"], nodes = xs, xs
     if not categorical:
