@@ -52,9 +52,14 @@ def slope_figure(results: list[dict], title: str, subtitle: str, path: str, dpi:
                      fontsize=10)
         ax.grid(True, which="both", alpha=0.25)
         ax.legend(fontsize=7.5, loc="lower left")
+        notes = []
         if r.get("failures"):
-            ax.text(0.99, 0.99, "%d failed fits included" % r["failures"], transform=ax.transAxes, ha="right",
-                    va="top", fontsize=7.5, color="C3")
+            notes.append("%d failed fits included" % r["failures"])
+        if r.get("capped"):
+            notes.append("%d replicates at the loss cap" % r["capped"])
+        if notes:
+            ax.text(0.99, 0.99, "\n".join(notes), transform=ax.transAxes, ha="right", va="top", fontsize=7.5,
+                    color="C3")
     fig.suptitle("%s\n%s" % (title, subtitle), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=dpi)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..losses import VORONOI_KINDS
 from .analysis import error_slopes, local_slopes, loss_slopes
 from .executors import make_executor
 from .progress import Progress
@@ -30,7 +31,7 @@ from .worker import run_task
 POINTS_PER_TASK = 20000
 
 SLOPE_COLUMNS = ["experiment", "loss", "slope", "ci_low", "ci_high", "median_slope", "predicted", "published",
-                 "n_min", "n_max", "n_sizes", "replicates", "failures", "excluded", "protocol", "quick",
+                 "n_min", "n_max", "n_sizes", "replicates", "failures", "excluded", "capped", "protocol", "quick",
                  "wall_s", "cpu_s", "spec_hash", "command"]
 
 
@@ -178,6 +179,17 @@ def _execute(executor, tasks, store, spec, quick, total, progress, stream, throt
     return computed
 
 
+def capped_count(df: pd.DataFrame) -> int:
+    """Replicates whose softmax Voronoi loss sits at its cap sum_j m*_j (optimal mass scale exp(t0) -> 0).
+
+    The per-parameter errors (``err_<group>.log_scale``) belong to the spec's first Voronoi loss.
+    """
+    cols = [c for c in df.columns if c.startswith("err_") and c.endswith("log_scale")]
+    if not cols:
+        return 0
+    return int((df[cols].to_numpy(dtype=float) == -np.inf).any(axis=1).sum())
+
+
 def command_line(spec: Spec, quick: bool) -> str:
     args = ["moestat", "reproduce", spec.name, "--protocol", spec.protocol]
     if quick:
@@ -192,21 +204,26 @@ def analyse(spec: Spec, store: Store, out_dir: str, quick: bool, grid, R: int, f
     wall = store.wall_seconds(spec.hash)
     rows, fig_input, local = [], [], []
     files = []
+    first_voronoi = next((L["name"] for L in spec.losses if L["kind"] in VORONOI_KINDS), None)
     if len(df):
         for L in spec.losses:
             st = loss_slopes(df, L["name"], n_boot=n_boot, seed=spec.seed)
+            capped = capped_count(df) if L["name"] == first_voronoi else None
             rows.append({"experiment": spec.name, "loss": L["name"], "slope": st["slope"], "ci_low": st["ci_low"],
                          "ci_high": st["ci_high"], "median_slope": st["median_slope"], "predicted": L.get("predicted"),
                          "published": L.get("published"), "n_min": st["n_min"], "n_max": st["n_max"],
                          "n_sizes": st["n_sizes"], "replicates": st["replicates"], "failures": st["failures"],
-                         "excluded": st["excluded"], "protocol": spec.protocol, "quick": bool(quick),
+                         "excluded": st["excluded"], "capped": capped, "protocol": spec.protocol,
+                         "quick": bool(quick),
                          "wall_s": round(wall, 2), "cpu_s": round(float(df["seconds"].sum()), 2),
                          "spec_hash": spec.hash, "command": command_line(spec, quick)})
-            fig_input.append(dict(st, loss=L["name"], predicted=L.get("predicted"), published=L.get("published")))
+            fig_input.append(dict(st, loss=L["name"], predicted=L.get("predicted"), published=L.get("published"),
+                                  capped=capped))
             ls = local_slopes(st["summary"])
             ls.insert(0, "loss", L["name"])
             local.append(ls)
     slopes = pd.DataFrame(rows, columns=SLOPE_COLUMNS)
+    slopes["capped"] = slopes["capped"].astype("Int64")  # blank for losses without a cap
     tag = "%s-%s%s" % (spec.name, spec.protocol, "-quick" if quick else "")
     paths = {"slopes": os.path.join(out_dir, "slopes.csv"), "results": os.path.join(out_dir, "results.csv"),
              "local": os.path.join(out_dir, "local_slopes.csv"), "params": os.path.join(out_dir, "param_slopes.csv")}
@@ -237,9 +254,10 @@ def format_slopes(slopes: pd.DataFrame) -> str:
     for _, r in slopes.iterrows():
         pub = "" if r["published"] is None or (isinstance(r["published"], float) and np.isnan(r["published"])) \
             else " published %.3f" % float(r["published"])
+        capped = "" if pd.isna(r["capped"]) else ", %d at the loss cap" % r["capped"]
         out.append("%-18s %-6s slope %+.3f  95%% CI [%+.3f, %+.3f]  median %+.3f  predicted %s%s  "
-                   "(n %d..%d, %d sizes x %d reps, %d failed, %s protocol)"
+                   "(n %d..%d, %d sizes x %d reps, %d failed%s, %s protocol)"
                    % (r["experiment"], r["loss"], r["slope"], r["ci_low"], r["ci_high"], r["median_slope"],
                       "%+.2f" % r["predicted"] if r["predicted"] is not None else "n/a", pub, r["n_min"], r["n_max"],
-                      r["n_sizes"], r["replicates"], r["failures"], r["protocol"]))
+                      r["n_sizes"], r["replicates"], r["failures"], capped, r["protocol"]))
     return "\n".join(out)
