@@ -39,13 +39,15 @@ def collect(run_dirs: list[str]) -> str:
         sl.to_csv(os.path.join(HERE, "slopes-%s.csv" % tag), index=False)
         for _, r in sl.iterrows():
             cmd = "%s --out runs/%s" % (r["command"], tag)
-            rows.append("| %s | %s | %s | %s [%s, %s] | %s | %s | %s | %d–%d × %d sizes × %d reps | %d | %.0f | `%s` |" % (
+            capped = "" if pd.isna(r.get("capped")) else " / %d" % r["capped"]
+            rows.append("| %s | %s | %s | %s [%s, %s] | %s | %s | %s | %d–%d × %d sizes × %d reps | %d%s | %.0f | `%s` |" % (
                 r["experiment"], r["protocol"] + (" (quick)" if r["quick"] else ""), r["loss"], _f(r["slope"]),
                 _f(r["ci_low"]), _f(r["ci_high"]), _f(r["median_slope"]), _f(r["predicted"], "%+.2f"),
-                _f(r["published"]), r["n_min"], r["n_max"], r["n_sizes"], r["replicates"], r["failures"], r["wall_s"],
+                _f(r["published"]), r["n_min"], r["n_max"], r["n_sizes"], r["replicates"], r["failures"], capped,
+                r["wall_s"],
                 cmd))
     head = ("| experiment | protocol | loss | OLS slope [95% bootstrap CI] | median slope | predicted | published | "
-            "n range | failed fits | wall s | command |\n|---|---|---|---|---|---|---|---|---|---|---|")
+            "n range | failed fits / capped | wall s | command |\n|---|---|---|---|---|---|---|---|---|---|---|")
     notes = open(os.path.join(HERE, "notes.md")).read() if os.path.exists(os.path.join(HERE, "notes.md")) else ""
     text = "# Paper figures\n\n" + head + "\n" + "\n".join(rows) + "\n\n" + notes + "\n\n## Figures\n\n" + \
         "\n\n".join("![%s](%s)" % (f, f) for f in sorted(set(figs))) + "\n"
