@@ -31,7 +31,9 @@ Voronoi cells recomputed for every shift.  For a given t_1 the loss is a
 convex piecewise-linear function of s = exp(t_0), minimised exactly at one of
 its breakpoints; t_1 is searched from the shift-equivariant candidates
 beta*_1j - beta_1i and refined by Nelder-Mead, so the loss is invariant to a
-shift of the fitted model up to rounding (tested).
+shift of the fitted model up to rounding (tested).  Because s -> 0 (every mass
+shrunk away) is an admissible limit, a softmax loss never exceeds sum_j m*_j;
+``errors["log_scale"] = -inf`` marks a fit that sits at this cap.
 """
 from __future__ import annotations
 
@@ -311,7 +313,7 @@ def voronoi_loss(fit: Atoms, true: Atoms, rule: VoronoiRule, *, rb: Callable = r
         cells, sizes, own, term = ev.parts(None)
         s = np.ones(1)
         contrib = ev.cell_contrib(cells, sizes, term, s)
-        return _result(ev, ev.total(contrib)[0], cells[0], sizes[0], own, contrib[0], (0.0, None), 1.0, 0)
+        return _result(ev, ev.total(contrib)[0], cells[0], sizes[0], own, contrib[0], (0.0, None), 1.0)
     if "gate_slope" not in fit.blocks:
         t1_best = None
         cells, sizes, own, term = ev.parts(None)
@@ -321,7 +323,7 @@ def voronoi_loss(fit: Atoms, true: Atoms, rule: VoronoiRule, *, rb: Callable = r
     s, val = ev.best_scale(cells, sizes, term)
     contrib = ev.cell_contrib(cells, sizes, term, s)
     t0 = math.log(s[0]) if s[0] > 0 else -math.inf
-    return _result(ev, val[0], cells[0], sizes[0], own, contrib[0], (t0, t1_best), s[0], 0)
+    return _result(ev, val[0], cells[0], sizes[0], own, contrib[0], (t0, t1_best), s[0])
 
 
 def _search_shift(ev: _Evaluator, fit: Atoms, true: Atoms) -> np.ndarray:
@@ -380,7 +382,8 @@ def _nelder_mead(f_batch, x0, f0, step):
     return (np.asarray(res.x), float(res.fun)) if res.fun < f0 else (x0, f0)
 
 
-def _result(ev, value, cells, sizes, own, contrib, shift, s, t) -> VoronoiResult:
+def _result(ev, value, cells, sizes, own, contrib, shift, s) -> VoronoiResult:
+    """Package one evaluation (batch entry 0) with the per-cell errors."""
     fit, true = ev.fit, ev.true
     # log of the optimal mass scale exp(t0): -inf means the infimum is the limit t0 -> -inf, where the loss
     # equals sum_j m*_j (the fit is so far from the truth that shrinking every mass to 0 is best)
@@ -390,7 +393,7 @@ def _result(ev, value, cells, sizes, own, contrib, shift, s, t) -> VoronoiResult
         errors["size[%d]" % j] = int(sizes[j])
         errors["mass[%d]" % j] = float(abs(s * fit.mass[members].sum() - true.mass[j]))
         for b, d in own.items():
-            errors["%s[%d]" % (b, j)] = float(d[t][members].max()) if members.any() else float("nan")
+            errors["%s[%d]" % (b, j)] = float(d[0][members].max()) if members.any() else float("nan")
     return VoronoiResult(value=float(value), cells=np.asarray(cells), cell_terms=np.asarray(contrib),
                          shift=shift, errors=errors)
 
@@ -401,7 +404,6 @@ def _all(blocks, exact, over):
     return {b: (exact, over) for b in blocks}
 
 
-STRONG_BLOCKS = ("gate_slope", "gate_intercept", "expert", "intercept", "slope", "variance", "loc", "scale")
 
 
 def rule_D1(atoms: Atoms) -> VoronoiRule:

@@ -8,7 +8,6 @@ The main CLI (:mod:`moestat.cli`) mounts this with :func:`add_parser`.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 

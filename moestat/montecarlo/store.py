@@ -14,7 +14,6 @@ import os
 import sqlite3
 import time
 
-import numpy as np
 import pandas as pd
 
 SCHEMA = """
