@@ -23,8 +23,11 @@ def slope_figure(results: list[dict], title: str, subtitle: str, path: str, dpi:
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
+    import textwrap
+
     m = len(results)
-    fig, axes = plt.subplots(1, m, figsize=(4.6 * m, 4.0), squeeze=False)
+    width = max(4.6 * m, 7.0)
+    fig, axes = plt.subplots(1, m, figsize=(width, 4.2), squeeze=False)
     for ax, r in zip(axes[0], results):
         s = r["summary"]
         s = s[np.isfinite(s["mean"]) & (s["mean"] > 0)]
@@ -60,7 +63,8 @@ def slope_figure(results: list[dict], title: str, subtitle: str, path: str, dpi:
         if notes:
             ax.text(0.99, 0.99, "\n".join(notes), transform=ax.transAxes, ha="right", va="top", fontsize=7.5,
                     color="C3")
-    fig.suptitle("%s\n%s" % (title, subtitle), fontsize=10)
+    wrap = int(width * 11.5)  # characters per line at fontsize 10
+    fig.suptitle("\n".join(textwrap.wrap(title, wrap) + textwrap.wrap(subtitle, wrap)), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
