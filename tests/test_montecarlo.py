@@ -188,3 +188,15 @@ def test_stable_table_ignores_timing(tmp_path):
         assert stable_table(a, spec.hash) == stable_table(b, spec.hash)
         b.write(spec.hash, [dict(row, rep=1, seconds=2.0)])
         assert stable_table(a, spec.hash) != stable_table(b, spec.hash)
+
+
+def test_bad_spec_fails_before_any_work(tmp_path):
+    from moestat.montecarlo import run_experiment
+    spec = tiny_spec(fit={"gate": "nosuchgate", "expert": "linear", "k": 2})
+    with pytest.raises(ValueError, match="cannot be set up: unknown gating 'nosuchgate'"):
+        run_experiment(spec, out_dir=str(tmp_path / "x"), workers=1, progress=False)
+    assert not (tmp_path / "x").exists()
+    bad = tiny_spec(truth=dict(tiny_spec().raw["truth"], params={"gate": {"coef": [[0, 0]]},
+                                                                 "expert": {"coef": [[0, 0]], "sigma2": [1]}}))
+    with pytest.raises(ValueError, match=r"truth.params.gate.coef must have shape \(2, 2\)"):
+        run_experiment(bad, out_dir=str(tmp_path / "y"), workers=1, progress=False)

@@ -40,7 +40,11 @@ class RunExistsError(RuntimeError):
 
 
 def plan_tasks(spec: Spec, missing: list[tuple[int, int]], block: int | None, extra: dict) -> list[dict]:
-    """Tasks (n, block of replicates), largest n first."""
+    """Tasks (n, block of replicates), largest n first.
+
+    Sizes of one padded bucket are adjacent in this order, so a worker reuses each bucket's compiled
+    program; large sizes first keeps the slowest tasks from finishing last.
+    """
     by_n: dict[int, list[int]] = {}
     for n, r in missing:
         by_n.setdefault(int(n), []).append(int(r))
@@ -117,6 +121,11 @@ def run_experiment(experiment, *, quick: bool = False, out_dir: str | None = Non
     log = lambda msg: print(msg, file=stream, flush=True)  # noqa: E731
     spec = experiment if isinstance(experiment, Spec) else load_spec(experiment)
     spec = spec.with_protocol(protocol)
+    try:  # fail here, not in every worker, when a family of the spec is not installed or a field is wrong
+        from .worker import experiment_for
+        experiment_for(spec.raw)
+    except (ValueError, TypeError) as exc:
+        raise ValueError("experiment %r cannot be set up: %s" % (spec.name, exc)) from None
     out_dir = out_dir or os.path.join("runs", "%s-%s%s" % (spec.name, spec.protocol, "-quick" if quick else ""))
     os.makedirs(out_dir, exist_ok=True)
     grid = spec.grid(quick)

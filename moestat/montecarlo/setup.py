@@ -155,8 +155,8 @@ class Experiment:
         true_params = fill_params(tbase, spec.raw["truth"]["params"], "truth.params")
         # a pilot sample (fixed seed) sets data-dependent settings such as the variance floor
         x, y, _ = simulate_data(truth.gate, truth.expert, true_params, n=PILOT_N, x_law=spec.raw.get("x"),
-                           seed=[spec.seed, 0, 2**31 - 1], intercept=truth.intercept,
-                           gate_intercept=truth.gate_intercept)
+                                seed=[spec.seed, 0, 2**31 - 1], intercept=truth.intercept,
+                                gate_intercept=truth.gate_intercept)
         X, G = fit.designs(x)
         info = fit.expert.prepare(np.asarray(y), np.ones(y.shape[0]))
         settings = spec.protocol_settings()

@@ -62,7 +62,8 @@ def replicate_data(exp: Experiment, n: int, rep: int):
     """(x, y, Data) of replicate ``rep`` of size ``n``: the same whatever runs it."""
     t = exp.truth
     x, y, _ = simulate_data(t.gate, t.expert, exp.true_params, n=n, x_law=exp.spec.raw.get("x"),
-                       seed=[exp.spec.seed, int(n), int(rep)], intercept=t.intercept, gate_intercept=t.gate_intercept)
+                            seed=[exp.spec.seed, int(n), int(rep)], intercept=t.intercept,
+                            gate_intercept=t.gate_intercept)
     X, G = exp.fit.designs(x)
     return x, y, make_data(X, G, np.asarray(y, dtype=np.float64), np.ones(n), N=bucket_size(n))
 
@@ -195,8 +196,9 @@ def density_loss(exp: Experiment, params, kind: str):
         nodes = gauss_legendre_nodes(*kw["x_uniform"], 16, 8)[0][:, None]
     else:
         t = exp.truth
-        xs, _, _ = simulate_data(t.gate, t.expert, exp.true_params, n=512, x_law=law, seed=[exp.spec.seed, 1, 2**31 - 2],
-                            intercept=t.intercept, gate_intercept=t.gate_intercept)
+        xs, _, _ = simulate_data(t.gate, t.expert, exp.true_params, n=512, x_law=law,
+                                 seed=[exp.spec.seed, 1, 2**31 - 2], intercept=t.intercept,
+                                 gate_intercept=t.gate_intercept)
         kw["x_sample"], nodes = xs, xs
     if not categorical:
         kw["y_range"] = _y_range(exp, params, nodes)
