@@ -81,12 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     b.add_argument("--out", default="bench_em.csv")
     b.set_defaults(func=_bench)
-    try:
-        from .montecarlo.cli import add_parser as add_reproduce
-    except ImportError:
-        add_reproduce = None
-    if add_reproduce is not None:
-        add_reproduce(sub)
+    from .montecarlo.cli import add_parser as add_reproduce
+    add_reproduce(sub)
     return p
 
 
