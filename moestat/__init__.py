@@ -13,7 +13,7 @@ from .multinomial_moe import MultinomialMoE, MultinomialResults
 from .results import MoEResults
 from .inference import InferenceWarning, bootstrap, bootstrap_lrt
 from .selection import select_k
-from .draw import simulate
+from .sampling import simulate
 
 __version__ = "0.1.0"
 

@@ -18,7 +18,7 @@ import numpy as np
 from .. import em
 from ..experts import base as experts_base
 from ..gating import base as gating_base
-from ..simulate import design_matrices, simulate_data
+from ..sampling import design_matrices, simulate_data
 
 PILOT_N = 4000
 

@@ -1,7 +1,7 @@
 """The worker side of the harness: one task = one sample size n and a block of replicates.
 
 For each replicate r the worker draws the data from ``SeedSequence([seed, n, r])``
-(:mod:`moestat.simulate`), pads them to the size bucket of n (so every n of
+(:mod:`moestat.sampling`), pads them to the size bucket of n (so every n of
 one bucket reuses one compiled program), builds the protocol's starts, runs
 EM, keeps the best start, and computes the losses and per-parameter errors.
 
@@ -35,7 +35,7 @@ from .._jax import backend, to_device
 from .._math import klogsumexp
 from ..data import bucket_size, make_data
 from ..losses import VORONOI_KINDS, conditional_distance, gauss_legendre_nodes, theory_loss
-from ..simulate import _variances, simulate_data
+from ..sampling import _variances, simulate_data
 from . import protocols
 from .adapters import model_atoms
 from .setup import Experiment, params_to_json
