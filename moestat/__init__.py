@@ -10,10 +10,12 @@ from . import datasets, experts, gating
 from .em import MoEParams
 from .model import ConvergenceWarning, DegenerateFitWarning, GaussianMoE, MoEWarning
 from .results import MoEResults
+from . import models  # (experts branch)
+from .models import DeepSeekMoE  # (experts branch)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ConvergenceWarning", "DegenerateFitWarning", "GaussianMoE", "MoEParams", "MoEResults", "MoEWarning",
-    "datasets", "experts", "gating",
+    "ConvergenceWarning", "DeepSeekMoE", "DegenerateFitWarning", "GaussianMoE", "MoEParams", "MoEResults", "MoEWarning",
+    "datasets", "experts", "gating", "models",
 ]

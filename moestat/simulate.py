@@ -1,0 +1,138 @@
+"""Simulate data from a mixture of experts with given parameters (NumPy random streams).
+
+The Monte Carlo harness needs replicate r of size n to be *the same data*
+whether it runs alone, in a batch, on another worker or after a resume, and in
+every JAX version (JAX's random streams changed in 0.5, ``engineering.md``
+§7.6).  So every draw here comes from NumPy's ``Generator(PCG64)`` seeded by a
+``SeedSequence`` -- the harness uses ``SeedSequence([seed, n, r])`` -- and JAX
+only evaluates the deterministic gate probabilities and expert means.
+
+A draw is: covariates (or a fixed grid), labels z ~ Categorical(g(x)) by the
+inverse CDF of one uniform per point, then y | z from the expert (Gaussian:
+mean + sd * standard normal; categorical: inverse CDF of one uniform).
+Families with neither form fall back to the family's own ``sample`` with a JAX
+key drawn from the same stream (then the stream is only as stable as JAX's).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import numpy as np
+
+from . import _jax  # noqa: F401  (float64)
+
+X_LAWS = ("grid", "uniform", "normal")
+
+
+def add_intercept(a: np.ndarray, add: bool) -> np.ndarray:
+    return np.column_stack([np.ones(a.shape[0]), a]) if add else a
+
+
+def design_matrices(x: np.ndarray, gate, expert, intercept: bool = True, gate_intercept: bool = True):
+    """Expert design (n, p) and gate design (n, pg) from raw covariates x (n, d), as ``MoEModel.design`` builds them."""
+    x = np.asarray(x, dtype=np.float64)
+    x = x[:, None] if x.ndim == 1 else x
+    X = add_intercept(x, intercept)
+    tdesign = getattr(expert, "transform_design", None)
+    X = tdesign(X, intercept) if tdesign is not None else expert.transform(X)
+    Xg = add_intercept(np.asarray(gate.transform(x), dtype=np.float64), gate_intercept)
+    return np.asarray(X, dtype=np.float64), Xg
+
+
+def draw_x(law: dict, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Covariates (n, d) from a law: {"law": "grid"|"uniform"|"normal", "low", "high", "d", "mean", "sd"}.
+
+    "grid" is linspace(low, high, n) in each coordinate (the design of
+    ``theory.md`` §3.5) and uses no randomness.
+    """
+    kind = law.get("law", "uniform")
+    d = int(law.get("d", 1))
+    if kind == "grid":
+        g = np.linspace(float(law.get("low", 0.0)), float(law.get("high", 1.0)), n)
+        return np.repeat(g[:, None], d, axis=1)
+    if kind == "uniform":
+        return rng.uniform(float(law.get("low", 0.0)), float(law.get("high", 1.0)), size=(n, d))
+    if kind == "normal":
+        return float(law.get("mean", 0.0)) + float(law.get("sd", 1.0)) * rng.standard_normal((n, d))
+    raise ValueError("unknown covariate law %r; choose one of %s" % (kind, ", ".join(X_LAWS)))
+
+
+def inverse_cdf(probs: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Category index per column of probs (k, n) for uniforms u (n,)."""
+    c = np.cumsum(probs, axis=0)
+    c = c / c[-1:]
+    return np.minimum((c < u[None]).sum(0), probs.shape[0] - 1)
+
+
+def gate_probabilities(gate, gate_params, Xg: np.ndarray) -> np.ndarray:
+    """(k, n) gating probabilities at the gate design (n, pg)."""
+    return np.exp(np.asarray(gate.log_weights(gate_params, jax.numpy.asarray(Xg.T))))
+
+
+def sample_response(expert, expert_params, X: np.ndarray, z: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """y (n,) given labels z (n,) from the expert family (see the module docstring)."""
+    n = X.shape[0]
+    Xt = jax.numpy.asarray(X.T)
+    if expert.response == "continuous" and (hasattr(expert_params, "sigma2") or _stacked_gaussian(expert_params)):
+        mean = np.asarray(expert.mean(expert_params, Xt))                      # (k, n)
+        s2 = _variances(expert_params)
+        e = rng.standard_normal(n)
+        return mean[z, np.arange(n)] + np.sqrt(s2[z]) * e
+    if expert.response == "categorical":
+        probs = np.asarray(expert.mean(expert_params, Xt))                     # (k, C, n)
+        pz = probs[z, :, np.arange(n)].T                                       # (C, n)
+        return inverse_cdf(pz, rng.random(n))
+    key = jax.random.PRNGKey(int(rng.integers(0, 2**31 - 1)))
+    return np.asarray(expert.sample(key, expert_params, Xt, jax.numpy.asarray(z)))
+
+
+def _stacked_gaussian(params) -> bool:
+    blocks = getattr(params, "blocks", None)
+    return blocks is not None and all(hasattr(b, "sigma2") for b in blocks)
+
+
+def _variances(params) -> np.ndarray:
+    if hasattr(params, "sigma2"):
+        return np.asarray(params.sigma2, dtype=np.float64)
+    return np.concatenate([np.asarray(b.sigma2, dtype=np.float64) for b in params.blocks])
+
+
+def simulate(gate, expert, params, x: np.ndarray | None = None, *, n: int | None = None, x_law: dict | None = None,
+             seed: Any = 0, intercept: bool = True, gate_intercept: bool = True):
+    """Draw (x, y, z) from a mixture of experts.
+
+    Parameters
+    ----------
+    gate, expert : moestat gate and expert family objects
+    params : MoEParams
+        True parameters (gate and expert PyTrees).
+    x : array (n, d), optional
+        Fixed covariates; otherwise ``n`` draws from ``x_law`` (see :func:`draw_x`).
+        A joint (Gaussian) gate draws x from its own mixture when it provides
+        ``sample_x(params, n, rng)``.
+    seed : int, sequence of ints or numpy SeedSequence
+        Seeds the NumPy stream (the harness passes ``[seed, n, replicate]``).
+
+    Returns
+    -------
+    x (n, d), y (n,), z (n,) expert labels
+    """
+    ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    s_x, s_z, s_y = ss.spawn(3)
+    z = None
+    if x is None:
+        if n is None:
+            raise ValueError("give covariates x or a sample size n")
+        if getattr(gate, "joint", False) and hasattr(gate, "sample_x"):
+            x, z = gate.sample_x(params.gate, int(n), np.random.default_rng(s_x))
+        else:
+            x = draw_x(x_law or {"law": "uniform"}, int(n), np.random.default_rng(s_x))
+    x = np.asarray(x, dtype=np.float64)
+    x = x[:, None] if x.ndim == 1 else x
+    X, Xg = design_matrices(x, gate, expert, intercept, gate_intercept)
+    if z is None:
+        probs = gate_probabilities(gate, params.gate, Xg)
+        z = inverse_cdf(probs, np.random.default_rng(s_z).random(x.shape[0]))
+    y = sample_response(expert, params.expert, X, np.asarray(z), np.random.default_rng(s_y))
+    return x, y, np.asarray(z)
