@@ -25,7 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 
 import moestat as ms  # noqa: E402
-from _truths import SPECIAL_GATES, param_error, truth  # noqa: E402
+from _truths import n_experts, param_error, truth  # noqa: E402
 
 
 def main():
@@ -41,7 +41,7 @@ def main():
     rows = []
     for g in a.gates.split(","):
         for e in a.experts.split(","):
-            k = 3 if g == "shared_routed" else 2
+            k = n_experts(g)
             T = truth(g, e, k)
             for n in ns:
                 for r in range(a.reps):

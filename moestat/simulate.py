@@ -1,5 +1,9 @@
 """Simulate data from a mixture of experts with given parameters (NumPy random streams).
 
+:func:`simulate_data` draws (x, y, z) from gate and expert families with given
+parameters; the Monte Carlo harness and the true models of the published
+experiments use it.
+
 The Monte Carlo harness needs replicate r of size n to be *the same data*
 whether it runs alone, in a batch, on another worker or after a resume, and in
 every JAX version (JAX's random streams changed in 0.5, ``engineering.md``
@@ -15,12 +19,14 @@ key drawn from the same stream (then the stream is only as stable as JAX's).
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import jax
 import numpy as np
 
 from . import _jax  # noqa: F401  (float64)
+from .data import bucket_size, pad_columns
 
 X_LAWS = ("grid", "uniform", "normal")
 
@@ -36,7 +42,9 @@ def design_matrices(x: np.ndarray, gate, expert, intercept: bool = True, gate_in
     X = add_intercept(x, intercept)
     tdesign = getattr(expert, "transform_design", None)
     X = tdesign(X, intercept) if tdesign is not None else expert.transform(X)
-    Xg = add_intercept(np.asarray(gate.transform(x), dtype=np.float64), gate_intercept)
+    # gates on raw covariates (the Gaussian gate) take no intercept column
+    Xg = add_intercept(np.asarray(gate.transform(x), dtype=np.float64),
+                       gate_intercept and getattr(gate, "uses_intercept", True))
     return np.asarray(X, dtype=np.float64), Xg
 
 
@@ -65,26 +73,46 @@ def inverse_cdf(probs: np.ndarray, u: np.ndarray) -> np.ndarray:
     return np.minimum((c < u[None]).sum(0), probs.shape[0] - 1)
 
 
+@partial(jax.jit, static_argnames=("gate",))
+def _log_weights(params, Xg, gate):
+    return gate.log_weights(params, Xg)
+
+
+@partial(jax.jit, static_argnames=("expert",))
+def _expert_mean(params, X, expert):
+    return expert.mean(params, X)
+
+
+def _padded(fn, params, A: np.ndarray, family):
+    """fn(params, A.T padded to its size bucket) restricted to the n real columns.
+
+    Padding to the buckets of :func:`moestat.data.bucket_size` lets every n of a
+    bucket reuse one compiled evaluation instead of compiling per n.
+    """
+    n = A.shape[0]
+    At = pad_columns(np.ascontiguousarray(A.T), bucket_size(n))
+    return np.asarray(fn(params, jax.numpy.asarray(At), family))[..., :n]
+
+
 def gate_probabilities(gate, gate_params, Xg: np.ndarray) -> np.ndarray:
     """(k, n) gating probabilities at the gate design (n, pg)."""
-    return np.exp(np.asarray(gate.log_weights(gate_params, jax.numpy.asarray(Xg.T))))
+    return np.exp(_padded(_log_weights, gate_params, Xg, gate))
 
 
 def sample_response(expert, expert_params, X: np.ndarray, z: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """y (n,) given labels z (n,) from the expert family (see the module docstring)."""
     n = X.shape[0]
-    Xt = jax.numpy.asarray(X.T)
     if expert.response == "continuous" and (hasattr(expert_params, "sigma2") or _stacked_gaussian(expert_params)):
-        mean = np.asarray(expert.mean(expert_params, Xt))                      # (k, n)
+        mean = _padded(_expert_mean, expert_params, X, expert)                 # (k, n)
         s2 = _variances(expert_params)
         e = rng.standard_normal(n)
         return mean[z, np.arange(n)] + np.sqrt(s2[z]) * e
     if expert.response == "categorical":
-        probs = np.asarray(expert.mean(expert_params, Xt))                     # (k, C, n)
+        probs = _padded(_expert_mean, expert_params, X, expert)                # (k, C, n)
         pz = probs[z, :, np.arange(n)].T                                       # (C, n)
         return inverse_cdf(pz, rng.random(n))
     key = jax.random.PRNGKey(int(rng.integers(0, 2**31 - 1)))
-    return np.asarray(expert.sample(key, expert_params, Xt, jax.numpy.asarray(z)))
+    return np.asarray(expert.sample(key, expert_params, jax.numpy.asarray(X.T), jax.numpy.asarray(z)))
 
 
 def _stacked_gaussian(params) -> bool:
@@ -98,7 +126,7 @@ def _variances(params) -> np.ndarray:
     return np.concatenate([np.asarray(b.sigma2, dtype=np.float64) for b in params.blocks])
 
 
-def simulate(gate, expert, params, x: np.ndarray | None = None, *, n: int | None = None, x_law: dict | None = None,
+def simulate_data(gate, expert, params, x: np.ndarray | None = None, *, n: int | None = None, x_law: dict | None = None,
              seed: Any = 0, intercept: bool = True, gate_intercept: bool = True):
     """Draw (x, y, z) from a mixture of experts.
 

@@ -17,14 +17,10 @@ import moestat as ms
 from moestat import em
 from moestat.models import TrueModel
 
-from _truths import monotone, param_error, scipy_gain, truth
+from _truths import gate_options, monotone, n_experts, param_error, scipy_gain, truth
 
 GATES = ms.gating.available()
 EXPERTS = ("linear", "relu")
-
-
-def _k(gate_name):
-    return 3 if gate_name == "shared_routed" else 2
 
 
 @pytest.mark.parametrize("expert", EXPERTS)
@@ -35,7 +31,10 @@ def test_fit_beats_truth_and_error_shrinks(gate, expert):
     A fit on a subsample gives its rows weight 1 and the others weight 0, so
     every fit runs in one compiled program (one padded bucket).
     """
-    T = truth(gate, expert, _k(gate))
+    opts = gate_options(gate)
+    if "xfail" in opts:
+        pytest.xfail(opts["xfail"])
+    T = truth(gate, expert, n_experts(gate))
     n_big, n_small = 30000, 1000
     x, y, _ = T.simulate(n_big, seed=[11, n_big])
     rows = np.arange(n_big)
@@ -44,12 +43,13 @@ def test_fit_beats_truth_and_error_shrinks(gate, expert):
         w = ((rows >= lo) & (rows < hi)).astype(float)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ms.MoEWarning)
-            res = T.model.fit(x, y, weights=w, n_init=4, polish=False, tol=1e-11 if hi - lo == n_small else 1e-8)
+            # the scipy-checked fit is the full estimator (EM + Newton polish); the others EM alone
+            res = T.model.fit(x, y, weights=w, n_init=opts["n_init"], polish=(lo, hi) == (0, n_small))
         ll_true = T.loglik(x, y, weights=w)
         assert res.loglik >= ll_true - 1e-8 * abs(ll_true), (lo, hi, res.loglik, ll_true)
         assert monotone(res) >= -1e-12
         err = param_error(T.model, res.params, T.params)
-        if lo == 0 and hi == n_small:   # EM's solution is the maximum: direct maximisation finds nothing more
+        if (lo, hi) == (0, n_small):   # the fit is the maximum: direct maximisation finds nothing more
             gain = scipy_gain(res)
             assert gain <= 1e-8 * abs(res.loglik), gain
         if hi - lo == n_small:
@@ -57,7 +57,7 @@ def test_fit_beats_truth_and_error_shrinks(gate, expert):
         else:
             big = err
     # parametric rate: the error ratio should be about sqrt(30) = 5.5
-    assert np.mean(small) / big > 2.5, (small, big)
+    assert np.mean(small) / big > opts["min_ratio"], (small, big)
 
 
 def test_em_agrees_with_direct_maximisation_stacked_gelu_relu():

@@ -204,3 +204,23 @@ def test_stacked_errors_are_clear():
 def test_unknown_expert_name_lists_families():
     with pytest.raises(ValueError, match="'gelu', 'linear', 'polynomial', 'relu'"):
         ms.GaussianMoE(2, expert="sigmoid")
+
+
+def test_new_sizes_in_a_bucket_reuse_the_program_and_padding_is_exact():
+    """Same family/bucket as the polynomial test above: n = 300 and 310 share the 320-point bucket."""
+    from moestat.data import bucket_size, make_data
+    assert bucket_size(300) == bucket_size(310) == 320
+    model = ms.GaussianMoE(2, expert=ms.experts.GaussianPolynomial(degree=2))
+    rng = np.random.default_rng(8)
+    x = rng.uniform(-2, 2, 310)
+    y = np.where(rng.random(310) < 0.5, x ** 2, 1 - x) + 0.1 * rng.standard_normal(310)
+    res = model.fit(x[:300], y[:300], n_init=3, polish=False, tol=1e-12)
+    size = em.fit_restarts._cache_size()
+    res2 = model.fit(x, y, n_init=3, polish=False, tol=1e-12)
+    assert em.fit_restarts._cache_size() == size            # no recompilation inside the bucket
+    assert res2.params.expert.coef.dtype == np.float64 and np.asarray(res2.loglik_trace).dtype == np.float64
+    # the log-likelihood does not depend on how much padding the data carry
+    d = res.design
+    P = jax.tree_util.tree_map(jnp.asarray, res.params_internal)
+    lls = [float(em.evaluate(P, make_data(d.X, d.Xg, d.y, d.w, N=N), res._cfg)[0]) for N in (320, 1000)]
+    assert lls[0] == pytest.approx(res.loglik, rel=1e-13) and lls[1] == pytest.approx(lls[0], rel=1e-13)

@@ -2,7 +2,7 @@
 
 Used to write down the true models of published experiments
 (:mod:`moestat.models.deepseek`), to simulate from them
-(:func:`moestat.simulate.simulate`), to evaluate the true log-likelihood on a
+(:func:`moestat.simulate.simulate_data`), to evaluate the true log-likelihood on a
 sample, and to export them in the Monte Carlo spec format
 (``truth: {gate, expert, k, params, intercept, gate_intercept}``).
 """
@@ -71,10 +71,10 @@ class TrueModel:
 
     def simulate(self, n: int, seed: Any = 0):
         """(x (n, d), y (n,), z (n,)) from the truth (NumPy streams seeded by ``seed``)."""
-        from ..simulate import simulate
+        from ..simulate import simulate_data
         gi = self.model.gate_intercept and self.model.gate.uses_intercept
-        return simulate(self.model.gate, self.model.expert, self.params, n=int(n), x_law=self.x_law, seed=seed,
-                        intercept=self.model.intercept, gate_intercept=gi)
+        return simulate_data(self.model.gate, self.model.expert, self.params, n=int(n), x_law=self.x_law, seed=seed,
+                             intercept=self.model.intercept, gate_intercept=gi)
 
     def loglik(self, x, y, weights=None) -> float:
         """Log-likelihood of the true parameters on (x, y) (joint of (x, y) for a joint gate)."""
