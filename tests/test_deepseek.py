@@ -83,3 +83,26 @@ def test_random_starts_reach_the_true_likelihood_thm1():
     x, y, _ = t.simulate(N, seed=[2025, N])
     res = _fit(deepseek.fitted_model("thm1"), x, y, n_init=5, max_iter=600, prefer_nondegenerate=False)
     assert res.loglik >= t.loglik(x, y) and monotone(res) >= -1e-12
+
+
+@pytest.mark.parametrize("setting", deepseek.SETTINGS)
+def test_true_models_match_the_monte_carlo_specs(setting):
+    """The harness's experiment specs (moestat/simulations/deepseek-thm*.json), when installed, hold the same truth."""
+    from importlib import resources
+    path = resources.files("moestat") / "simulations" / ("deepseek-%s.json" % setting)
+    if not path.is_file():
+        pytest.skip("no Monte Carlo spec for %s on this branch" % setting)
+    spec = json.loads(path.read_text())["truth"]
+    mine = deepseek.true_model(setting).spec_section() if HAS_NS or setting in ("thm1", "thm2") else None
+    if mine is None:
+        pytest.skip("needs the normalized_sigmoid gate")
+    assert spec["params"] == mine["params"] and spec["k"] == mine["k"]
+    t = deepseek.true_model(setting)
+
+    def expert(f):
+        if isinstance(f, str):
+            return ms.experts.get_expert(f)
+        return ms.experts.base._REGISTRY[f["name"]](**{k: v for k, v in f.items() if k != "name"})
+    gate = ms.gating.SharedRouted(**{k: v for k, v in spec["gate"].items() if k != "name"})
+    assert gate == t.model.gate
+    assert ms.experts.Stacked(tuple((expert(f), c) for f, c in spec["expert"]["blocks"])) == t.model.expert
