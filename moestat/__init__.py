@@ -9,13 +9,19 @@ from . import _jax  # noqa: F401  (float64 on import)
 from . import datasets, experts, gating
 from .em import MoEParams
 from .model import ConvergenceWarning, DegenerateFitWarning, GaussianMoE, MoEWarning
+from .multinomial_moe import MultinomialMoE, MultinomialResults
 from .results import MoEResults
+from .inference import InferenceWarning, bootstrap, bootstrap_lrt
+from .selection import select_k
+from .sampling import simulate
 from . import models  # (experts branch)
 from .models import DeepSeekMoE  # (experts branch)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ConvergenceWarning", "DeepSeekMoE", "DegenerateFitWarning", "GaussianMoE", "MoEParams", "MoEResults", "MoEWarning",
-    "datasets", "experts", "gating", "models",
+    "ConvergenceWarning", "DeepSeekMoE", "DegenerateFitWarning", "GaussianMoE", "MoEParams", "MoEResults",
+    "MoEWarning", "MultinomialMoE", "MultinomialResults",
+    "datasets", "experts", "gating", "models", "simulate",
+    "InferenceWarning", "bootstrap", "bootstrap_lrt", "select_k",
 ]

@@ -175,8 +175,9 @@ class Block:
         """Design matrix (without intercept column) for new data in this block's encoding."""
         if self.formula is not None:
             frame = raw if raw is not None else data
-            if frame is None:
-                raise ValueError("%s was given as a formula; pass the new data as a DataFrame" % name)
+            if not isinstance(frame, (pd.DataFrame, dict)):
+                raise ValueError("the model was fitted with the formula %r: pass the new data as a DataFrame "
+                                 "(X=df or data=df) with the formula's columns" % self.formula)
             mat = _formula_rhs(self.spec, frame)
             mat = _drop_intercept(mat)[0]
             out = as_float_matrix(mat, name)
@@ -206,7 +207,10 @@ def _drop_intercept(df: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
 
 def _formula_rhs(spec: Any, frame: Any) -> pd.DataFrame:
     import patsy
-    (mat,) = patsy.build_design_matrices([spec], frame, return_type="dataframe")
+    try:
+        (mat,) = patsy.build_design_matrices([spec], frame, return_type="dataframe")
+    except patsy.PatsyError as exc:  # a missing column or an unseen category level
+        raise ValueError("cannot encode the new data with the fitted formula: %s" % exc) from None
     return mat
 
 
@@ -316,7 +320,7 @@ def build_design(X: Any, y: Any, gate_X: Any, weights: Any, data: Any, *,
     gate_same = gate_X is None
     if gate_same:
         g_raw, g_names = x_raw, list(x_names)
-        g_int = add_int if not expert_formula else has_int
+        g_int = gate_intercept if not expert_formula else has_int
         gate_block = Block(names=(["Intercept"] if g_int else []) + g_names, intercept=g_int,
                            formula=expert_block.formula, spec=expert_block.spec)
     elif isinstance(gate_X, str):

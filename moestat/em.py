@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._math import klogsumexp, kmax
+from ._math import kmax, ksum
 from .data import Data
 
 ALGORITHMS = ("em", "cem", "sem")
@@ -81,22 +81,25 @@ class _State(NamedTuple):
 
 # --------------------------------------------------------------------------- pieces
 
-def joint_log(params: MoEParams, data: Data, cfg: EMConfig):
-    """(k, N) log g_i(x_n) + log f_i(y_n | x_n) (joint terms for the Gaussian gate)."""
-    return cfg.gate.e_step_terms(params.gate, data.Xg) + cfg.expert.log_density(params.expert, data.X, data.y)
-
-
 def e_step(params: MoEParams, data: Data, cfg: EMConfig):
     """Log-likelihood, responsibilities (k, N), per-point log densities and the classification objective."""
-    lj = joint_log(params, data, cfg)
-    lse = klogsumexp(lj)
-    live = data.w > 0
-    lse_w = jnp.where(live, lse, 0.0)
-    tau = jnp.exp(lj - lse_w[None])
-    tau = jnp.where(live[None], tau, 1.0 / cfg.k)
-    ll = jnp.dot(lse_w, data.w)
-    cll = jnp.dot(jnp.where(live, kmax(lj), 0.0), data.w)
-    return ll, tau, lse, cll
+    return _e_step(params, data, cfg)[:4]
+
+
+def _e_step(params: MoEParams, data: Data, cfg: EMConfig):
+    """:func:`e_step` plus the gate's E-step terms (reused by the gate M-step)."""
+    lg = cfg.gate.e_step_terms(params.gate, data.Xg)
+    lj = lg + cfg.expert.log_density(params.expert, data.X, data.y)
+    m = kmax(lj)
+    live = jnp.logical_and(data.w > 0, jnp.isfinite(m))
+    m = jnp.where(live, m, 0.0)
+    e = jnp.exp(lj - m[None])               # reused for tau: k exps per point, not 2k
+    s = ksum(e)
+    lse = m + jnp.log(s)
+    tau = jnp.where(live[None], e / s[None], 1.0 / cfg.k)
+    ll = jnp.dot(jnp.where(live, lse, 0.0), data.w)
+    cll = jnp.dot(m, data.w)
+    return ll, tau, lse, cll, lg
 
 
 def loglik(params: MoEParams, data: Data, cfg: EMConfig):
@@ -116,11 +119,12 @@ def classify(tau, algorithm: str, key):
     return jax.nn.one_hot(z, k, axis=0, dtype=tau.dtype)
 
 
-def m_step(params: MoEParams, tau, data: Data, cfg: EMConfig, ctl: EMControl, fixed: MoEParams):
+def m_step(params: MoEParams, tau, data: Data, cfg: EMConfig, ctl: EMControl, fixed: MoEParams, log_w=None):
     """Gate and expert updates (an ECM step: each block maximised or improved given tau)."""
-    g = cfg.gate.m_step(params.gate, tau, data.Xg, data.w, ctl, cfg.max_halvings, fixed.gate)
+    g = cfg.gate.m_step(params.gate, tau, data.Xg, data.w, ctl, cfg.max_halvings, fixed.gate, log_w=log_w)
     e = cfg.expert.m_step(params.expert, tau, data.X, data.y, data.w, ctl, cfg.max_halvings, fixed.expert)
-    return MoEParams(gate=g, expert=e)
+    # (gates branch) a further gate move judged on the observed log-likelihood (top-K re-routing); default none
+    return cfg.gate.observed_step(MoEParams(gate=g, expert=e), data, cfg, ctl, cfg.max_halvings, fixed.gate)
 
 
 def _select(pred, a, b):
@@ -136,16 +140,17 @@ def fit_one(params0: MoEParams, data: Data, ctl: EMControl, fixed: MoEParams, ke
         return jnp.logical_and(jnp.logical_not(s.done), s.it < cfg.max_iter)
 
     def body(s: _State):
-        ll, tau, _, cll = e_step(s.params, data, cfg)
+        ll, tau, _, cll, lg = _e_step(s.params, data, cfg)
         key, sub = jax.random.split(s.key)
         obj = cll if cfg.algorithm == "cem" else ll
         conv = jnp.logical_and(s.it > 0, obj - s.obj_prev <= ctl.tol * jnp.abs(obj))
         if sem:
             conv = jnp.asarray(False)
+        conv = jnp.logical_and(conv, cfg.gate.may_stop(s.params.gate))  # (gates branch) e.g. tau schedules
         better = ll > s.best_ll
         best_params = _select(better, s.params, s.best_params)
         best_ll = jnp.where(better, ll, s.best_ll)
-        new = m_step(s.params, classify(tau, cfg.algorithm, sub), data, cfg, ctl, fixed)
+        new = m_step(s.params, classify(tau, cfg.algorithm, sub), data, cfg, ctl, fixed, log_w=lg)
         params = _select(conv, s.params, new)
         trace = s.trace.at[s.it].set(ll)
         return _State(params, obj, s.it + jnp.where(conv, 0, 1), conv, trace, key, best_params, best_ll)

@@ -80,6 +80,11 @@ class MoEModel:
     # ------------------------------------------------------------------ set-up
     def design(self, X, y=None, gate_X=None, weights=None, data=None) -> Design:
         """Validate and encode the inputs (intercepts added unless switched off)."""
+        if isinstance(X, Design):  # already encoded: select_k / bootstrap LRT refit the same data with another k
+            if y is not None or gate_X is not None or weights is not None or data is not None:
+                raise ValueError("pass either an encoded Design or raw inputs, not both")
+            self.gate.validate(self.n_experts, X.Xg.shape[1])
+            return X
         d = build_design(X, y, gate_X, weights, data, intercept=self.intercept,
                          gate_intercept=self.gate_intercept, gate_transform=self.gate.transform,
                          y_check=self.expert.check_y)
@@ -87,6 +92,7 @@ class MoEModel:
             d = drop_gate_intercept(d)  # (experts branch) e.g. the Gaussian gate models the raw covariates
         d.X = self.expert.transform_design(d.X, d.expert_block.intercept)  # (experts branch) was transform(d.X)
         self.gate.validate(self.n_experts, d.Xg.shape[1])
+        self.gate.validate_design(d.gate_block.names, d.gate_block.intercept)  # (gates branch)
         return d
 
     def n_params(self, p: int, pg: int) -> int:
@@ -132,6 +138,12 @@ class MoEModel:
             Stop when the log-likelihood rises by at most ``tol * |loglik|`` in one iteration.
         max_iter : int
         algorithm : "em", "cem" (hard assignments) or "sem" (sampled assignments)
+            "cem" maximises the classification likelihood and stops at a fixed
+            point of hard labels.  "sem" draws the labels from the posterior at
+            each of ``max_iter`` iterations (no convergence test, so
+            ``converged`` is False) and reports, per start, the visited
+            parameters with the highest observed log-likelihood; the draws are
+            reproducible from ``seed``.  Neither is polished to the MLE.
         fixed : dict, optional
             Parameters held at their starting values, e.g. ``{"gate": True}`` or
             ``{"coef": mask (k, p), "sigma2": mask (k,)}``; needs ``init`` parameters.
@@ -167,7 +179,7 @@ class MoEModel:
         info["n_total"] = float(design.w.sum())
         cfg = self.config(max_iter, algorithm)
         ctl = self.control(info, tol)
-        dat = make_data(design.X, design.Xg, design.y, design.w)
+        dat = make_data(design.X, design.Xg, self.expert.encode_y(design.y, info), design.w)  # class codes
         base = self.base_params(p, pg, info)
         fixed_mask = self._fixed_mask(fixed, base, init)
         bs = batch_size if batch_size is not None else (1 if backend() == "cpu" else n_init)
@@ -182,22 +194,26 @@ class MoEModel:
         fit = jax.tree_util.tree_map(lambda a: a[best], out)
         n_polish = 0
         if polish and algorithm == "em" and not restarts.loc[best, "degenerate"]:
-            fit, n_polish = self._polish(fit, dat, cfg, fixed_mask)
-        from .results import MoEResults
-        res = MoEResults(model=self, design=design, data=dat, cfg=cfg, ctl=ctl, info=info,
+            fit, n_polish = self._polish(fit, dat, cfg, fixed_mask, ctl)
+        res = self._results_class()(model=self, design=design, data=dat, cfg=cfg, ctl=ctl, info=info,
                          fit=fit, restarts=restarts, best=best, n_polish=n_polish,
                          fixed=fixed_mask, seed=seed, all_params=out.params)
         res._warn_about_fit()
         return res
 
     # ------------------------------------------------------------------ helpers
+    def _results_class(self):
+        """The results type this estimator returns (MultinomialMoE returns MultinomialResults)."""
+        from .results import MoEResults
+        return MoEResults
+
     @staticmethod
-    def _polish(fit, dat, cfg, fixed):
+    def _polish(fit, dat, cfg, fixed, ctl):
         """Newton polish of the EM solution on the observed log-likelihood (never lowers it)."""
         from .parametrization import newton_polish
         params = jax.tree_util.tree_map(to_device, fit.params)
         try:
-            new, ll, steps = newton_polish(cfg, params, dat, fixed)
+            new, ll, steps = newton_polish(cfg, params, dat, fixed, ctl)
         except Exception as exc:  # a polish failure must never lose the EM fit
             warnings.warn("Newton polish skipped: %s" % exc, MoEWarning, stacklevel=3)
             return fit, 0
@@ -295,7 +311,7 @@ def _as_params(init, base):
         ok = False
     if not ok:
         raise ValueError("init parameters do not match this model's shapes: expected %s"
-                         % jax.tree_util.tree_map(np.shape, base))
+                         % (jax.tree_util.tree_map(np.shape, base),))  # (gates branch) a PyTree is a tuple
     return jax.tree_util.tree_map(lambda a, b: jnp.asarray(a, dtype=b.dtype), params, base)
 
 

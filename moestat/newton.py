@@ -113,17 +113,28 @@ def guarded_step(theta, direction, objective: Callable, q0, ls_eps, max_halvings
     return theta_new, jnp.where(accepted, qc, q0), accepted
 
 
-def newton_ascent(theta, objective: Callable, stats: Callable, ctl, max_halvings: int, n_steps: int = 1):
+def newton_ascent(theta, objective: Callable, stats: Callable, ctl, max_halvings: int, n_steps: int = 1,
+                  stats0=None):
     """``n_steps`` guarded Newton steps maximising ``objective`` from ``theta``.
 
     stats(theta) -> (grad, negH, q) at theta, grad shaped like theta.
+    stats0 : optional (grad, negH, q) already known at ``theta`` (e.g. from the
+        E-step's gate probabilities), which saves a pass over the data.
     """
-    def one(_, carry):
-        th, _ = carry
-        grad, negH, q = stats(th)
+    def step(th, st):
+        grad, negH, q = st
         d = newton_direction(grad, negH, ctl.ridge)
         th_new, _, acc = guarded_step(th, d, objective, q, ctl.ls_eps, max_halvings)
         return th_new, acc
 
-    th, acc = lax.fori_loop(0, n_steps, one, (theta, jnp.asarray(True)))
-    return th, acc
+    def one(_, carry):
+        th, _ = carry
+        return step(th, stats(th))
+
+    acc = jnp.asarray(True)
+    if stats0 is not None and n_steps > 0:
+        theta, acc = step(theta, stats0)
+        n_steps -= 1
+    if n_steps > 0:
+        theta, acc = lax.fori_loop(0, n_steps, one, (theta, acc))
+    return theta, acc

@@ -90,14 +90,19 @@ def loglik_derivatives(cfg, params, data, fixed):
     return np.asarray(theta), float(ll), np.asarray(g), np.asarray(H)
 
 
-def newton_polish(cfg, params, data, fixed, max_steps: int = 30, gtol: float = 1e-9):
+def newton_polish(cfg, params, data, fixed, ctl, max_steps: int = 30, gtol: float = 1e-9):
     """Levenberg-damped Newton ascent on the observed log-likelihood from an EM solution.
 
-    Each accepted step increases the log-likelihood (monotone, like EM); the
-    loop stops when the Newton decrement g' H^-1 g / 2 falls below ``gtol``
+    Each accepted step increases the log-likelihood (monotone, like EM) and
+    respects the family's bounds (entries on a bound, e.g. a variance at its
+    floor, are held fixed; candidates leaving the feasible set are rejected).
+    The loop stops when the Newton decrement g' H^-1 g / 2 falls below ``gtol``
     (about the log-likelihood still to gain) or nothing improves.  Returns
     (params, loglik, steps_taken).
     """
+    bound = em.MoEParams(gate=jax.tree_util.tree_map(lambda a: np.zeros(np.shape(a), bool), params.gate),
+                         expert=cfg.expert.at_bound(params.expert, ctl))
+    fixed = jax.tree_util.tree_map(lambda f, b: np.asarray(f) | np.asarray(b), fixed, bound)
     m = _Masks(free_masks(cfg, params, fixed))
     theta = pack(cfg, params, m.masks)
     ll, g, H = (np.asarray(a) for a in _grad_hess(theta, params, data, cfg, m))
@@ -122,7 +127,10 @@ def newton_polish(cfg, params, data, fixed, max_steps: int = 30, gtol: float = 1
                 return unpack(cfg, theta, params, m.masks), ll, steps
             cand = theta + d
             llc = float(_ll_theta(cand, params, data, cfg, m))
-            if np.isfinite(llc) and llc > ll:
+            ok = np.isfinite(llc) and llc > ll
+            if ok and not cfg.expert.feasible(unpack(cfg, cand, params, m.masks).expert, ctl):
+                ok = False
+            if ok:
                 theta, accepted = cand, True
                 lam = lam / 10 if lam > 1e-8 else 0.0
                 break

@@ -121,7 +121,8 @@ class MoEResults:
             yv = None if y is None else self.model.expert.check_y(np.asarray(y))
         if yv is not None and yv.shape[0] != Xm.shape[0]:
             raise ValueError("y has %d entries but X has %d rows" % (yv.shape[0], Xm.shape[0]))
-        y_fill = yv if yv is not None else np.zeros(Xm.shape[0], dtype=self.design.y.dtype)
+        yv = None if yv is None else self.model.expert.encode_y(yv, self.info)   # class labels -> training codes
+        y_fill = yv if yv is not None else np.zeros(Xm.shape[0], dtype=np.asarray(self._data.y).dtype)
         return make_data(Xm, Gm, y_fill, np.ones(Xm.shape[0])), Xm.shape[0], yv is not None
 
     def predict(self, X=None, gate_X=None, kind: str = "mean", y=None, data=None):
@@ -176,21 +177,71 @@ class MoEResults:
                  self.model.gate.describe(self.params.gate, self.design.gate_block.names)]
         return pd.DataFrame(rows, columns=["block", "expert", "term", "estimate"])
 
+    # ------------------------------------------------------------------ inference (moestat.inference)
+    @cached_property
+    def information(self):
+        """Observed-information covariance (:class:`moestat.inference.Information`), computed once."""
+        from .inference import observed_information
+        return observed_information(self)
+
+    @property
+    def bse(self) -> pd.Series:
+        """Observed-information standard errors of the reported estimates (index: block, expert, term)."""
+        return self.information.bse
+
+    def cov_params(self) -> pd.DataFrame:
+        """Observed-information covariance of the reported estimates (sigma by the delta method)."""
+        return self.information.cov_frame()
+
+    def conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
+        """Wald confidence intervals (columns lower, upper) at level 1 - alpha."""
+        f = self.information.frame(alpha)
+        return pd.DataFrame({"lower": f["ci_low"].to_numpy(), "upper": f["ci_high"].to_numpy()},
+                            index=self.information.index)
+
+    @property
+    def zvalues(self) -> pd.Series:
+        """Wald statistics estimate / std_err."""
+        return pd.Series(self.information.frame()["z"].to_numpy(), index=self.information.index, name="z")
+
+    tvalues = zvalues  # the statsmodels name
+
+    @property
+    def pvalues(self) -> pd.Series:
+        """Two-sided normal p-values of the Wald statistics."""
+        return pd.Series(self.information.frame()["p_value"].to_numpy(), index=self.information.index,
+                         name="p_value")
+
+    def summary_frame(self, alpha: float = 0.05) -> pd.DataFrame:
+        """block, expert, term, estimate, std_err, z, p_value, ci_low, ci_high (observed information)."""
+        return self.information.frame(alpha)
+
+    def bootstrap(self, B: int = 200, kind: str = "empirical", seed: int = 0, **kwargs):
+        """Empirical or parametric bootstrap of this fit (see :func:`moestat.inference.bootstrap`)."""
+        from .inference import bootstrap
+        return bootstrap(self, B=B, kind=kind, seed=seed, **kwargs)
+
+    def relabel(self, order) -> "MoEResults":
+        """A copy with the experts reordered: new expert i is old expert ``order[i]``."""
+        from .inference import relabel
+        return relabel(self, order)
+
     def _header(self) -> list[tuple[str, str]]:
-        return [("Model:", type(self.model).__name__), ("Gating:", self.model.gate.name),
+        return [("Dep. variable:", self.design.y_name), ("Model:", type(self.model).__name__),
+                ("Gating:", self.model.gate.name),
                 ("Experts:", "%d x %s" % (self.n_experts, self.model.expert.name)),
-                ("Method:", "Maximum likelihood (%s)" % self.algorithm.upper()),
+                ("Method:", "ML (%s)" % self.algorithm.upper()), ("Covariance:", "observed info."),
                 ("No. observations:", "%g" % self.nobs), ("Df model:", str(self.df)),
                 ("Log-likelihood:", "%.4f" % self.loglik), ("AIC:", "%.4f" % self.aic),
                 ("BIC:", "%.4f" % self.bic), ("ICL:", "%.4f" % self.icl),
-                ("Converged:", "%s (%d iter.%s)" % (self.converged, self.n_iter,
-                                                    ", %d Newton" % self.n_polish if self.n_polish else "")),
+                ("Converged:", str(self.converged)),
+                ("Iterations:", "%d%s" % (self.n_iter, " + %d Newton" % self.n_polish if self.n_polish else "")),
                 ("Starts:", "%d (best: %d)" % (len(self.restarts), self.best_start))] + (
                 [("Likelihood:", "joint of (x, y)")] if self.model.gate.joint else [])  # (experts branch)
 
-    def summary(self) -> "Summary":
-        """A printable summary: fit statistics and one coefficient table per block."""
-        return Summary(self)
+    def summary(self, alpha: float = 0.05) -> "Summary":
+        """A printable summary: fit statistics and one coefficient table per block (with SEs, z, p, CIs)."""
+        return Summary(self, alpha)
 
     def _warn_about_fit(self):
         from .model import ConvergenceWarning, DegenerateFitWarning, MoEWarning
@@ -214,7 +265,8 @@ class MoEResults:
         if small.size:
             warnings.warn("expert(s) %s carry almost no data (effective points %s); they are kept in the model"
                           % ((small + 1).tolist(), np.round(wts[small], 3).tolist()), MoEWarning, stacklevel=3)
-        self._check_unique()
+        if self.algorithm == "em":  # CEM / SEM end at many nearby points by design: not a uniqueness issue
+            self._check_unique()
 
     def _check_unique(self):
         """Warn when another start reaches the same log-likelihood with a different fitted model."""
@@ -236,6 +288,16 @@ class MoEResults:
                 return
 
 
+def _fmt(v, col) -> str:
+    if not isinstance(v, (float, np.floating)) or not np.isfinite(v):
+        return "%10s" % ("nan" if isinstance(v, (float, np.floating)) else v)
+    if col == "p_value":
+        return "%10.3f" % v
+    if col == "z":
+        return "%10.3f" % v
+    return "%10.4f" % v if abs(v) < 1e5 else "%10.3g" % v
+
+
 def _columns(data, X):
     src = data if data is not None else X
     return list(src.columns) if isinstance(src, pd.DataFrame) else []
@@ -247,12 +309,17 @@ def _column(data, X, name):
 
 
 class Summary:
-    """A statsmodels-like text summary; ``str()`` or ``print()`` it, ``.tables`` holds the frames."""
+    """A statsmodels-like text summary; ``str()`` or ``print()`` it, ``.tables`` holds the frames.
 
-    def __init__(self, res: MoEResults):
+    Coefficient tables carry observed-information standard errors, Wald z,
+    two-sided p-values and (1 - alpha) Wald intervals (:mod:`moestat.inference`).
+    """
+
+    def __init__(self, res: MoEResults, alpha: float = 0.05):
         self.res = res
+        self.alpha = alpha
         self.header = res._header()
-        frame = res.summary_frame() if hasattr(res, "summary_frame") else res.params_frame()
+        frame = res.summary_frame(alpha)
         self.tables = {blk: frame[frame["block"] == blk].drop(columns="block") for blk in ("expert", "gate")}
 
     def as_text(self) -> str:
@@ -261,24 +328,22 @@ class Summary:
         half = (len(self.header) + 1) // 2
         left, right = self.header[:half], self.header[half:]
         for i in range(half):
-            l = "%-18s %19s" % left[i]
-            r = "%-18s %19s" % right[i] if i < len(right) else ""
+            l = "%-17s %20s" % left[i]
+            r = "%-17s %20s" % right[i] if i < len(right) else ""
             lines.append(l + "  " + r)
-        gate_title = getattr(self.res.model.gate, "summary_title", "Gate (log-odds against expert 1)")  # (experts)
-        for blk, title in (("expert", "Experts"), ("gate", gate_title)):
+        q = "[%g" % (self.alpha / 2), "%g]" % (1 - self.alpha / 2)
+        cols = ("estimate", "std_err", "z", "p_value", "ci_low", "ci_high")
+        head = "%-18s" % "" + "".join("%10s" % c for c in ("coef", "std err", "z", "P>|z|", q[0], q[1]))
+        for blk, title in (("expert", "Experts"), ("gate", self.res.model.gate.summary_title)):
             t = self.tables[blk]
             if not len(t):
                 continue
-            lines.append("=" * width)
-            lines.append(title)
-            lines.append("-" * width)
-            cols = [c for c in t.columns if c not in ("expert", "term")]
-            lines.append("%-8s %-16s" % ("expert", "term") + "".join("%12s" % c for c in cols))
-            lines.append("-" * width)
-            for _, row in t.iterrows():
-                vals = "".join("%12.4f" % row[c] if isinstance(row[c], (float, np.floating)) else "%12s" % row[c]
-                               for c in cols)
-                lines.append("%-8s %-16s" % (row["expert"], str(row["term"])[:16]) + vals)
+            lines += ["=" * width, title, head]
+            for e, sub in t.groupby("expert", sort=True):
+                lines.append("-" * width)
+                lines.append("expert %d" % e)
+                for _, row in sub.iterrows():
+                    lines.append("%-18s" % str(row["term"])[:18] + "".join(_fmt(row[c], c) for c in cols))
         lines.append("=" * width)
         return "\n".join(lines)
 

@@ -33,3 +33,31 @@ def sim_moe2_truth() -> dict:
     """The true parameters ``sim_moe2`` was simulated from."""
     with _path("sim_moe2_truth.json").open("r") as fh:
         return json.load(fh)
+
+
+# 3-expert Gaussian MoE with a softmax gate on x (expert 1 is the reference): experts own
+# x < 0, 0 < x < 1 and x > 1 respectively.  Used by the model-selection checks (select_k, bootstrap LRT).
+MOE3_TRUTH = {
+    "gate": [[0.0, 0.0], [0.0, 3.0], [-3.0, 6.0]],      # (k, [intercept, x]) gate log-odds against expert 1
+    "coef": [[2.0, 1.0], [0.0, -1.0], [-4.0, 3.0]],     # (k, [intercept, x]) expert means
+    "sigma": [0.4, 0.4, 0.4],
+}
+
+
+def simulate_moe3(n: int = 600, seed: int = 0) -> pd.DataFrame:
+    """Draw n points from the 3-expert Gaussian MoE ``MOE3_TRUTH`` (x ~ U(-2, 2)).
+
+    Returns a DataFrame with columns x, y and z (the true expert, 1-based).
+    Reproducible from ``seed`` (NumPy's stable streams).
+    """
+    import numpy as np
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 3]))
+    x = rng.uniform(-2.0, 2.0, n)
+    X = np.column_stack([np.ones(n), x])
+    eta = X @ np.asarray(MOE3_TRUTH["gate"]).T
+    p = np.exp(eta - eta.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    z = (rng.random(n)[:, None] > np.cumsum(p, 1)).sum(1)
+    mu = (X @ np.asarray(MOE3_TRUTH["coef"]).T)[np.arange(n), z]
+    y = mu + np.asarray(MOE3_TRUTH["sigma"])[z] * rng.standard_normal(n)
+    return pd.DataFrame({"x": x, "y": y, "z": z + 1})

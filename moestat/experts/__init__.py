@@ -1,9 +1,11 @@
 """Expert families: one module per family, all behind :class:`moestat.experts.base.Expert`."""
 from .base import Expert, available, get_expert, register
 from .gaussian import GaussianLinear, GaussianParams
+from .multinomial import MultinomialLogistic, MultinomialParams
 from .neuron import GaussianNeuron, GELUExpert, NeuronParams, ReLUExpert
 from .polynomial import GaussianPolynomial
 from .stacked import Stacked, StackedParams
 
 __all__ = ["Expert", "GELUExpert", "GaussianLinear", "GaussianNeuron", "GaussianParams", "GaussianPolynomial",
-           "NeuronParams", "ReLUExpert", "Stacked", "StackedParams", "available", "get_expert", "register"]
+           "MultinomialLogistic", "MultinomialParams", "NeuronParams", "ReLUExpert", "Stacked", "StackedParams",
+           "available", "get_expert", "register"]

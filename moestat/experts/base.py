@@ -53,6 +53,18 @@ class Expert:
         """Data-dependent settings computed once on the host (e.g. a variance floor)."""
         return {}
 
+    # Response encoding (added for categorical experts): ``check_y`` validates, ``prepare``
+    # records data-dependent facts such as the class labels in ``info``, and ``encode_y``
+    # turns validated y into what the kernels use -- at fit *and* at predict time, so that
+    # new labels are coded like the training labels.  Continuous families keep y as is.
+    def encode_y(self, y: np.ndarray, info: dict, name: str = "y") -> np.ndarray:
+        """The kernel-side response (e.g. class codes 0..C-1 in the training class order)."""
+        return y
+
+    def decode_y(self, codes: np.ndarray, info: dict) -> np.ndarray:
+        """Inverse of :meth:`encode_y` (e.g. class codes back to labels)."""
+        return codes
+
     def transform(self, X: np.ndarray) -> np.ndarray:
         """Map the expert design (n, p) to the features the expert is linear in (default: as is)."""
         return X
@@ -113,6 +125,38 @@ class Expert:
     def free_mask(self, params):
         """PyTree of booleans like params: True for free (identified) entries."""
         raise NotImplementedError
+
+    def at_bound(self, params, ctl):
+        """PyTree of booleans like params: entries sitting on a bound (e.g. the variance floor).
+
+        The Newton polish holds them fixed; inference reports them as on the boundary.
+        """
+        return self.free_mask(params)._replace(**{f: np.zeros(np.shape(getattr(params, f)), bool)
+                                                  for f in params._fields})
+
+    def feasible(self, params, ctl) -> bool:
+        """Whether ``params`` respects the family's bounds (checked on Newton-polish candidates)."""
+        return True
+
+    # ---- inference (moestat.inference) ---------------------------------------------
+    def report(self, params):
+        """JAX-traceable 1-d vector of the estimates :meth:`describe` lists, in the same order.
+
+        Used for the delta-method standard errors and the bootstrap; must be
+        differentiable in ``params``.  Default: the :meth:`free_mask` entries
+        of ``params``, leaf by leaf in row-major order; override it when
+        ``describe`` reports transformed values (e.g. sigma instead of sigma^2).
+        """
+        from .._pytree import free_entries
+        return free_entries(params, self.free_mask)
+
+    def permute(self, params, perm):
+        """Parameters with the experts relabelled: new expert i is old expert ``perm[i]``.
+
+        Default: reorder axis 0 of every leaf whose first dimension is k.
+        """
+        from .._pytree import permute_leading
+        return permute_leading(params, perm)
 
     def degenerate(self, params, n_eff, info: dict) -> np.ndarray:
         """(k,) booleans: experts that sit at a spurious degenerate solution."""

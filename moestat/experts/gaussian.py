@@ -53,7 +53,8 @@ def constrained_wls(A, b, beta_old, fixed):
     Af = Af + (1e-13 * scale)[:, None, None] * jnp.eye(p, dtype=A.dtype)[None]
     rhs = jnp.where(free > 0, bx, beta_old)
     beta = jnp.linalg.solve(Af, rhs[..., None])[..., 0]
-    return beta
+    # the ridge also touches the fixed rows (beta_j = beta_old_j / (1 + ridge)): hold them exactly
+    return jnp.where(free > 0, beta, beta_old)
 
 
 def gaussian_m_step(coef, sigma2, tau, X, y, w, ctl, fixed_coef, fixed_sigma2):
@@ -143,6 +144,18 @@ class GaussianLinear(Expert):
 
     def free_mask(self, params):
         return GaussianParams(coef=jnp.ones(params.coef.shape, bool), sigma2=jnp.ones(params.sigma2.shape, bool))
+
+    def at_bound(self, params, ctl):
+        floor = float(ctl.var_floor)
+        return GaussianParams(coef=np.zeros(np.shape(params.coef), bool),
+                              sigma2=np.asarray(params.sigma2) <= floor * (1 + 1e-9))
+
+    def feasible(self, params, ctl):
+        return bool(np.all(np.asarray(params.sigma2) >= float(ctl.var_floor)))
+
+    def report(self, params):
+        # describe() order: per expert its coefficients, then sigma (a standard deviation)
+        return jnp.concatenate([params.coef, jnp.sqrt(params.sigma2)[:, None]], axis=1).ravel()
 
     def degenerate(self, params, n_eff, info):
         return gaussian_degenerate(np.asarray(params.sigma2), np.asarray(n_eff), info, params.coef.shape[1])

@@ -226,10 +226,14 @@ class GaussianNeuron(Expert):
         return jnp.concatenate([params.coef[:, first:], params.scale[:, None],
                                 jnp.sqrt(params.sigma2)[:, None]], axis=1).ravel()
 
-    def boundary(self, params, ctl):
-        # the variance-at-floor check of the linear family applies unchanged (defined on the inference branch)
-        fn = getattr(GaussianLinear, "boundary", None)
-        return fn(self, params, ctl) if fn is not None else []
+    def at_bound(self, params, ctl):
+        """Variances at the floor (the Newton polish holds them fixed)."""
+        z = np.zeros(np.shape(params.scale), bool)
+        return NeuronParams(coef=np.zeros(np.shape(params.coef), bool), scale=z,
+                            sigma2=np.asarray(params.sigma2) <= float(ctl.var_floor) * (1 + 1e-9))
+
+    def feasible(self, params, ctl):
+        return bool(np.all(np.asarray(params.sigma2) >= float(ctl.var_floor)))
 
     def degenerate(self, params, n_eff, info):
         n_mean = np.shape(params.coef)[1] + (0 if self.homogeneous else 1) - (0 if self.bias else 1)

@@ -192,8 +192,8 @@ class Stacked(Expert):
             start += c
         return StackedParams(blocks=tuple(out))
 
-    def boundary(self, params, ctl):
-        out = []
-        for b, ((f, _), pb) in enumerate(zip(self.blocks, params.blocks)):
-            out += ["block %d (%s): %s" % (b + 1, f.name, m) for m in f.boundary(pb, ctl)]
-        return out
+    def at_bound(self, params, ctl):
+        return StackedParams(blocks=tuple(f.at_bound(pb, ctl) for (f, _), pb in zip(self.blocks, params.blocks)))
+
+    def feasible(self, params, ctl):
+        return all(f.feasible(pb, ctl) for (f, _), pb in zip(self.blocks, params.blocks))

@@ -64,6 +64,14 @@ class Gate:
     def validate(self, k: int, pg: int) -> None:
         """Raise ValueError for settings that cannot work with k experts and pg gate columns."""
 
+    def validate_design(self, names: list[str], intercept: bool) -> None:
+        """Raise ValueError when the gate design does not suit this gate (default: any design).
+
+        (gates branch) ``intercept`` says whether column 0 of the gate design is
+        the intercept; gates that treat the intercept apart from the slopes
+        (activation gate, top-K ranked on slopes, estimated temperature) need it.
+        """
+
     def transform(self, Z: np.ndarray) -> np.ndarray:
         """Map the raw gate covariates (n, d), intercept excluded, to the gate features."""
         return Z
@@ -109,9 +117,34 @@ class Gate:
         """
         return self.log_weights(params, Xg)
 
-    def m_step(self, params, tau, Xg, w, ctl, max_halvings: int, fixed):
-        """Parameters that do not lower sum_n w_n sum_i tau_in log g_i(x_n) (a GEM step)."""
+    def m_step(self, params, tau, Xg, w, ctl, max_halvings: int, fixed, log_w=None):
+        """Parameters that do not lower sum_n w_n sum_i tau_in log g_i(x_n) (a GEM step).
+
+        ``log_w`` (k, N), when given, is :meth:`e_step_terms` at ``params`` from
+        the E-step (for conditional gates, the log gate probabilities): a gate
+        may reuse it instead of recomputing (XLA does not merge the two).
+        """
         raise NotImplementedError
+
+    def observed_step(self, params, data, cfg, ctl, max_halvings: int, fixed_gate):
+        """Optional extra move of the gate, judged on the observed log-likelihood (default: none).
+
+        (gates branch) Called by the EM loop after the gate and expert M-steps
+        with the full parameters (``moestat.em.MoEParams``) and the data; it must
+        return parameters whose log-likelihood is not lower, so that EM stays
+        monotone.  Top-K uses it to re-route points, which no step on the
+        M-step objective can do.
+        """
+        return params
+
+    def may_stop(self, params):
+        """Whether EM may stop at ``params`` (default: always).
+
+        (gates branch) A gate whose settings change by design across
+        iterations (a temperature schedule) returns False until they have
+        settled, so that the tolerance does not end EM half-way.
+        """
+        return True
 
     # ---- presentation / inference ----------------------------------------------------
     def describe(self, params, names: list[str]) -> list[tuple[int, str, float]]:
@@ -121,6 +154,31 @@ class Gate:
     def free_mask(self, params):
         """PyTree of booleans like params: True for free (identified) entries."""
         raise NotImplementedError
+
+    # ---- inference (moestat.inference) ---------------------------------------------
+    #: Title of the gate's coefficient table in ``summary()``.
+    summary_title: ClassVar[str] = "Gate"
+
+    def report(self, params):
+        """JAX-traceable 1-d vector of the estimates :meth:`describe` lists, in the same order.
+
+        The observed-information standard errors and the bootstrap apply the
+        delta method / collect replicates through this map, so it must be
+        differentiable in ``params``.  Default: the :meth:`free_mask` entries of
+        :meth:`canonical` parameters, leaf by leaf in row-major order; override
+        it when ``describe`` reports something else (e.g. a standard deviation).
+        """
+        from .._pytree import free_entries
+        return free_entries(self.canonical(params), self.free_mask)
+
+    def permute(self, params, perm):
+        """Parameters with the experts relabelled: new expert i is old expert ``perm[i]``.
+
+        Default: reorder axis 0 of every leaf whose first dimension is k (the
+        result is not canonicalised; callers apply :meth:`canonical`).
+        """
+        from .._pytree import permute_leading
+        return permute_leading(params, perm)
 
 
 def softmax_log_weights(coef, Xg):

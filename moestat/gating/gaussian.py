@@ -187,8 +187,11 @@ class GaussianGate(Gate):
     def log_weights(self, params, Xg):
         return klog_softmax(self.e_step_terms(params, Xg))
 
-    def m_step(self, params, tau, Xg, w, ctl, max_halvings, fixed):
-        """Closed-form joint-EM update: pi, then the centres (given the old Gamma when some are fixed), then Gamma."""
+    def m_step(self, params, tau, Xg, w, ctl, max_halvings, fixed, log_w=None):
+        """Closed-form joint-EM update: pi, then the centres (given the old Gamma when some are fixed), then Gamma.
+
+        ``log_w`` (the E-step terms) is not needed: every update is closed form.
+        """
         k, d = params.mean.shape
         N = Xg.shape[1]
         W = jnp.sum(w)
@@ -230,7 +233,7 @@ class GaussianGate(Gate):
         """Draw n gate covariates from the mixture sum_i pi_i N(c_i, Gamma_i): (x (n, d), z (n,)).
 
         NumPy streams (stable across JAX versions), the signature that
-        :func:`moestat.simulate.simulate` calls for joint gates.
+        :func:`moestat.sampling.simulate_data` calls for joint gates.
         """
         pi, c, G = (np.asarray(a, dtype=np.float64) for a in params)
         z = rng.choice(pi.shape[0], size=int(n), p=pi / pi.sum())
@@ -248,11 +251,3 @@ class GaussianGate(Gate):
             a, b = np.tril_indices(d, -1)       # row-major: the order of describe()
             parts.append(params.cov[:, a, b])
         return jnp.concatenate(parts, axis=1).ravel()
-
-    def boundary(self, params, ctl):
-        pi = np.asarray(params.weight)
-        out = []
-        tiny = np.flatnonzero(pi < 1e-8)
-        if tiny.size:
-            out.append("gate weight of expert(s) %s is at the boundary 0" % (tiny + 1).tolist())
-        return out

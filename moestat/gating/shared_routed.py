@@ -141,14 +141,16 @@ class SharedRouted(Gate):
         shared = (LOG_HALF + jnp.log(params.shared))[:, None] * jnp.ones((1, N), dtype=Xg.dtype)
         return jnp.concatenate([shared, LOG_HALF + self.routed.log_weights(params.routed, Xg)], axis=0)
 
-    def m_step(self, params, tau, Xg, w, ctl, max_halvings, fixed):
+    def m_step(self, params, tau, Xg, w, ctl, max_halvings, fixed, log_w=None):
         k1 = self.n_shared
         ts, tr = tau[:k1], tau[k1:]
         counts = ts @ w
         shared = simplex_m_step(params.shared, counts / jnp.maximum(jnp.sum(counts), 1e-300), fixed.shared)
         T = ksum(tr)                                                        # (N,) routed-block mass
         tr_n = jnp.where(T[None] > 0, tr / jnp.where(T > 0, T, 1.0)[None], 1.0 / tr.shape[0])
-        routed = self.routed.m_step(params.routed, tr_n, Xg, w * T, ctl, max_halvings, fixed.routed)
+        # the E-step's routed rows are log(1/2) + log g_j(x): hand the routed gate its own log weights
+        lw = None if log_w is None else log_w[k1:] - LOG_HALF
+        routed = self.routed.m_step(params.routed, tr_n, Xg, w * T, ctl, max_halvings, fixed.routed, log_w=lw)
         return SharedRoutedParams(shared=shared, routed=routed)
 
     # ---- presentation ----------------------------------------------------------------
@@ -172,9 +174,3 @@ class SharedRouted(Gate):
             raise ValueError("SharedRouted can only relabel experts within the shared block (first %d) and within "
                              "the routed block; got permutation %s" % (k1, perm.tolist()))
         return SharedRoutedParams(shared=params.shared[ps], routed=self.routed.permute(params.routed, pr))
-
-    def boundary(self, params, ctl):
-        om = np.asarray(params.shared)
-        out = ["shared weight of expert(s) %s is at the boundary 0" % (np.flatnonzero(om < 1e-8) + 1).tolist()] \
-            if np.any(om < 1e-8) else []
-        return out + ["routed block: %s" % m for m in self.routed.boundary(params.routed, ctl)]

@@ -21,11 +21,13 @@ class SoftmaxParams(NamedTuple):
     coef: jnp.ndarray  # (k, pg); row 0 is the reference and stays 0
 
 
-def softmax_gate_step(coef, tau, Xg, w, ctl, max_halvings, free, n_steps):
+def softmax_gate_step(coef, tau, Xg, w, ctl, max_halvings, free, n_steps, log_w=None):
     """Guarded Newton steps on the soft-label cross-entropy in rows 1..k-1 of ``coef``.
 
     ``free`` (k, pg) marks the coefficients allowed to move; row 0 is never free.
-    Shared by every gate that is a softmax of a linear predictor in some features.
+    ``log_w`` (k, N): the E-step's log gate probabilities at ``coef``, reused for
+    the first step's statistics.  Shared by every gate that is a softmax of a
+    linear predictor in some features.
     """
     head = coef[:1]
 
@@ -35,16 +37,17 @@ def softmax_gate_step(coef, tau, Xg, w, ctl, max_halvings, free, n_steps):
     def objective(th):
         return newton.softmax_objective(full(th), tau, w, Xg)
 
+    def stats_from(log_pi):
+        grad, negH = newton.softmax_newton_stats(jnp.exp(log_pi), tau, w, Xg)
+        grad, negH = mask_newton(grad, negH, free[1:])
+        return grad, negH, jnp.dot(ksum(tau * log_pi), w)
+
     def stats(th):
         eta = full(th) @ Xg
-        lse = klogsumexp(eta)
-        pi = jnp.exp(eta - lse[None])
-        grad, negH = newton.softmax_newton_stats(pi, tau, w, Xg)
-        grad, negH = mask_newton(grad, negH, free[1:])
-        q = jnp.dot(ksum(tau * eta) - lse, w)
-        return grad, negH, q
+        return stats_from(eta - klogsumexp(eta)[None])
 
-    th, _ = newton.newton_ascent(coef[1:], objective, stats, ctl, max_halvings, n_steps)
+    stats0 = None if log_w is None else stats_from(log_w)
+    th, _ = newton.newton_ascent(coef[1:], objective, stats, ctl, max_halvings, n_steps, stats0=stats0)
     return full(th)
 
 
@@ -62,6 +65,7 @@ class Softmax(Gate):
 
     name = "softmax"
     translation_invariant = True
+    summary_title = "Gate (log-odds against expert 1)"
     newton_steps: int = 1
 
     def init_params(self, k, pg):
@@ -76,9 +80,9 @@ class Softmax(Gate):
     def log_weights(self, params, Xg):
         return softmax_log_weights(params.coef, Xg)
 
-    def m_step(self, params, tau, Xg, w, ctl, max_halvings, fixed):
+    def m_step(self, params, tau, Xg, w, ctl, max_halvings, fixed, log_w=None):
         free = jnp.logical_not(fixed.coef)
-        coef = softmax_gate_step(params.coef, tau, Xg, w, ctl, max_halvings, free, self.newton_steps)
+        coef = softmax_gate_step(params.coef, tau, Xg, w, ctl, max_halvings, free, self.newton_steps, log_w)
         return SoftmaxParams(coef=coef)
 
     def describe(self, params, names):
@@ -88,3 +92,7 @@ class Softmax(Gate):
     def free_mask(self, params):
         m = jnp.ones(params.coef.shape, dtype=bool).at[0].set(False)
         return SoftmaxParams(coef=m)
+
+    def report(self, params):
+        # log-odds of experts 2..k against expert 1, in describe() order
+        return (params.coef[1:] - params.coef[:1]).ravel()

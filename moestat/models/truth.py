@@ -2,7 +2,7 @@
 
 Used to write down the true models of published experiments
 (:mod:`moestat.models.deepseek`), to simulate from them
-(:func:`moestat.simulate.simulate_data`), to evaluate the true log-likelihood on a
+(:func:`moestat.sampling.simulate_data`), to evaluate the true log-likelihood on a
 sample, and to export them in the Monte Carlo spec format
 (``truth: {gate, expert, k, params, intercept, gate_intercept}``).
 """
@@ -55,7 +55,7 @@ class TrueModel:
     params : MoEParams
         True parameters (variances, not standard deviations).
     x_law : dict
-        Covariate law for :func:`moestat.simulate.draw_x` (ignored by joint gates,
+        Covariate law for :func:`moestat.sampling.draw_x` (ignored by joint gates,
         which draw x themselves).
     """
 
@@ -71,7 +71,7 @@ class TrueModel:
 
     def simulate(self, n: int, seed: Any = 0):
         """(x (n, d), y (n,), z (n,)) from the truth (NumPy streams seeded by ``seed``)."""
-        from ..simulate import simulate_data
+        from ..sampling import simulate_data
         gi = self.model.gate_intercept and self.model.gate.uses_intercept
         return simulate_data(self.model.gate, self.model.expert, self.params, n=int(n), x_law=self.x_law, seed=seed,
                              intercept=self.model.intercept, gate_intercept=gi)

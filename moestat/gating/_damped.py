@@ -1,0 +1,101 @@
+"""Damped (Levenberg-Marquardt) guarded Newton ascent for gates with non-concave M-step objectives.
+
+The softmax gate's soft-label cross-entropy is concave, so a plain Newton step
+with step halving (:func:`moestat.newton.newton_ascent`) always finds an
+improving move.  The normalized-sigmoid and activation gates have objectives
+whose Hessian need not be negative definite: a Newton "step" can then point
+downhill and no amount of halving rescues it.  Here the curvature matrix
+``negH`` is shifted by ``lam I`` with ``lam`` large enough to make it positive
+definite (Levenberg), and when a trial is rejected ``lam`` grows (Marquardt),
+which turns the direction into an ever shorter gradient step -- so an improving
+move is found whenever the gradient is not zero.  One eigendecomposition of the
+small (P x P) system serves every trial.  As in :func:`moestat.newton.guarded_step`,
+a candidate is accepted only if the objective does not decrease (beyond
+``ls_eps`` relative rounding), and the current value is kept when every trial
+fails: each M-step is a GEM step and EM stays monotone.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+
+def _eig(negH):
+    S = 0.5 * (negH + negH.T)
+    e, V = jnp.linalg.eigh(S)
+    scale = jnp.maximum(jnp.mean(jnp.abs(e)), 1e-300)
+    return e, V, scale
+
+
+def damped_step(theta, grad, negH, objective: Callable, q0, ctl, max_tries: int):
+    """One Levenberg-Marquardt guarded step from ``theta`` (any shape; grad shaped like theta).
+
+    Trial j uses (negH + lam_j I) d = grad with lam_0 = the smallest shift that
+    makes the system positive definite (plus ``ctl.ridge`` times the curvature
+    scale) and lam_j = lam_0 + scale * 10^(j-4) afterwards.  Returns
+    (theta_new, q_new, accepted).
+    """
+    e, V, scale = _eig(negH)
+    g = grad.ravel()
+    gv = V.T @ g
+    lam0 = jnp.maximum(0.0, -e[0]) + (ctl.ridge + 1e-10) * scale
+    tol = ctl.ls_eps * jnp.abs(q0)
+
+    def direction(j):
+        lam = lam0 + jnp.where(j > 0, scale * 10.0 ** (j - 4.0), 0.0)
+        d = V @ (gv / jnp.maximum(e + lam, 1e-300))
+        d = jnp.where(jnp.all(jnp.isfinite(d)), d, 0.0)
+        return d.reshape(theta.shape)
+
+    def cond(state):
+        j, accepted, _, _ = state
+        return jnp.logical_and(jnp.logical_not(accepted), j <= max_tries)
+
+    def body(state):
+        j, _, _, _ = state
+        cand = theta + direction(j)
+        qc = objective(cand)
+        ok = jnp.logical_and(jnp.isfinite(qc), qc >= q0 - tol)
+        return j + 1, ok, cand, qc
+
+    init = (jnp.asarray(0), jnp.asarray(False), theta, q0)
+    _, accepted, cand, qc = lax.while_loop(cond, body, init)
+    theta_new = jnp.where(accepted, cand, theta)
+    return theta_new, jnp.where(accepted, qc, q0), accepted
+
+
+def damped_ascent(theta, objective: Callable, stats: Callable, ctl, max_tries: int, n_steps: int = 1):
+    """``n_steps`` damped guarded Newton steps maximising ``objective``.
+
+    stats(theta) -> (grad, negH, q): gradient shaped like theta, negative
+    Hessian of the flattened theta, objective value.
+    """
+    def one(_, th):
+        grad, negH, q = stats(th)
+        th_new, _, _ = damped_step(th, grad, negH, objective, q, ctl, max_tries)
+        return th_new
+
+    return lax.fori_loop(0, n_steps, one, theta)
+
+
+def masked_autodiff_stats(objective: Callable, free):
+    """stats(theta) for :func:`damped_ascent` by automatic differentiation, fixed entries frozen.
+
+    ``free`` (bool, shaped like theta) marks the entries allowed to move: fixed
+    ones get zero gradient and unit curvature (so the step leaves them alone).
+    """
+    f = free.ravel().astype(jnp.result_type(float))
+
+    def stats(theta):
+        flat = theta.ravel()
+        fun = lambda v: objective(v.reshape(theta.shape))
+        q, g = jax.value_and_grad(fun)(flat)
+        H = jax.hessian(fun)(flat)
+        g = g * f
+        negH = -H * f[:, None] * f[None, :] + jnp.diag(1.0 - f)
+        return g.reshape(theta.shape), negH, q
+
+    return stats

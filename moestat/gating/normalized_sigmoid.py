@@ -1,0 +1,171 @@
+"""Normalized sigmoid gating: g_i(x) = sigma(beta_i' x) / sum_j sigma(beta_j' x).
+
+The DeepSeek-V3 router as a statistical gate (Nguyen, Doan, Pham, Bui, Ho &
+Rinaldo, arXiv:2505.10860, eq. 8 -- [TXT], the ar5iv full text, ``theory.md``
+§2.1): weights sigma(beta_1i' x + beta_0i) / sum_j sigma(beta_1j' x + beta_0j)
+with sigma(z) = 1 / (1 + e^-z); the mixing measure puts mass sigma(beta_0i) on
+atom i.  Unlike softmax there is no translation invariance, so all k rows are
+free and the intercepts beta_0 are identified (``theory.md`` §2.1 [DER]):
+``n_free_params = k * pg`` and :meth:`canonical` is the identity.
+
+The family contains the softmax gate as a limit: when every score is very
+negative, sigma(eta) ~ e^eta and the weights become softmax(eta).  When the
+data favour that limit, the intercepts drift towards -inf together, the
+likelihood is almost flat along that direction and their standard errors
+blow up (e.g. tests' two-expert truth at n = 1000: fitted intercepts -7.8 and
+-8.1 against true 1 and 0, observed-information SEs about 400, log-likelihood
+above the truth's) -- a property of the model, not of the fit.
+
+M-step.  The soft-label objective, per point (sum_i tau_i = 1),
+
+    f(eta; tau) = sum_i tau_i log sigma(eta_i) - log sum_j sigma(eta_j),   eta = B x,
+
+is not concave in eta, so its Hessian need not be definite.  Its gradient
+and curvature are closed form (s_i = sigma(eta_i), g_i = s_i (1 - s_i), S = sum_j s_j):
+
+    df/deta_i        = tau_i (1 - s_i) - g_i / S
+    -d2f/deta_i eta_j = delta_ij [tau_i g_i + g_i (1 - 2 s_i) / S] - g_i g_j / S^2
+
+and :func:`moestat.newton.linear_newton_stats` turns these per-point terms
+into the gradient and negative Hessian in B.  The step is a Levenberg-damped
+Newton step guarded on the exact objective (:mod:`moestat.gating._damped`), so
+the M-step never lowers it and EM is monotone.  ``curvature="autodiff"`` gets
+the same per-point terms from ``jax.vmap(jax.hessian(f))`` instead (kept for
+checking and for ``benchmarks/bench_normalized_sigmoid.py``, which measures
+both; the closed form is the default because it is faster).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import newton
+from .._math import klogsumexp, ksum
+from ._damped import damped_ascent
+from .base import Gate, mask_newton, register
+
+CURVATURES = ("closed", "autodiff")
+
+
+class NormalizedSigmoidParams(NamedTuple):
+    coef: jnp.ndarray  # (k, pg); every row free
+
+
+def log_sigmoid(z):
+    """log sigma(z) = -softplus(-z), stable for large |z|."""
+    return -jnp.logaddexp(0.0, -z)
+
+
+def ns_log_weights(coef, Xg):
+    """(k, N) log sigma(eta_i) - log sum_j sigma(eta_j), eta = coef @ Xg."""
+    ls = log_sigmoid(coef @ Xg)
+    return ls - klogsumexp(ls)[None]
+
+
+def ns_objective(coef, tau, w, Xg):
+    """sum_n w_n sum_i tau_in log g_i(x_n) for the normalized sigmoid gate."""
+    return jnp.dot(ksum(tau * ns_log_weights(coef, Xg)), w)
+
+
+def ns_point_stats(eta, tau, w):
+    """Closed-form per-point gradient (k, N) and negative curvature (k, k, N), weights applied."""
+    s = jax.nn.sigmoid(eta)
+    g = s * (1.0 - s)
+    S = ksum(s)
+    grad = w * (tau * (1.0 - s) - g / S)
+    k = eta.shape[0]
+    diag = w * (tau * g + g * (1.0 - 2.0 * s) / S)
+    outer = (w / S ** 2) * g[:, None, :] * g[None, :, :]
+    C = jnp.eye(k, dtype=eta.dtype)[:, :, None] * diag[None] - outer
+    return grad, C
+
+
+def _point_objective(eta, tau):
+    ls = log_sigmoid(eta)
+    return jnp.dot(tau, ls) - jax.nn.logsumexp(ls)
+
+
+def ns_point_stats_autodiff(eta, tau, w):
+    """Per-point gradient and negative curvature from ``jax.vmap(jax.hessian)`` (reference / benchmark)."""
+    gr = jax.vmap(jax.grad(_point_objective), in_axes=(1, 1), out_axes=1)(eta, tau)
+    H = jax.vmap(jax.hessian(_point_objective), in_axes=(1, 1), out_axes=2)(eta, tau)
+    return w * gr, -w * H
+
+
+def ns_newton_stats(coef, tau, w, Xg, curvature: str = "closed"):
+    """Gradient (k, pg) and negative Hessian (k pg, k pg) of :func:`ns_objective` in coef."""
+    eta = coef @ Xg
+    point = ns_point_stats if curvature == "closed" else ns_point_stats_autodiff
+    g_eta, C = point(eta, tau, w)
+    return newton.linear_newton_stats(g_eta, C, Xg)
+
+
+@register
+@dataclass(frozen=True)
+class NormalizedSigmoid(Gate):
+    """Normalized sigmoid gating sigma(beta_i' x) / sum_j sigma(beta_j' x) (DeepSeek-V3 router).
+
+    Parameters
+    ----------
+    newton_steps : int
+        Damped guarded Newton steps per EM iteration.
+    curvature : "closed" or "autodiff"
+        How the per-point curvature is computed (identical results).
+
+    Examples
+    --------
+    >>> import moestat as ms
+    >>> ms.gating.get_gate("normalized_sigmoid").n_free_params(3, 2)
+    6
+    """
+
+    name = "normalized_sigmoid"
+    summary_title: ClassVar[str] = "Gate (normalized sigmoid: sigma(b_i'x) / sum_j sigma(b_j'x))"
+    newton_steps: int = 1
+    curvature: str = "closed"
+
+    def __post_init__(self):
+        if self.curvature not in CURVATURES:
+            raise ValueError("normalized_sigmoid: curvature must be one of %s, got %r"
+                             % (", ".join(map(repr, CURVATURES)), self.curvature))
+        if isinstance(self.newton_steps, bool) or not isinstance(self.newton_steps, (int, np.integer)) \
+                or self.newton_steps < 1:
+            raise ValueError("normalized_sigmoid: newton_steps must be a positive integer, got %r"
+                             % (self.newton_steps,))
+
+    def init_params(self, k, pg):
+        return NormalizedSigmoidParams(coef=jnp.zeros((k, pg)))
+
+    def n_free_params(self, k, pg):
+        return k * pg
+
+    def log_weights(self, params, Xg):
+        return ns_log_weights(params.coef, Xg)
+
+    def m_step(self, params, tau, Xg, w, ctl, max_halvings, fixed, log_w=None):
+        free = jnp.logical_not(fixed.coef)
+
+        def objective(c):
+            return ns_objective(c, tau, w, Xg)
+
+        def stats(c):
+            grad, negH = ns_newton_stats(c, tau, w, Xg, self.curvature)
+            grad, negH = mask_newton(grad, negH, free)
+            return grad, negH, objective(c)
+
+        coef = damped_ascent(params.coef, objective, stats, ctl, max_halvings, self.newton_steps)
+        return NormalizedSigmoidParams(coef=coef)
+
+    def describe(self, params, names):
+        c = np.asarray(params.coef)
+        return [(i, names[j], float(c[i, j])) for i in range(c.shape[0]) for j in range(c.shape[1])]
+
+    def free_mask(self, params):
+        return NormalizedSigmoidParams(coef=jnp.ones(jnp.shape(params.coef), dtype=bool))
+
+    def report(self, params):
+        return jnp.ravel(params.coef)

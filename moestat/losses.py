@@ -1,0 +1,635 @@
+"""Voronoi losses between mixing measures, per-parameter errors, and density distances.
+
+The losses of the convergence-rate theory (``theory.md`` §0.1, §2.3, §3.3, §4.4)
+compare a fitted mixing measure G = sum_i m_i delta_{omega_i} with the true
+G* = sum_j m*_j delta_{omega*_j} through the **Voronoi cells**
+A_j = {i : omega_i is nearest to omega*_j}.  Every loss has the same shape:
+
+    sum_j |sum_{i in A_j} m_i - m*_j|                        (mass term)
+  + sum_j sum_{i in A_j} m_i sum_b ||Delta_b,ij||^{e_b(|A_j|)}  (parameter terms)
+
+with exponent 1 in singleton cells and a cell-size-dependent exponent
+(2, r, r/2 with r = r̄(|A_j|)) in over-specified cells.  Here they are written
+once, on plain arrays (:class:`Atoms`: masses and named parameter blocks), so
+that every model family only needs a small adapter that turns its fitted
+parameter PyTree into atoms (:mod:`moestat.montecarlo.adapters`).
+
+Block names are shared by all adapters:
+
+``gate_slope``      gate slopes beta_1 (shifted by softmax translations)
+``gate_intercept``  gate intercept beta_0 where it is identified (normalized sigmoid)
+``expert``          all mean parameters of a strongly identifiable expert (ReLU, GELU, ...)
+``intercept``       intercept of a linear mean (b, eta_0, kappa_0)
+``slope``           slopes of a linear mean (a, eta_1, kappa_1; A in the Gaussian gate)
+``variance``        expert variance (sigma^2, nu, tau)
+``loc``, ``scale``  Gaussian-gate location c and covariance Gamma
+
+Softmax translation invariance (``theory.md`` §6.1): a softmax gate is
+unchanged when one vector is added to every (beta_0i, beta_1i), so a softmax
+loss is defined as the infimum over that common shift (t_0, t_1), with the
+Voronoi cells recomputed for every shift.  For a given t_1 the loss is a
+convex piecewise-linear function of s = exp(t_0), minimised exactly at one of
+its breakpoints; t_1 is searched from the shift-equivariant candidates
+beta*_1j - beta_1i and refined by Nelder-Mead, so the loss is invariant to a
+shift of the fitted model up to rounding (tested).  Because s -> 0 (every mass
+shrunk away) is an admissible limit, a softmax loss never exceeds sum_j m*_j;
+``errors["log_scale"] = -inf`` marks a fit that sits at this cap.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+# --------------------------------------------------------------------------- r-bar
+
+#: r̄(m) for m = 1, 2, 3 (Ho & Nguyen 2016, Prop. 2.1).  For m >= 4 only r̄(m) >= 7 is
+#: known; moestat uses the convention r̄(m) = 2m (which continues 4, 6), see :func:`rbar`.
+RBAR_KNOWN = {1: 1, 2: 4, 3: 6}
+
+
+def rbar(m):
+    """r̄(m): 1, 4, 6 for cells of 1, 2, 3 atoms, and the convention 2m (>= 7 holds) beyond.
+
+    Works element-wise on integer arrays.
+    """
+    m = np.asarray(m)
+    out = 2.0 * m
+    out = np.where(m <= 1, 1.0, out)
+    return out
+
+
+# --------------------------------------------------------------------------- atoms
+
+GATE_KINDS = ("softmax", "sigmoid", "shared", "gaussian", "none")
+
+
+@dataclass
+class Atoms:
+    """A mixing measure on plain arrays.
+
+    Parameters
+    ----------
+    mass : array (k,)
+        Atom masses: exp(beta_0) (softmax), sigma(beta_0) (normalized sigmoid),
+        omega (shared experts), pi (Gaussian gate).
+    blocks : dict name -> array (k, d_b)
+        Parameter blocks (names as in the module docstring).
+    gate : str
+        How the masses arise: "softmax" (translation invariant: losses take
+        the infimum over common shifts), "sigmoid", "shared", "gaussian" or "none".
+    """
+
+    mass: np.ndarray
+    blocks: dict
+    gate: str = "none"
+
+    def __post_init__(self):
+        self.mass = np.asarray(self.mass, dtype=np.float64).reshape(-1)
+        k = self.mass.shape[0]
+        if self.gate not in GATE_KINDS:
+            raise ValueError("Atoms.gate must be one of %s, got %r" % (", ".join(GATE_KINDS), self.gate))
+        blocks = {}
+        for name, a in self.blocks.items():
+            a = np.asarray(a, dtype=np.float64)
+            if a.ndim == 1:
+                a = a[:, None]
+            if a.ndim != 2 or a.shape[0] != k:
+                raise ValueError("block %r must have shape (k, d) with k = %d atoms, got %s" % (name, k, a.shape))
+            if not np.all(np.isfinite(a)):
+                raise ValueError("block %r has non-finite values" % name)
+            blocks[name] = a
+        if not np.all(np.isfinite(self.mass)) or np.any(self.mass < 0):
+            raise ValueError("atom masses must be finite and non-negative, got %s" % self.mass)
+        self.blocks = blocks
+
+    @property
+    def k(self) -> int:
+        return self.mass.shape[0]
+
+    def shifted(self, t0: float = 0.0, t1=None) -> "Atoms":
+        """The same softmax measure after adding (t0, t1) to every (beta_0i, beta_1i)."""
+        blocks = dict(self.blocks)
+        if t1 is not None:
+            blocks["gate_slope"] = blocks["gate_slope"] + np.asarray(t1, dtype=np.float64)[None]
+        return Atoms(self.mass * math.exp(t0), blocks, self.gate)
+
+
+# --------------------------------------------------------------------------- exponent rules
+
+Exponent = Any  # None | number | "r" | "r/2" | "2r" | callable(m (array), j (array)) -> array
+
+
+def _exponent_fn(e: Exponent, rb: Callable) -> Callable | None:
+    """Turn an exponent spec into f(m, j) -> exponent array (None: the block is left out)."""
+    if e is None:
+        return None
+    if callable(e):
+        return e
+    if isinstance(e, str):
+        s = e.replace(" ", "")
+        table = {"r": 1.0, "r/2": 0.5, "2r": 2.0}
+        if s not in table:
+            raise ValueError("exponent %r not understood; use a number, 'r', 'r/2', '2r' or a callable" % e)
+        c = table[s]
+        return lambda m, j: c * rb(m)
+    v = float(e)
+    return lambda m, j: np.full(np.shape(m), v)
+
+
+@dataclass(frozen=True)
+class VoronoiRule:
+    """How one atom group enters a Voronoi loss.
+
+    exponents : dict block -> (exponent in singleton cells, exponent in cells of >= 2 atoms)
+        ``None`` leaves a block out of that kind of cell.  Blocks of the atoms
+        that are not named here are an error (so adapters and losses stay in step).
+    mass : "all" | "over" | "none"
+        Which cells contribute |sum m_i - m*_j| ("over": only cells of >= 2 atoms, D_3).
+    weighted : bool
+        Multiply the parameter terms by the fitted atom mass (False for D_3/D_4 routed terms).
+    cell_blocks : tuple of block names, optional
+        Blocks defining the Voronoi distance; default every block but ``gate_intercept``.
+    topk : int, optional
+        Keep only the K largest per-cell contributions (top-K gating, D_5).
+    """
+
+    exponents: Mapping[str, tuple]
+    mass: str = "all"
+    weighted: bool = True
+    cell_blocks: tuple | None = None
+    topk: int | None = None
+
+
+# --------------------------------------------------------------------------- core
+
+@dataclass
+class VoronoiResult:
+    """Value of a Voronoi loss and what it is made of (at the optimal shift for softmax)."""
+
+    value: float
+    cells: np.ndarray            # (k,) index of the true atom each fitted atom is assigned to
+    cell_terms: np.ndarray       # (k*,) contribution of each true atom's cell
+    shift: tuple = (0.0, None)   # (t0, t1) applied to the fitted atoms (softmax)
+    errors: dict = field(default_factory=dict)  # per-parameter errors per cell
+
+
+def _check_compatible(fit: Atoms, true: Atoms, rule: VoronoiRule):
+    if set(fit.blocks) != set(true.blocks):
+        raise ValueError("fitted and true atoms have different blocks: %s vs %s"
+                         % (sorted(fit.blocks), sorted(true.blocks)))
+    for b in fit.blocks:
+        if fit.blocks[b].shape[1] != true.blocks[b].shape[1]:
+            raise ValueError("block %r has dimension %d in the fit but %d in the truth"
+                             % (b, fit.blocks[b].shape[1], true.blocks[b].shape[1]))
+    unknown = set(fit.blocks) - set(rule.exponents)
+    if unknown:
+        raise ValueError("the loss has no exponent rule for block(s) %s (rules for %s)"
+                         % (sorted(unknown), sorted(rule.exponents)))
+    if rule.mass not in ("all", "over", "none"):
+        raise ValueError("rule.mass must be 'all', 'over' or 'none', got %r" % rule.mass)
+
+
+class _Evaluator:
+    """Vectorised evaluation of one rule at a batch of gate-slope shifts t1 (T, d)."""
+
+    def __init__(self, fit: Atoms, true: Atoms, rule: VoronoiRule, rb: Callable):
+        _check_compatible(fit, true, rule)
+        self.fit, self.true, self.rule = fit, true, rule
+        self.cell_blocks = rule.cell_blocks or tuple(b for b in true.blocks if b != "gate_intercept")
+        self.exps = {b: (_exponent_fn(rule.exponents[b][0], rb), _exponent_fn(rule.exponents[b][1], rb))
+                     for b in fit.blocks}
+
+    def parts(self, t1):
+        """Cells, sizes, per-block distances to the own cell, atom terms for shifts t1 (T, d) or None."""
+        fit, true = self.fit, self.true
+        T = 1 if t1 is None else t1.shape[0]
+        dist = {}
+        for b, fb in fit.blocks.items():
+            fb = np.broadcast_to(fb, (T,) + fb.shape)
+            if b == "gate_slope" and t1 is not None:
+                fb = fb + t1[:, None, :]
+            dist[b] = np.sqrt(((fb[:, :, None, :] - true.blocks[b][None, None]) ** 2).sum(-1))  # (T, k, k*)
+        D = sum(dist[b] for b in self.cell_blocks)
+        cells = np.argmin(D, axis=2)                                                         # (T, k)
+        kstar = true.k
+        sizes = (cells[:, :, None] == np.arange(kstar)[None, None]).sum(1)                   # (T, k*)
+        m = np.take_along_axis(sizes, cells, axis=1)                                         # (T, k)
+        own = {b: np.take_along_axis(d, cells[:, :, None], axis=2)[:, :, 0] for b, d in dist.items()}
+        term = np.zeros(cells.shape)
+        for b, (e1, e2) in self.exps.items():
+            for fn, sel in ((e1, m == 1), (e2, m > 1)):
+                if fn is None:
+                    continue
+                e = fn(m, cells)
+                term = term + np.where(sel, own[b] ** np.where(sel, e, 1.0), 0.0)
+        return cells, sizes, own, term
+
+    def cell_contrib(self, cells, sizes, term, s):
+        """Per-cell contributions (T, k*) for a mass scale s (T,) (s = exp(t0))."""
+        fit, true, rule = self.fit, self.true, self.rule
+        kstar = true.k
+        onehot = (cells[:, :, None] == np.arange(kstar)[None, None])                        # (T, k, k*)
+        S = (fit.mass[None, :, None] * onehot).sum(1)                                        # (T, k*)
+        w = fit.mass[None, :] if rule.weighted else np.ones_like(fit.mass)[None, :]
+        W = ((w * term)[:, :, None] * onehot).sum(1)                                         # (T, k*)
+        if rule.weighted:
+            W = W * s[:, None]
+        mass = np.abs(s[:, None] * S - true.mass[None])
+        if rule.mass == "over":
+            mass = np.where(sizes > 1, mass, 0.0)
+        elif rule.mass == "none":
+            mass = np.zeros_like(mass)
+        return mass + W
+
+    def total(self, contrib):
+        if self.rule.topk is None:
+            return contrib.sum(1)
+        K = min(self.rule.topk, contrib.shape[1])
+        return -np.sort(-contrib, axis=1)[:, :K].sum(1)
+
+    def best_scale(self, cells, sizes, term):
+        """Exact minimiser over s >= 0 of the (convex, piecewise-linear) loss for each shift."""
+        fit, true = self.fit, self.true
+        kstar = true.k
+        onehot = (cells[:, :, None] == np.arange(kstar)[None, None])
+        S = (fit.mass[None, :, None] * onehot).sum(1)                                        # (T, k*)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cand = [np.zeros(S.shape[0])] + [np.where(S[:, j] > 0, true.mass[j] / S[:, j], 0.0) for j in range(kstar)]
+        if self.rule.topk is not None:
+            cand += self._crossings(cells, sizes, term, S)
+        cand = np.stack(cand, axis=1)                                                         # (T, C)
+        vals = np.stack([self.total(self.cell_contrib(cells, sizes, term, cand[:, c]))
+                         for c in range(cand.shape[1])], axis=1)
+        best = np.argmin(vals, axis=1)
+        idx = np.arange(cand.shape[0])
+        return cand[idx, best], vals[idx, best]
+
+    def _crossings(self, cells, sizes, term, S):
+        """Scales where two cells' linear pieces cross (breakpoints of a top-K sum)."""
+        kstar = self.true.k
+        onehot = (cells[:, :, None] == np.arange(kstar)[None, None])
+        w = self.fit.mass[None, :] if self.rule.weighted else np.ones_like(self.fit.mass)[None, :]
+        W = ((w * term)[:, :, None] * onehot).sum(1)
+        out = []
+        for j in range(kstar):
+            for l in range(j + 1, kstar):
+                for sj in (1.0, -1.0):
+                    for sl in (1.0, -1.0):
+                        # c_j(s) = sj (s S_j - m_j) + s W_j,  same for l
+                        a = sj * S[:, j] + W[:, j] - sl * S[:, l] - W[:, l]
+                        c = sj * self.true.mass[j] - sl * self.true.mass[l]
+                        with np.errstate(divide="ignore", invalid="ignore"):
+                            s = np.where(a != 0, c / a, 0.0)
+                        out.append(np.where(np.isfinite(s) & (s > 0), s, 0.0))
+        return out
+
+
+def voronoi_loss(fit: Atoms, true: Atoms, rule: VoronoiRule, *, rb: Callable = rbar,
+                 translation: bool | None = None) -> VoronoiResult:
+    """Voronoi loss of one atom group (see the module docstring).
+
+    Parameters
+    ----------
+    fit, true : Atoms
+        Fitted and true mixing measures (same blocks).
+    rule : VoronoiRule
+        Exponents, mass term and weighting.
+    rb : callable
+        r̄(m) used by the exponents "r" and "r/2".
+    translation : bool, optional
+        Take the infimum over common softmax shifts; default: when ``fit.gate == "softmax"``.
+
+    Returns
+    -------
+    VoronoiResult
+    """
+    ev = _Evaluator(fit, true, rule, rb)
+    if translation is None:
+        translation = fit.gate == "softmax"
+    if not translation:
+        cells, sizes, own, term = ev.parts(None)
+        s = np.ones(1)
+        contrib = ev.cell_contrib(cells, sizes, term, s)
+        return _result(ev, ev.total(contrib)[0], cells[0], sizes[0], own, contrib[0], (0.0, None), 1.0)
+    if "gate_slope" not in fit.blocks:
+        t1_best = None
+        cells, sizes, own, term = ev.parts(None)
+    else:
+        t1_best = _search_shift(ev, fit, true)
+        cells, sizes, own, term = ev.parts(t1_best[None])
+    s, val = ev.best_scale(cells, sizes, term)
+    contrib = ev.cell_contrib(cells, sizes, term, s)
+    t0 = math.log(s[0]) if s[0] > 0 else -math.inf
+    return _result(ev, val[0], cells[0], sizes[0], own, contrib[0], (t0, t1_best), s[0])
+
+
+def _search_shift(ev: _Evaluator, fit: Atoms, true: Atoms) -> np.ndarray:
+    """The gate-slope shift t1 minimising the loss (the exact best scale inside).
+
+    Candidates beta*_1j - beta_1i (they move with any shift of the fit), then a
+    zooming grid search around the best three (Nelder-Mead beyond d = 2).  The
+    step is set by the truth only, so the search is equivariant under shifts of
+    the fitted model and the loss is shift-invariant up to rounding.
+    """
+    fb, tb = fit.blocks["gate_slope"], true.blocks["gate_slope"]
+    d = fb.shape[1]
+    cands = np.vstack([(tb[None, :, :] - fb[:, None, :]).reshape(-1, d)])
+
+    def f_batch(T):
+        cells, sizes, _, term = ev.parts(T)
+        return ev.best_scale(cells, sizes, term)[1]
+
+    vals = f_batch(cands)
+    order = np.argsort(vals, kind="stable")
+    step = 0.05 * (1.0 + float(np.abs(tb).max()))
+    best_t, best_v = cands[order[0]], float(vals[order[0]])
+    for c in order[: min(3, order.size)]:
+        t, v = (_zoom if d <= 2 else _nelder_mead)(f_batch, cands[c], float(vals[c]), step)
+        if v < best_v:
+            best_t, best_v = t, v
+    return np.asarray(best_t, dtype=np.float64)
+
+
+def _zoom(f_batch, x, fx, step, rounds: int = 40, pts: int = 9):
+    """Grid search on [-h, h]^d around the incumbent, shrinking h when the best point is inside."""
+    d = x.shape[0]
+    axis = np.linspace(-1.0, 1.0, pts)
+    offs = np.stack(np.meshgrid(*([axis] * d), indexing="ij"), -1).reshape(-1, d)
+    h = step
+    for _ in range(rounds):
+        vals = f_batch(x[None] + h * offs)
+        i = int(np.argmin(vals))
+        moved_to_edge = vals[i] < fx and bool(np.any(np.abs(offs[i]) == 1.0))
+        if vals[i] < fx:
+            x, fx = x + h * offs[i], float(vals[i])
+        if not moved_to_edge:  # the minimum is bracketed: zoom in
+            h *= 0.35
+        if h < 1e-13 * step:
+            break
+    return x, fx
+
+
+def _nelder_mead(f_batch, x0, f0, step):
+    from scipy.optimize import minimize
+    d = x0.shape[0]
+    simplex = np.vstack([x0] + [x0 + step * np.eye(d)[i] for i in range(d)])
+    res = minimize(lambda t: float(f_batch(np.asarray(t)[None])[0]), x0, method="Nelder-Mead",
+                   options={"initial_simplex": simplex, "xatol": 1e-11 * step, "fatol": 0.0,
+                            "maxiter": 400 * d, "maxfev": 800 * d})
+    return (np.asarray(res.x), float(res.fun)) if res.fun < f0 else (x0, f0)
+
+
+def _result(ev, value, cells, sizes, own, contrib, shift, s) -> VoronoiResult:
+    """Package one evaluation (batch entry 0) with the per-cell errors."""
+    fit, true = ev.fit, ev.true
+    # log of the optimal mass scale exp(t0): -inf means the infimum is the limit t0 -> -inf, where the loss
+    # equals sum_j m*_j (the fit is so far from the truth that shrinking every mass to 0 is best)
+    errors = {"log_scale": float(shift[0])}
+    for j in range(true.k):
+        members = cells == j
+        errors["size[%d]" % j] = int(sizes[j])
+        errors["mass[%d]" % j] = float(abs(s * fit.mass[members].sum() - true.mass[j]))
+        for b, d in own.items():
+            errors["%s[%d]" % (b, j)] = float(d[0][members].max()) if members.any() else float("nan")
+    return VoronoiResult(value=float(value), cells=np.asarray(cells), cell_terms=np.asarray(contrib),
+                         shift=shift, errors=errors)
+
+
+# --------------------------------------------------------------------------- the theory's losses
+
+def _all(blocks, exact, over):
+    return {b: (exact, over) for b in blocks}
+
+
+
+
+def rule_D1(atoms: Atoms) -> VoronoiRule:
+    """D_1 (strongly identifiable experts; exact-fitted D_1 of §3.3): exponent 1 / 2 on every block."""
+    return VoronoiRule(exponents=_all(atoms.blocks, 1, 2))
+
+
+def rule_D2(atoms: Atoms) -> VoronoiRule:
+    """D_2 (linear experts, ``theory.md`` §2.3/§3.3): r̄-dependent exponents in over-specified cells.
+
+    Gated (softmax) group: beta_1 r, slope r/2, intercept r, variance r/2.
+    Shared group: slope 2, intercept r, variance r/2.
+    """
+    if atoms.gate == "shared":
+        ex = {"slope": (1, 2), "intercept": (1, "r"), "variance": (1, "r/2"), "expert": (1, 2)}
+    else:
+        ex = {"gate_slope": (1, "r"), "slope": (1, "r/2"), "intercept": (1, "r"), "variance": (1, "r/2"),
+              "expert": (1, 2)}
+    _missing(atoms, ex)
+    return VoronoiRule(exponents={b: ex[b] for b in atoms.blocks})
+
+
+def _missing(atoms, ex):
+    miss = [b for b in atoms.blocks if b not in ex]
+    if miss:
+        raise ValueError("this loss does not define exponents for block(s) %s" % miss)
+    return {}
+
+
+def rule_D3_routed(atoms: Atoms) -> VoronoiRule:
+    """D_3 routed block (normalized sigmoid, sparse): unweighted terms, mass term only in cells >= 2.
+
+    Singleton cells include |Delta beta_0|; over-specified cells use squares (beta_0 left out).
+    """
+    ex = {b: (1, 2) for b in atoms.blocks}
+    if "gate_intercept" in ex:
+        ex["gate_intercept"] = (1, None)
+    return VoronoiRule(exponents=ex, mass="over", weighted=False)
+
+
+def rule_D4_routed(atoms: Atoms) -> VoronoiRule:
+    """D_4 routed block (normalized sigmoid, dense): unweighted, exponent 1, no mass term.
+
+    Measured against the misspecified limit Ǧ_2 (the ``true`` atoms passed in).
+    """
+    return VoronoiRule(exponents=_all(atoms.blocks, 1, 1), mass="none", weighted=False)
+
+
+def rule_gaussian_gate(true: Atoms, tilde: bool) -> VoronoiRule:
+    """D̄ (tilde=False) and D̃ (tilde=True) of the Gaussian-gated MoE (``theory.md`` §4.4).
+
+    Over-specified cells: loc r, scale r/2, slope 2 (D̃: r/2 in cells whose true loc is 0),
+    intercept r, variance r/2.
+    """
+    slope_over: Exponent = 2
+    if tilde:
+        zero = np.all(np.abs(true.blocks["loc"]) < 1e-12, axis=1)          # (k*,)
+
+        def slope_over(m, j):  # noqa: F811 -- the D̃ rule depends on the true atom
+            return np.where(zero[j], 0.5 * rbar(m), 2.0)
+    ex = {"loc": (1, "r"), "scale": (1, "r/2"), "slope": (1, slope_over), "intercept": (1, "r"),
+          "variance": (1, "r/2")}
+    _missing(true, ex)
+    return VoronoiRule(exponents={b: ex[b] for b in true.blocks})
+
+
+def _group_rule(kind: str, fit: Atoms, true: Atoms, options: dict) -> VoronoiRule:
+    if fit.gate == "shared":
+        return rule_D2(fit) if kind == "D2" else rule_D1(fit)
+    if kind in ("D1", "D5"):
+        r = rule_D1(fit)
+        if kind == "D5":
+            if "topk" not in options:
+                raise ValueError("loss D5 needs the option topk (the number of activated experts K)")
+            r = VoronoiRule(exponents=r.exponents, topk=int(options["topk"]))
+        return r
+    if kind == "D2":
+        return rule_D2(fit)
+    if kind == "D3":
+        return rule_D3_routed(fit)
+    if kind == "D4":
+        return rule_D4_routed(fit)
+    if kind in ("Dbar", "Dtilde"):
+        return rule_gaussian_gate(true, tilde=kind == "Dtilde")
+    raise ValueError("unknown Voronoi loss %r; choose one of %s" % (kind, ", ".join(VORONOI_KINDS)))
+
+
+VORONOI_KINDS = ("D1", "D2", "D3", "D4", "D5", "Dbar", "Dtilde")
+
+
+@dataclass
+class LossValue:
+    """A composite loss: total value, per-group results and the flat per-parameter errors."""
+
+    value: float
+    groups: dict
+
+    @property
+    def errors(self) -> dict:
+        out = {}
+        for g, r in self.groups.items():
+            out.update({"%s.%s" % (g, k): v for k, v in r.errors.items()})
+        return out
+
+
+def theory_loss(kind: str, fit: Mapping[str, Atoms], true: Mapping[str, Atoms], options: dict | None = None,
+                rb: Callable = rbar) -> LossValue:
+    """One of the theory's Voronoi losses, summed over the atom groups of a model.
+
+    Parameters
+    ----------
+    kind : "D1" | "D2" | "D3" | "D4" | "D5" | "Dbar" | "Dtilde"
+        D1/D2: softmax (Gaussian MoE §3.3, DeepSeekMoE Thms 1-2; shared groups get
+        the shared-expert version); D3/D4: normalized sigmoid (Thms 3-4; the
+        routed truth of D4 is the misspecified limit Ǧ_2); D5: top-K
+        (``options={"topk": K}``); Dbar/Dtilde: Gaussian gate (§4.4).
+    fit, true : dict group -> Atoms
+        The same groups on both sides (e.g. {"shared": ..., "routed": ...}).
+    """
+    options = options or {}
+    if set(fit) != set(true):
+        raise ValueError("fit and truth have different atom groups: %s vs %s" % (sorted(fit), sorted(true)))
+    groups = {}
+    for g in fit:
+        rule = _group_rule(kind, fit[g], true[g], options)
+        groups[g] = voronoi_loss(fit[g], true[g], rule, rb=rb)
+    return LossValue(value=float(sum(r.value for r in groups.values())), groups=groups)
+
+
+# --------------------------------------------------------------------------- density distances
+
+@dataclass
+class DensityDistance:
+    """E_X of a distance between conditional densities, with a numerical error estimate.
+
+    ``value`` is the estimate; ``error`` bounds its numerical error: the
+    difference between two quadrature resolutions (``method`` "quadrature")
+    plus, for Monte Carlo averages over X, 2 standard errors (``method`` "monte-carlo").
+    """
+
+    value: float
+    error: float
+    method: str
+
+
+def _simpson_weights(G: int, h: float) -> np.ndarray:
+    if G % 2 == 0:
+        raise ValueError("Simpson's rule needs an odd number of points, got %d" % G)
+    w = np.ones(G)
+    w[1:-1:2] = 4.0
+    w[2:-1:2] = 2.0
+    return w * h / 3.0
+
+
+def gauss_legendre_nodes(low: float, high: float, pieces: int = 16, order: int = 8):
+    """Composite Gauss-Legendre nodes and weights for the uniform average over [low, high]."""
+    x, w = np.polynomial.legendre.leggauss(order)
+    edges = np.linspace(low, high, pieces + 1)
+    nodes = ((edges[:-1, None] + edges[1:, None]) / 2 + (edges[1:, None] - edges[:-1, None]) / 2 * x[None]).ravel()
+    weights = ((edges[1:, None] - edges[:-1, None]) / 2 * w[None]).ravel() / (high - low)
+    return nodes, weights
+
+
+def _per_x_distance(lp, lq, wy, kind):
+    """Distance per X node from log densities (M, G) on a y grid with weights wy (G,) (or classes: wy = 1)."""
+    if kind == "tv":
+        return 0.5 * (np.abs(np.exp(lp) - np.exp(lq)) @ wy)
+    if kind == "hellinger":
+        return np.sqrt(np.maximum(0.5 * ((np.exp(0.5 * lp) - np.exp(0.5 * lq)) ** 2 @ wy), 0.0))
+    raise ValueError("kind must be 'tv' or 'hellinger', got %r" % kind)
+
+
+def conditional_distance(logp: Callable, logq: Callable, *, kind: str = "tv", x_uniform=None, x_sample=None,
+                         y_range=None, y_points: int = 2001, categorical: bool = False) -> DensityDistance:
+    """E_X[dist(p(.|X), q(.|X))] for total variation or Hellinger distance, with its numerical error.
+
+    Parameters
+    ----------
+    logp, logq : callable (X (M, d), y) -> (M, G) log conditional densities at the points y
+        (continuous responses: y is a grid (G,); categorical: y is None and the
+        callables return (M, C) log class probabilities).
+    kind : "tv" | "hellinger"
+        TV = (1/2) int |p - q| dy; Hellinger = sqrt((1/2) int (sqrt p - sqrt q)^2 dy).
+    x_uniform : (low, high), optional
+        X ~ Uniform[low, high] (d = 1): composite Gauss-Legendre, 16 pieces x 8 nodes.
+        The error estimate is the change from 8 pieces.
+    x_sample : array (M, d), optional
+        Draws of X for a Monte Carlo average; the error adds 2 standard errors.
+    y_range : (low, high)
+        Integration range of y (continuous responses); it should leave out only
+        negligible mass.  Simpson's rule on ``y_points`` points; the error
+        estimate adds the change from half as many points.
+    """
+    if (x_uniform is None) == (x_sample is None):
+        raise ValueError("give exactly one of x_uniform=(low, high) or x_sample=array")
+    if x_uniform is not None:
+        lo, hi = map(float, x_uniform)
+        fine = gauss_legendre_nodes(lo, hi, 16, 8)
+        coarse = gauss_legendre_nodes(lo, hi, 8, 8)
+        xs = [(fine[0][:, None], fine[1]), (coarse[0][:, None], coarse[1])]
+        method = "quadrature"
+    else:
+        X = np.asarray(x_sample, dtype=np.float64)
+        X = X[:, None] if X.ndim == 1 else X
+        xs = [(X, np.full(X.shape[0], 1.0 / X.shape[0]))]
+        method = "monte-carlo"
+
+    def at(Xn, y_pts):
+        if categorical:
+            return _per_x_distance(logp(Xn, None), logq(Xn, None), 1.0, kind)
+        y = np.linspace(float(y_range[0]), float(y_range[1]), y_pts)
+        wy = _simpson_weights(y_pts, float(y[1] - y[0]))
+        return _per_x_distance(logp(Xn, y), logq(Xn, y), wy, kind)
+
+    if not categorical:
+        if y_range is None:
+            raise ValueError("continuous responses need y_range=(low, high)")
+        y_points = int(y_points) | 1
+    per_x = at(xs[0][0], y_points)
+    value = float(per_x @ xs[0][1])
+    err = 0.0
+    if not categorical:
+        half = (y_points // 2) | 1
+        err += abs(value - float(at(xs[0][0], half) @ xs[0][1]))
+    if method == "quadrature":
+        err += abs(value - float(at(xs[1][0], y_points) @ xs[1][1]))
+    else:
+        err += 2.0 * float(np.std(per_x, ddof=1) / np.sqrt(per_x.size)) if per_x.size > 1 else float("inf")
+    return DensityDistance(value=value, error=err, method=method)

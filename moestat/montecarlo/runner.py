@@ -1,0 +1,272 @@
+"""The driver: plan the missing (n, replicate) pairs, run them, store, analyse, draw.
+
+``run_experiment`` is what ``moestat reproduce`` calls.  It never recomputes a
+stored replicate: the plan is "every (n, r) of the grid minus what the store
+already holds", grouped into tasks of one n (replicate blocks sized so that
+each task has enough work), largest n first so that the slowest tasks start
+early.  Results are written to the store as each task finishes.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ..losses import VORONOI_KINDS
+from .analysis import error_slopes, local_slopes, loss_slopes
+from .executors import make_executor
+from .progress import Progress
+from .spec import Spec, load_spec
+from .store import Store
+from .worker import run_task
+
+#: a task aims at about this many data points (blocks of small-n replicates)
+POINTS_PER_TASK = 20000
+
+SLOPE_COLUMNS = ["experiment", "loss", "slope", "ci_low", "ci_high", "median_slope", "predicted", "published",
+                 "n_min", "n_max", "n_sizes", "replicates", "failures", "excluded", "capped", "protocol", "quick",
+                 "wall_s", "cpu_s", "spec_hash", "command"]
+
+
+class RunExistsError(RuntimeError):
+    """The output folder already holds results of this experiment and neither resume nor overwrite was asked."""
+
+
+def plan_tasks(spec: Spec, missing: list[tuple[int, int]], block: int | None, extra: dict) -> list[dict]:
+    """Tasks (n, block of replicates), largest n first.
+
+    Sizes of one padded bucket are adjacent in this order, so a worker reuses each bucket's compiled
+    program; large sizes first keeps the slowest tasks from finishing last.
+    """
+    by_n: dict[int, list[int]] = {}
+    for n, r in missing:
+        by_n.setdefault(int(n), []).append(int(r))
+    tasks = []
+    for n in sorted(by_n, reverse=True):
+        reps = sorted(by_n[n])
+        b = block or max(1, min(len(reps), math.ceil(POINTS_PER_TASK / n)))
+        for i in range(0, len(reps), b):
+            tasks.append(dict(extra, spec=spec.raw, n=n, reps=reps[i:i + b]))
+    return tasks
+
+
+@dataclass
+class RunResult:
+    spec: Spec
+    out_dir: str
+    slopes: pd.DataFrame
+    files: list = field(default_factory=list)
+    computed: int = 0
+    wall_s: float = 0.0
+
+
+def ensure_reference(spec: Spec, store: Store, log) -> dict | None:
+    """The misspecified-limit parameters a spec's losses compare with (computed once, stored)."""
+    ref = spec.raw.get("reference")
+    if not ref:
+        return None
+    stored = store.get_meta(spec.hash, "reference")
+    if stored is not None:
+        return stored
+    from .reference import fit_reference
+    log("computing the reference fit (n = %d, %d starts) once for this spec ..." % (ref["n"], ref.get("n_init", 10)))
+    t0 = time.perf_counter()
+    params = fit_reference(spec, ref)
+    store.set_meta(spec.hash, "reference", params)
+    log("reference fit done in %.1f s" % (time.perf_counter() - t0))
+    return params
+
+
+def run_experiment(experiment, *, quick: bool = False, out_dir: str | None = None, workers: int | None = None,
+                   scheduler=None, resume: bool = False, overwrite: bool = False, protocol: str | None = None,
+                   replicates: int | None = None, batch: str = "auto", block: int | None = None,
+                   progress: bool = True, figures: bool = True, n_boot: int = 1000, stream=None,
+                   throttle: float | None = None) -> RunResult:
+    """Run (or complete) an experiment and write slopes.csv, results.csv and the figure into ``out_dir``.
+
+    Parameters
+    ----------
+    experiment : str or Spec
+        A shipped spec name, a path to a JSON spec, or a Spec.
+    quick : bool
+        Use the spec's quick grid and replicate count.
+    out_dir : str
+        Output folder; holds ``results.sqlite`` (the store) and the outputs.
+        Default ``runs/<experiment>-<protocol>[-quick]``.
+    workers : int
+        Local worker processes (default: one per core; 1 runs in this process).
+    scheduler : str or distributed.Client
+        Dask scheduler address; overrides ``workers``.
+    resume : bool
+        Complete a previous run in ``out_dir`` (only missing replicates run).
+    overwrite : bool
+        Discard previous results of this experiment in ``out_dir``.
+    protocol : "paper" | "mle"
+        Override the spec's initialisation protocol.
+    replicates : int
+        Override the number of replicates per n.
+    batch : "auto" | "replicate" | "vmap"
+        How a worker fits a task (see :mod:`moestat.montecarlo.worker`).
+    throttle : float
+        Pause (seconds) after each stored task -- to watch or test interruption.
+    """
+    stream = stream or sys.stderr
+    log = lambda msg: print(msg, file=stream, flush=True)  # noqa: E731
+    spec = experiment if isinstance(experiment, Spec) else load_spec(experiment)
+    spec = spec.with_protocol(protocol)
+    try:  # fail here, not in every worker, when a family of the spec is not installed or a field is wrong
+        from .worker import experiment_for
+        experiment_for(spec.raw)
+    except (ValueError, TypeError) as exc:
+        raise ValueError("experiment %r cannot be set up: %s" % (spec.name, exc)) from None
+    out_dir = out_dir or os.path.join("runs", "%s-%s%s" % (spec.name, spec.protocol, "-quick" if quick else ""))
+    os.makedirs(out_dir, exist_ok=True)
+    grid = spec.grid(quick)
+    R = int(replicates or spec.replicates(quick))
+    store = Store(os.path.join(out_dir, "results.sqlite"))
+    try:
+        _claim(store, spec, out_dir, resume, overwrite)
+        reference = ensure_reference(spec, store, log)
+        done = store.done(spec.hash)
+        missing = [(int(n), r) for n in grid for r in range(R) if (int(n), r) not in done]
+        executor = make_executor(workers, scheduler) if missing else None
+        ex_name = executor.name if executor else "none"
+        extra = {"reference": reference, "batch": batch}
+        if not block:
+            # vectorised (GPU) fitting wants every replicate of one n in one task; in-process runs stream
+            # each replicate to the store; pools get blocks of about POINTS_PER_TASK points
+            from .._jax import backend
+            vectorised = batch == "vmap" or (batch == "auto" and backend() != "cpu" and scheduler is None)
+            block = R if vectorised else (1 if ex_name == "in-process" else None)
+        tasks = plan_tasks(spec, missing, block, extra)
+        log("%s (%s protocol%s): %d sizes x %d replicates, %d stored, %d to run in %d tasks on %s (%d workers)"
+            % (spec.name, spec.protocol, ", quick" if quick else "", len(grid), R, len(grid) * R - len(missing),
+               len(missing), len(tasks), ex_name, executor.workers if executor else 0))
+        computed = _execute(executor, tasks, store, spec, quick, len(missing), progress, stream, throttle) \
+            if missing else 0
+        result = analyse(spec, store, out_dir, quick, grid, R, figures=figures, n_boot=n_boot)
+        result.computed = computed
+        return result
+    finally:
+        store.close()
+
+
+def _claim(store: Store, spec: Spec, out_dir: str, resume: bool, overwrite: bool) -> None:
+    """Refuse to mix with earlier results unless resuming; discard them when overwriting."""
+    have = store.count(spec.hash)
+    if have and overwrite:
+        store.delete(spec.hash)
+    elif have and not resume:
+        raise RunExistsError("%s already holds %d results of %s (%s protocol); pass --resume to complete them "
+                             "or --overwrite to start again" % (out_dir, have, spec.name, spec.protocol))
+    store.register(spec)
+
+
+def _execute(executor, tasks, store, spec, quick, total, progress, stream, throttle) -> int:
+    """Run the tasks, storing each finished task at once; returns the number of new rows."""
+    sid = store.start_session(spec.hash, executor.name, executor.workers, quick)
+    bar = Progress(total, enabled=progress, stream=stream)
+    computed, aborted = 0, True
+    try:
+        for task, rows in executor.imap_unordered(run_task, tasks):
+            computed += store.write(spec.hash, rows)
+            store.touch_session(sid, len(rows))
+            bar.update(len(rows), extra="n=%d" % task["n"])
+            if throttle:
+                time.sleep(throttle)
+        aborted = False
+    finally:
+        bar.close()
+        executor.close(abort=aborted)  # an interrupted run stops its workers too
+    return computed
+
+
+def capped_count(df: pd.DataFrame) -> int:
+    """Replicates whose softmax Voronoi loss sits at its cap sum_j m*_j (optimal mass scale exp(t0) -> 0).
+
+    The per-parameter errors (``err_<group>.log_scale``) belong to the spec's first Voronoi loss.
+    """
+    cols = [c for c in df.columns if c.startswith("err_") and c.endswith("log_scale")]
+    if not cols:
+        return 0
+    return int((df[cols].to_numpy(dtype=float) == -np.inf).any(axis=1).sum())
+
+
+def command_line(spec: Spec, quick: bool) -> str:
+    args = ["moestat", "reproduce", spec.name, "--protocol", spec.protocol]
+    if quick:
+        args.append("--quick")
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def analyse(spec: Spec, store: Store, out_dir: str, quick: bool, grid, R: int, figures: bool = True,
+            n_boot: int = 1000) -> RunResult:
+    """Slopes table, per-replicate CSV, local slopes, per-parameter slopes and the figure from the store."""
+    df = store.frame(spec.hash, grid, R)
+    wall = store.wall_seconds(spec.hash)
+    rows, fig_input, local = [], [], []
+    files = []
+    first_voronoi = next((L["name"] for L in spec.losses if L["kind"] in VORONOI_KINDS), None)
+    if len(df):
+        for L in spec.losses:
+            st = loss_slopes(df, L["name"], n_boot=n_boot, seed=spec.seed)
+            capped = capped_count(df) if L["name"] == first_voronoi else None
+            rows.append({"experiment": spec.name, "loss": L["name"], "slope": st["slope"], "ci_low": st["ci_low"],
+                         "ci_high": st["ci_high"], "median_slope": st["median_slope"], "predicted": L.get("predicted"),
+                         "published": L.get("published"), "n_min": st["n_min"], "n_max": st["n_max"],
+                         "n_sizes": st["n_sizes"], "replicates": st["replicates"], "failures": st["failures"],
+                         "excluded": st["excluded"], "capped": capped, "protocol": spec.protocol,
+                         "quick": bool(quick),
+                         "wall_s": round(wall, 2), "cpu_s": round(float(df["seconds"].sum()), 2),
+                         "spec_hash": spec.hash, "command": command_line(spec, quick)})
+            fig_input.append(dict(st, loss=L["name"], predicted=L.get("predicted"), published=L.get("published"),
+                                  capped=capped))
+            ls = local_slopes(st["summary"])
+            ls.insert(0, "loss", L["name"])
+            local.append(ls)
+    slopes = pd.DataFrame(rows, columns=SLOPE_COLUMNS)
+    slopes["capped"] = slopes["capped"].astype("Int64")  # blank for losses without a cap
+    tag = "%s-%s%s" % (spec.name, spec.protocol, "-quick" if quick else "")
+    paths = {"slopes": os.path.join(out_dir, "slopes.csv"), "results": os.path.join(out_dir, "results.csv"),
+             "local": os.path.join(out_dir, "local_slopes.csv"), "params": os.path.join(out_dir, "param_slopes.csv")}
+    slopes.to_csv(paths["slopes"], index=False)
+    store.export_csv(spec.hash, paths["results"], grid, R)
+    if local:
+        pd.concat(local).to_csv(paths["local"], index=False)
+    if len(df):
+        error_slopes(df).to_csv(paths["params"], index=False)
+    files += list(paths.values())
+    if figures and fig_input:
+        sub = "%s protocol (%s), %s grid: %d sizes %d..%d, %d replicates, %d failed fits" % (
+            spec.protocol, "near-truth init, published noise laws" if spec.protocol == "paper"
+            else "random restarts, best likelihood", "quick" if quick else "full", len(grid), int(grid.min()),
+            int(grid.max()), R, int(slopes["failures"].max()) if len(slopes) else 0)
+        from .plots import slope_figure
+        files.append(slope_figure(fig_input, spec.title, sub, os.path.join(out_dir, tag + ".png")))
+    with open(os.path.join(out_dir, "run.json"), "w") as fh:
+        json.dump({"experiment": spec.name, "spec_hash": spec.hash, "protocol": spec.protocol, "quick": quick,
+                   "grid": [int(v) for v in grid], "replicates": R, "stored": int(len(df)), "wall_s": wall,
+                   "spec": spec.raw}, fh, indent=1)
+    return RunResult(spec=spec, out_dir=out_dir, slopes=slopes, files=files, wall_s=wall)
+
+
+def format_slopes(slopes: pd.DataFrame) -> str:
+    """A compact text table of a slopes frame."""
+    out = []
+    for _, r in slopes.iterrows():
+        pub = "" if r["published"] is None or (isinstance(r["published"], float) and np.isnan(r["published"])) \
+            else " published %.3f" % float(r["published"])
+        capped = "" if pd.isna(r["capped"]) else ", %d at the loss cap" % r["capped"]
+        out.append("%-18s %-6s slope %+.3f  95%% CI [%+.3f, %+.3f]  median %+.3f  predicted %s%s  "
+                   "(n %d..%d, %d sizes x %d reps, %d failed%s, %s protocol)"
+                   % (r["experiment"], r["loss"], r["slope"], r["ci_low"], r["ci_high"], r["median_slope"],
+                      "%+.2f" % r["predicted"] if r["predicted"] is not None else "n/a", pub, r["n_min"], r["n_max"],
+                      r["n_sizes"], r["replicates"], r["failures"], capped, r["protocol"]))
+    return "\n".join(out)

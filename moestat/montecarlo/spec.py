@@ -1,0 +1,199 @@
+"""Experiment specs: one JSON file per published experiment.
+
+A spec names the true model and its parameters, the covariate law, the
+fitted model, the initialisation protocols, the n grids (full and quick),
+replicates, the losses with their predicted and published slopes, and a root
+seed.  The shipped specs live in ``moestat/simulations/*.json`` (package data,
+so ``moestat reproduce --list`` works after ``pip install``); any other JSON
+file with the same fields can be given by path.
+
+Fields (see ``simulations/README.md`` for a commented example)::
+
+    name, title, source                     identification and citation
+    truth: {gate, expert, k, params, intercept, gate_intercept}
+    x: {law: grid|uniform|normal, low, high, d, ...}
+    fit: {gate, expert, k, tol, max_iter, min_variance, ...}
+    protocol: "paper" | "mle"                default protocol
+    protocols: {paper: {gate_sd, expert_sd, variance_sd, variance_start, tol, ...},
+                mle: {n_init, tol, max_iter}}
+    grid: {full: [...], quick: [...]}        unions of {linspace|geomspace: [lo, hi, num]} or {values: [...]}
+    replicates: {full: 40, quick: 12}
+    seed: int
+    losses: [{name, kind, predicted, published, options}]
+    reference: {...}                         a misspecified limit (D_4) computed once per run
+
+The *hash* of a spec covers everything that changes a stored result (truth,
+covariates, fitted model, protocol and its settings, losses, seed) and not the
+grid or the number of replicates: those only choose which (n, replicate)
+rows are needed, so a quick run's rows are reused by the full run.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import numpy as np
+
+HARNESS_VERSION = 1
+PROTOCOLS = ("paper", "mle")
+REQUIRED = ("name", "truth", "fit", "grid", "replicates", "losses")
+
+
+def spec_dir():
+    """The folder of the shipped specs (inside the installed package)."""
+    return resources.files("moestat") / "simulations"
+
+
+def available_specs() -> dict[str, Any]:
+    """{name: resource path} of the shipped specs."""
+    out = {}
+    for entry in sorted(spec_dir().iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".json"):
+            out[entry.name[:-5]] = entry
+    return out
+
+
+def load_spec(name_or_path: str) -> "Spec":
+    """A spec by name (shipped) or by path to a JSON file."""
+    if os.path.exists(name_or_path):
+        with open(name_or_path) as fh:
+            raw = json.load(fh)
+        return Spec(raw)
+    specs = available_specs()
+    if name_or_path not in specs:
+        raise ValueError("unknown experiment %r; available: %s (or give a path to a JSON spec)"
+                         % (name_or_path, ", ".join(specs)))
+    return Spec(json.loads(specs[name_or_path].read_text()))
+
+
+def expand_grid(parts) -> np.ndarray:
+    """Sorted unique integer sample sizes from a list of {linspace|geomspace: [lo, hi, num]} / {values: [...]}."""
+    if isinstance(parts, dict):
+        parts = [parts]
+    out = []
+    for p in parts:
+        if "linspace" in p:
+            lo, hi, num = p["linspace"]
+            out.append(np.linspace(float(lo), float(hi), int(num)))
+        elif "geomspace" in p:
+            lo, hi, num = p["geomspace"]
+            out.append(np.geomspace(float(lo), float(hi), int(num)))
+        elif "values" in p:
+            out.append(np.asarray(p["values"], dtype=float))
+        else:
+            raise ValueError("grid part %r must have 'linspace', 'geomspace' or 'values'" % (p,))
+    n = np.unique(np.round(np.concatenate(out)).astype(np.int64))
+    if n.size == 0 or n.min() < 2:
+        raise ValueError("sample sizes must be >= 2, got %s" % n[:5])
+    return n
+
+
+def canonical_json(obj) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+#: free-text keys that document a spec but never change a result (left out of the hash)
+COMMENT_KEYS = ("note", "published_source")
+
+
+def strip_comments(obj):
+    """``obj`` without the documentation keys (:data:`COMMENT_KEYS`), recursively."""
+    if isinstance(obj, dict):
+        return {k: strip_comments(v) for k, v in obj.items() if k not in COMMENT_KEYS}
+    if isinstance(obj, list):
+        return [strip_comments(v) for v in obj]
+    return obj
+
+
+@dataclass
+class Spec:
+    """A validated experiment spec (the raw JSON dict plus helpers)."""
+
+    raw: dict
+
+    def __post_init__(self):
+        missing = [f for f in REQUIRED if f not in self.raw]
+        if missing:
+            raise ValueError("spec %r lacks field(s): %s" % (self.raw.get("name", "?"), ", ".join(missing)))
+        self.raw = copy.deepcopy(self.raw)
+        p = self.raw.setdefault("protocol", "mle")
+        if p not in PROTOCOLS:
+            raise ValueError("spec protocol must be one of %s, got %r" % (PROTOCOLS, p))
+        for mode in ("full", "quick"):
+            if mode not in self.raw["grid"] or mode not in self.raw["replicates"]:
+                raise ValueError("spec %r needs grid.%s and replicates.%s" % (self.name, mode, mode))
+        names = [l["name"] for l in self.raw["losses"]]
+        if len(set(names)) != len(names):
+            raise ValueError("loss names must be unique, got %s" % names)
+
+    # ------------------------------------------------------------------ fields
+    @property
+    def name(self) -> str:
+        return self.raw["name"]
+
+    @property
+    def title(self) -> str:
+        return self.raw.get("title", self.name)
+
+    @property
+    def protocol(self) -> str:
+        return self.raw["protocol"]
+
+    @property
+    def seed(self) -> int:
+        return int(self.raw.get("seed", 0))
+
+    @property
+    def losses(self) -> list[dict]:
+        return self.raw["losses"]
+
+    def with_protocol(self, protocol: str | None) -> "Spec":
+        """A copy using another initialisation protocol (None: unchanged)."""
+        if protocol is None or protocol == self.protocol:
+            return self
+        if protocol not in PROTOCOLS:
+            raise ValueError("protocol must be one of %s, got %r" % (", ".join(PROTOCOLS), protocol))
+        raw = copy.deepcopy(self.raw)
+        raw["protocol"] = protocol
+        return Spec(raw)
+
+    def protocol_settings(self) -> dict:
+        """Settings of the active protocol merged over the fit defaults (tol, max_iter, ...)."""
+        fit = self.raw["fit"]
+        base = {"tol": fit.get("tol", 1e-8), "max_iter": fit.get("max_iter", 2000)}
+        base.update(strip_comments(self.raw.get("protocols", {}).get(self.protocol, {})))
+        if self.protocol == "mle":
+            base.setdefault("n_init", 10)
+        else:
+            for key in ("gate_sd", "expert_sd", "variance_sd"):
+                if key not in base:
+                    raise ValueError("spec %r: the paper protocol needs protocols.paper.%s = [scale, power]"
+                                     % (self.name, key))
+        return base
+
+    def grid(self, quick: bool) -> np.ndarray:
+        return expand_grid(self.raw["grid"]["quick" if quick else "full"])
+
+    def replicates(self, quick: bool) -> int:
+        return int(self.raw["replicates"]["quick" if quick else "full"])
+
+    # ------------------------------------------------------------------ identity
+    def hashed_fields(self) -> dict:
+        r = strip_comments(self.raw)
+        return {"version": HARNESS_VERSION, "truth": r["truth"], "x": r.get("x", {}), "fit": r["fit"],
+                "protocol": self.protocol, "settings": self.protocol_settings(), "seed": self.seed,
+                "losses": [{k: l.get(k) for k in ("name", "kind", "options")} for l in self.losses],
+                "reference": r.get("reference")}
+
+    @property
+    def hash(self) -> str:
+        """Identity of the stored results (16 hex digits of a SHA-256)."""
+        return hashlib.sha256(canonical_json(self.hashed_fields()).encode()).hexdigest()[:16]
+
+    def to_json(self) -> str:
+        return canonical_json(self.raw)

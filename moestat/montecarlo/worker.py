@@ -1,0 +1,282 @@
+"""The worker side of the harness: one task = one sample size n and a block of replicates.
+
+For each replicate r the worker draws the data from ``SeedSequence([seed, n, r])``
+(:mod:`moestat.sampling`), pads them to the size bucket of n (so every n of
+one bucket reuses one compiled program), builds the protocol's starts, runs
+EM, keeps the best start, and computes the losses and per-parameter errors.
+
+* CPU: every replicate is one call of the compiled program (its starts run
+  through ``lax.map``), so a replicate's result does not depend on which other
+  replicates share its task -- the stored table is identical whatever the
+  executor, the task blocking or an interruption.
+* GPU (``batch="auto"`` off-CPU, or ``batch="vmap"``): all (replicate, start)
+  pairs of a task go through one ``em.fit_replicates`` call, vectorised
+  ``batch_size`` at a time, with ``batch_size`` chosen from the compiled
+  program's ``memory_analysis()`` and the device's free memory.  Results agree
+  with the CPU path to rounding, not bit for bit.
+
+The function :func:`run_task` takes and returns plain Python data so that it
+runs unchanged in this process, a spawned process or a Dask worker.
+"""
+from __future__ import annotations
+
+import os
+import time
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from threadpoolctl import threadpool_limits
+
+from .. import em
+from .._jax import backend, to_device
+from .._math import klogsumexp
+from ..data import bucket_size, make_data
+from ..losses import VORONOI_KINDS, conditional_distance, gauss_legendre_nodes, theory_loss
+from ..sampling import _variances, simulate_data
+from . import protocols
+from .adapters import model_atoms
+from .setup import Experiment, params_to_json
+from .spec import Spec
+
+_CACHE: dict = {}
+
+
+def experiment_for(spec_raw: dict, reference=None) -> Experiment:
+    """The per-process cached :class:`Experiment` of a spec (and reference)."""
+    spec = Spec(spec_raw)
+    key = (spec.hash, repr(reference))
+    if key not in _CACHE:
+        _CACHE.clear()
+        exp = Experiment.build(spec, reference)
+        exp.extras["true_atoms"] = model_atoms(exp.truth, exp.truth.canonical(exp.true_params))
+        if exp.reference is not None:
+            exp.extras["ref_atoms"] = model_atoms(exp.fit, exp.fit.canonical(exp.reference))
+        _CACHE[key] = exp
+    return _CACHE[key]
+
+
+def replicate_data(exp: Experiment, n: int, rep: int):
+    """(x, y, Data) of replicate ``rep`` of size ``n``: the same whatever runs it."""
+    t = exp.truth
+    x, y, _ = simulate_data(t.gate, t.expert, exp.true_params, n=n, x_law=exp.spec.raw.get("x"),
+                            seed=[exp.spec.seed, int(n), int(rep)], intercept=t.intercept,
+                            gate_intercept=t.gate_intercept)
+    X, G = exp.fit.designs(x)
+    return x, y, make_data(X, G, np.asarray(y, dtype=np.float64), np.ones(n), N=bucket_size(n))
+
+
+@partial(jax.jit, static_argnames=("cfg",))
+def _n_eff(params, data, cfg):
+    """Effective number of points per expert for each start (leading axis)."""
+    def one(p):
+        _, tau, _, _ = em.e_step(p, data, cfg)
+        return tau @ data.w
+    return lax.map(one, params)
+
+
+def _keys(exp, n, rep, S):
+    seed = int(protocols.init_stream(exp.spec.seed, n, rep).generate_state(2)[1] % (2**31 - 1))
+    return jax.random.split(jax.random.PRNGKey(seed), S)
+
+
+def _choose(exp, n, out, n_eff):
+    """Index of the best start: highest log-likelihood among non-degenerate fits (all degenerate: highest)."""
+    ll = np.asarray(out.loglik, dtype=np.float64).copy()
+    ll[~np.isfinite(ll)] = -np.inf
+    degen = np.array([bool(np.any(exp.fit.expert.degenerate(
+        jax.tree_util.tree_map(lambda a: np.asarray(a)[s], out.params.expert), n_eff[s],
+        dict(exp.info, n_total=float(n))))) for s in range(ll.size)])
+    ok = ~degen
+    best = int(np.argmax(np.where(ok, ll, -np.inf))) if ok.any() else int(np.argmax(ll))
+    return best, bool(degen[best])
+
+
+def fit_replicate_cpu(exp: Experiment, n: int, rep: int):
+    """Fit one replicate: its starts through ``lax.map`` in one compiled program."""
+    x, y, data = replicate_data(exp, n, rep)
+    p0 = protocols.starts(exp, n, rep, x, y, data)
+    p0 = jax.tree_util.tree_map(to_device, p0)
+    S = jax.tree_util.tree_leaves(p0)[0].shape[0]
+    fixed = em.no_fixed(jax.tree_util.tree_map(lambda a: a[0], p0))
+    out = em.fit_restarts(p0, data, exp.ctl, fixed, _keys(exp, n, rep, S), exp.cfg, batch_size=1)
+    n_eff = np.asarray(_n_eff(out.params, data, exp.cfg))
+    return jax.device_get(out), n_eff, S
+
+
+def batch_size_for(exp, params0, data, fixed, keys, cap: int) -> int:
+    """Largest ``lax.map`` batch whose temporaries fit in half the device's free memory.
+
+    Compiles the program for batch 1, reads ``memory_analysis().temp_size_in_bytes``
+    (the per-fit temporaries) and divides the free memory by it.
+    """
+    try:
+        lowered = em.fit_replicates.lower(params0, data, exp.ctl, fixed, keys, exp.cfg, batch_size=1)
+        temp = max(int(lowered.compile().memory_analysis().temp_size_in_bytes), 1)
+        stats = jax.devices()[0].memory_stats() or {}
+        free = int(stats.get("bytes_limit", 0)) - int(stats.get("bytes_in_use", 0))
+        if free <= 0:
+            return 1
+        return int(max(1, min(cap, (0.5 * free) // temp)))
+    except Exception:  # a backend without memory statistics
+        return 1
+
+
+def fit_block_batched(exp: Experiment, n: int, reps, batch: int | None = None):
+    """Fit all (replicate, start) pairs of a block in one vectorised ``em.fit_replicates`` call."""
+    datas, p0s, keys, S = [], [], [], None
+    for r in reps:
+        x, y, data = replicate_data(exp, n, r)
+        p0 = protocols.starts(exp, n, r, x, y, data)
+        S = jax.tree_util.tree_leaves(p0)[0].shape[0]
+        datas += [data] * S
+        p0s.append(p0)
+        keys.append(_keys(exp, n, r, S))
+    stack = lambda *a: jnp.stack([jnp.asarray(v) for v in a])  # noqa: E731
+    data_b = jax.tree_util.tree_map(stack, *datas)
+    p0_b = jax.tree_util.tree_map(lambda *a: to_device(np.concatenate(a)), *p0s)
+    keys_b = jnp.concatenate(keys)
+    fixed = em.no_fixed(jax.tree_util.tree_map(lambda a: a[0], p0_b))
+    B = keys_b.shape[0]
+    bs = batch or batch_size_for(exp, p0_b, data_b, fixed, keys_b, B)
+    out = jax.device_get(em.fit_replicates(p0_b, data_b, exp.ctl, fixed, keys_b, exp.cfg, batch_size=min(bs, B)))
+    results = []
+    for i, r in enumerate(reps):
+        sl = slice(i * S, (i + 1) * S)
+        o = jax.tree_util.tree_map(lambda a: np.asarray(a)[sl], out)
+        n_eff = np.asarray(_n_eff(jax.tree_util.tree_map(to_device, o.params), datas[i * S], exp.cfg))
+        results.append((o, n_eff, S))
+    return results, bs
+
+
+# --------------------------------------------------------------------------- losses
+
+@partial(jax.jit, static_argnames=("gate", "expert"))
+def _cond_logpdf(params, X, Xg, y, gate, expert):
+    """(M, G) log p(y_g | x_m) of a model at X (p, M), Xg (pg, M) and a y grid (G,)."""
+    M, G = X.shape[1], y.shape[0]
+    lw = gate.log_weights(params.gate, Xg)                                  # (k, M)
+    ld = expert.log_density(params.expert, jnp.repeat(X, G, axis=1), jnp.tile(y, M))
+    return klogsumexp(lw[:, :, None] + ld.reshape(lw.shape[0], M, G))
+
+
+def _logpdf_fn(setup, params):
+    dev = jax.tree_util.tree_map(to_device, params)
+
+    def f(xm, y):
+        X, G = setup.designs(xm)
+        if y is None:  # categorical: log sum_i g_i p_i(c | x)
+            lw = setup.gate.log_weights(dev.gate, to_device(G.T))
+            lp = jnp.log(setup.expert.mean(dev.expert, to_device(X.T)))     # (k, C, M)
+            return np.asarray(klogsumexp(lw[:, None, :] + lp)).T
+        return np.asarray(_cond_logpdf(dev, to_device(X.T), to_device(G.T), to_device(y), setup.gate, setup.expert))
+    return f
+
+
+def _y_range(exp, params, x_nodes):
+    lo, hi = np.inf, -np.inf
+    for setup, p in ((exp.truth, exp.true_params), (exp.fit, params)):
+        X, _ = setup.designs(x_nodes)
+        mean = np.asarray(setup.expert.mean(jax.tree_util.tree_map(to_device, p.expert), to_device(X.T)))
+        sd = np.sqrt(np.max(_variances(p.expert)))
+        lo, hi = min(lo, mean.min() - 12 * sd), max(hi, mean.max() + 12 * sd)
+    return lo, hi
+
+
+def density_loss(exp: Experiment, params, kind: str):
+    """E_X TV or Hellinger distance between the true and fitted conditional densities."""
+    law = exp.spec.raw.get("x", {"law": "uniform"})
+    categorical = exp.fit.expert.response == "categorical"
+    kw = {}
+    if law.get("law", "uniform") in ("grid", "uniform") and int(law.get("d", 1)) == 1 \
+            and not getattr(exp.truth.gate, "joint", False):
+        kw["x_uniform"] = (float(law.get("low", 0.0)), float(law.get("high", 1.0)))
+        nodes = gauss_legendre_nodes(*kw["x_uniform"], 16, 8)[0][:, None]
+    else:
+        t = exp.truth
+        xs, _, _ = simulate_data(t.gate, t.expert, exp.true_params, n=512, x_law=law,
+                                 seed=[exp.spec.seed, 1, 2**31 - 2], intercept=t.intercept,
+                                 gate_intercept=t.gate_intercept)
+        kw["x_sample"], nodes = xs, xs
+    if not categorical:
+        kw["y_range"] = _y_range(exp, params, nodes)
+    return conditional_distance(_logpdf_fn(exp.truth, exp.true_params), _logpdf_fn(exp.fit, params), kind=kind,
+                                categorical=categorical, **kw)
+
+
+def compute_losses(exp: Experiment, params):
+    """Loss values, numerical errors of the density losses, per-parameter errors (first Voronoi loss)."""
+    fit_atoms = model_atoms(exp.fit, params)
+    losses, loss_err, errors = {}, {}, None
+    for L in exp.spec.losses:
+        kind, opts = L["kind"], L.get("options", {}) or {}
+        if kind in VORONOI_KINDS:
+            true_atoms = dict(exp.extras["true_atoms"])
+            for g in opts.get("against_reference", []):
+                if "ref_atoms" not in exp.extras:
+                    raise ValueError("loss %r compares with a reference, but the spec has none" % L["name"])
+                true_atoms[g] = exp.extras["ref_atoms"][g]
+            lv = theory_loss(kind, fit_atoms, true_atoms, opts)
+            losses[L["name"]] = lv.value
+            if errors is None:
+                errors = lv.errors
+        elif kind in ("tv", "hellinger"):
+            d = density_loss(exp, params, kind)
+            losses[L["name"]], loss_err[L["name"]] = d.value, d.error
+        else:
+            raise ValueError("unknown loss kind %r (Voronoi: %s; density: tv, hellinger)"
+                             % (kind, ", ".join(VORONOI_KINDS)))
+    return losses, loss_err, errors or {}
+
+
+# --------------------------------------------------------------------------- the task
+
+def _row(exp, n, rep, out, n_eff, S):
+    best, degenerate = _choose(exp, n, out, n_eff)
+    pick = lambda a: np.asarray(a)[best]  # noqa: E731
+    raw = jax.tree_util.tree_map(pick, out.params)
+    params = exp.fit.canonical(raw)
+    ll = float(pick(out.loglik))
+    row = {"n": int(n), "rep": int(rep), "loglik": ll, "n_iter": int(pick(out.n_iter)),
+           "converged": bool(pick(out.converged)) and bool(np.isfinite(ll)), "degenerate": degenerate,
+           "start": best, "n_starts": int(S), "params": params_to_json(params)}
+    try:
+        row["losses"], row["loss_errors"], row["errors"] = compute_losses(exp, params)
+        row["error"] = None
+    except (ValueError, FloatingPointError, np.linalg.LinAlgError) as exc:  # recorded, never dropped
+        row["losses"], row["loss_errors"], row["errors"] = {}, {}, {}
+        row["error"] = "%s: %s" % (type(exc).__name__, exc)
+    return row
+
+
+def run_task(task: dict) -> list[dict]:
+    """Run one task ``{"spec": raw spec, "reference": ..., "n": n, "reps": [...], "batch": "auto"}``.
+
+    Returns one result row (a plain dict) per replicate; ``seconds`` is the
+    replicate's wall time (its share of the block's on the batched path).
+    """
+    exp = experiment_for(task["spec"], task.get("reference"))
+    n, reps = int(task["n"]), [int(r) for r in task["reps"]]
+    batch = task.get("batch", "auto")
+    batched = batch == "vmap" or (batch == "auto" and backend() != "cpu")
+    rows = []
+    with threadpool_limits(1):
+        if batched:
+            t0 = time.perf_counter()
+            results, bs = fit_block_batched(exp, n, reps, task.get("batch_size"))
+            share = (time.perf_counter() - t0) / len(reps)
+            for r, (out, n_eff, S) in zip(reps, results):
+                t1 = time.perf_counter()
+                rows.append(_row(exp, n, r, out, n_eff, S))
+                rows[-1]["seconds"] = share + time.perf_counter() - t1
+        else:
+            for r in reps:
+                t0 = time.perf_counter()
+                out, n_eff, S = fit_replicate_cpu(exp, n, r)
+                rows.append(_row(exp, n, r, out, n_eff, S))
+                rows[-1]["seconds"] = time.perf_counter() - t0
+    for row in rows:
+        row["host"] = os.uname().nodename
+    return rows

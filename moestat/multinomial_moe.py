@@ -1,0 +1,181 @@
+"""MultinomialMoE: mixture of multinomial-logistic (classification) experts under any gate.
+
+p(y = c | x, z) = sum_i g_i(z) softmax_c(A_i x),  A_i (C, p) with the first class as reference.
+
+The estimator shares the whole fitting pipeline of :class:`moestat.model.MoEModel`
+(validation, restarts in one compiled program, monotone EM, Newton polish,
+results); what is specific to classification lives here: binding the expert
+family to the training classes, the default initialisation, and a results
+class whose ``predict`` speaks in class probabilities and labels.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import warnings
+
+import jax
+import numpy as np
+
+from ._jax import to_device
+from .model import MoEModel, _check_float, _check_int
+from .results import MoEResults
+
+
+class MultinomialMoE(MoEModel):
+    """Mixture of multinomial-logistic experts with a covariate-dependent gate.
+
+    Parameters
+    ----------
+    n_experts : int
+    gating : str or gate object ("softmax", "modified_softmax", ...; see ``moestat.gating.available()``)
+    expert : str or expert object, default "multinomial"
+    intercept, gate_intercept : bool
+        Add an intercept column to the expert / gate covariates.
+    ridge : float
+        Levenberg ridge on the gate's and the experts' Newton systems, relative
+        to the curvature scale (0 = exact Newton steps).  It changes the path,
+        not the fixed points; it keeps steps finite when classes are separated.
+    screen : int
+        Default initialisation (``init=None``): ``screen * n_init`` candidate
+        partitions of the gate covariates each get a short EM run, and the
+        ``n_init`` best go on to full EM (:mod:`moestat.init_screen`).  1 turns
+        screening off (plain k-means / random-centre restarts).
+    screen_tol : float
+        Relative tolerance that ends the short screening runs.
+    max_abs_coef : float, optional
+        Bound every expert coefficient in absolute value (the compact
+        parameter space of the theory).  Along separating directions the
+        likelihood can increase without bound (no MLE exists); with a bound
+        the fit is the maximum on the box, and no Newton polish is applied
+        when the bound is active.
+
+    Notes
+    -----
+    y holds class labels (integers, booleans or strings).  The sorted distinct
+    labels are the classes; the first is the reference class of every expert.
+    """
+
+    _default_expert = "multinomial"
+
+    def __init__(self, n_experts: int = 2, gating="softmax", expert=None, *, intercept: bool = True,
+                 gate_intercept: bool = True, ridge: float = 0.0, screen: int = 4, screen_tol: float = 1e-4,
+                 max_abs_coef: float | None = None):
+        super().__init__(n_experts, gating, expert, intercept=intercept, gate_intercept=gate_intercept,
+                         ridge=ridge)
+        if max_abs_coef is not None:
+            if not hasattr(self.expert, "max_abs_coef"):
+                raise ValueError("max_abs_coef needs the multinomial expert family, got %r" % self.expert.name)
+            self.expert = dataclasses.replace(self.expert, max_abs_coef=_check_float(
+                max_abs_coef, "max_abs_coef", 0.0, strict=True))
+        self._family = self.expert          # as given; each fit binds a copy of it to its classes
+        self.screen = _check_int(screen, "screen", 1)
+        self.screen_tol = _check_float(screen_tol, "screen_tol", 0.0, strict=True)
+
+    def _check_family(self):
+        if self.expert.response != "categorical":
+            raise ValueError("MultinomialMoE needs a categorical expert family, got %r (use GaussianMoE)"
+                             % self.expert.name)
+
+    def design(self, X, y=None, gate_X=None, weights=None, data=None):
+        """Validate the inputs and bind the expert family to the classes of y."""
+        y_name = None
+        if isinstance(X, str) and y is None and data is not None and "~" in X:
+            # "species ~ x": a formula would expand a string response into dummy columns, so a bare
+            # column name on the left is taken as the labels themselves
+            lhs, rhs = X.split("~", 1)
+            if lhs.strip() in getattr(data, "columns", ()):
+                y_name, y, X = lhs.strip(), data[lhs.strip()], "~" + rhs
+        d = super().design(X, y, gate_X, weights, data)
+        if y_name is not None:
+            d.y_name = y_name
+        self.expert = self._family.bind(self._family.prepare(d.y, d.w))
+        return d
+
+    def fit(self, X, y=None, gate_X=None, weights=None, **kwargs):
+        """Fit by EM (see :meth:`moestat.model.MoEModel.fit` for every argument).
+
+        Each fit works on its own copy of the estimator, bound to the classes of
+        its y, so results of earlier fits keep their class order.
+        """
+        bound = copy.copy(self)
+        return MoEModel.fit(bound, X, y, gate_X, weights, **kwargs)
+
+    def _starts(self, init, design, dat, base, ctl, fixed, cfg, n_init, seed, bs):
+        """Default (init=None): screened starts (:mod:`moestat.init_screen`); otherwise as every MoE."""
+        if self.n_experts == 1:   # every start is the same: one is enough
+            return super()._starts(None, design, dat, base, ctl, fixed, cfg, 1, seed, bs)
+        if isinstance(init, str) and init == "screen":
+            init = None
+        if init is not None or self.screen <= 1:
+            return super()._starts(init, design, dat, base, ctl, fixed, cfg, n_init, seed, bs)
+        from .init_screen import candidate_responsibilities, gate_features, screened_starts
+        k = self.n_experts
+        M = n_init * self.screen
+        Fe = self.expert.init_features(design.X, design.y)
+        Fg = gate_features(design.Xg)
+        R = candidate_responsibilities(Fg if Fg is not None else Fe, Fe, design.w, k, M, seed)
+        R = np.pad(R, ((0, 0), (0, 0), (0, dat.w.shape[0] - design.n)), constant_values=1.0 / k)
+        params, self._screen_ll = screened_starts(R, base, dat, ctl, fixed, cfg, n_init, seed,
+                                                  self.screen_tol, bs, n_live=design.n)
+        return params
+
+    def _results_class(self):
+        return MultinomialResults
+
+
+class MultinomialResults(MoEResults):
+    """Results of a :class:`MultinomialMoE` fit; ``predict`` speaks in class probabilities and labels.
+
+    ``predict`` kinds (besides the gate/posterior kinds of every MoE result):
+
+    * ``"proba"`` (or ``"mean"``): aggregated class probabilities
+      P(y = c | x) = sum_i g_i(x) P_i(c | x), shape (n, C), columns in :attr:`classes` order;
+    * ``"experts"``: each expert's class probabilities P_i(c | x), shape (n, k, C);
+    * ``"class"``: the most probable class label, shape (n,).
+    """
+
+    @property
+    def classes(self) -> np.ndarray:
+        """The class labels in the order used by the coefficients (first = reference)."""
+        return np.asarray(self.info["classes"])
+
+    def predict(self, X=None, gate_X=None, kind: str = "proba", y=None, data=None):
+        """Predictions for new (or the fitted) covariates; see the class docstring for ``kind``."""
+        if kind not in ("proba", "mean", "experts", "class"):
+            return super().predict(X, gate_X, kind=kind, y=y, data=data)
+        dat, n, _ = self._new_data(X, gate_X, y, data)
+        P = self._device_params
+        gate = np.exp(np.asarray(self.model.gate.log_weights(P.gate, dat.Xg)))[:, :n]       # (k, n)
+        probs = np.asarray(self.model.expert.mean(P.expert, dat.X))[..., :n]               # (k, C, n)
+        if kind == "experts":
+            return np.transpose(probs, (2, 0, 1))
+        agg = np.einsum("kn,kcn->nc", gate, probs)
+        if kind == "class":
+            return self.classes[np.argmax(agg, axis=1)]
+        return agg
+
+    def _header(self):
+        labels = [str(c) for c in self.classes]
+        return super()._header() + [("Classes:", "%s (ref.), %s" % (labels[0], ", ".join(labels[1:])))]
+
+    def _check_unique(self):
+        """Warn when another start reaches the same log-likelihood with different class probabilities."""
+        from .model import MoEWarning
+        r = self.restarts
+        tol = 1e-6 * max(1.0, abs(self.loglik))
+        close = r[(np.abs(r["loglik"] - self.loglik) <= tol) & (r["start"] != self.best_start) & ~r["degenerate"]]
+        if not len(close) or self._all_params is None:
+            return
+        mine = np.sort(self.predict(kind="experts"), axis=1)
+        for s in close["start"]:
+            P = jax.tree_util.tree_map(lambda a: to_device(np.asarray(a)[int(s)]), self._all_params)
+            other = np.asarray(self.model.expert.mean(P.expert, self._data.X))[..., : self.design.n]
+            d = np.abs(mine - np.sort(np.transpose(other, (2, 0, 1)), axis=1)).max()
+            # other starts are not polished: on a flat likelihood they differ by ~1e-2 while being the
+            # same maximum, so only a difference in probabilities that matters counts as "distinct"
+            if d > 0.05:
+                warnings.warn("the best log-likelihood is reached by distinct fits (start %d differs in its expert "
+                              "class probabilities by %.3g): the maximum is not unique" % (s, d),
+                              MoEWarning, stacklevel=4)
+                return

@@ -1,0 +1,207 @@
+"""scikit-learn estimators wrapping the moestat models (``pip install moestat[sklearn]``).
+
+``MoERegressor`` (Gaussian experts) and ``MoEClassifier`` (multinomial-logistic
+experts, ``moestat.MultinomialMoE``) follow the scikit-learn protocol --
+``get_params``/``set_params``, ``fit(X, y, sample_weight=None)``, ``predict``,
+``score`` (R^2 / accuracy), ``predict_proba`` -- so MoE models work in
+``Pipeline``, ``cross_val_score`` and ``GridSearchCV``.  The fitted moestat
+results (standard errors, summary, ...) are in ``results_``.
+
+scikit-learn passes one matrix X; ``gate_features`` / ``expert_features``
+choose which of its columns (indices, or names for DataFrames) enter the gate
+and the experts (default: all columns in both).
+
+Examples
+--------
+>>> from sklearn.pipeline import make_pipeline
+>>> from sklearn.preprocessing import StandardScaler
+>>> from moestat.sklearn import MoERegressor
+>>> import moestat as ms
+>>> df = ms.datasets.load_sim_moe2()
+>>> pipe = make_pipeline(StandardScaler(), MoERegressor(n_experts=2, n_init=3)).fit(df[["x"]], df["y"])
+>>> round(pipe.score(df[["x"]], df["y"]), 3)
+0.461
+"""
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pandas as pd
+
+try:
+    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+    from sklearn.utils.validation import check_is_fitted
+except ImportError as exc:  # pragma: no cover - exercised only without scikit-learn
+    raise ImportError("moestat.sklearn needs scikit-learn: pip install 'moestat[sklearn]'") from exc
+
+
+def _columns(X, which, name):
+    """The columns ``which`` (None = all) of X, keeping DataFrame column names."""
+    if which is None:
+        return X
+    which = list(which) if isinstance(which, (list, tuple, np.ndarray, pd.Index)) else [which]
+    if isinstance(X, pd.DataFrame):
+        if all(isinstance(c, str) for c in which):
+            missing = [c for c in which if c not in X.columns]
+            if missing:
+                raise ValueError("%s names column(s) %s that X does not have" % (name, missing))
+            return X[which]
+        return X.iloc[:, which]
+    arr = np.asarray(X)
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if not all(isinstance(c, (int, np.integer)) for c in which):
+        raise ValueError("%s must be column indices when X is not a DataFrame, got %r" % (name, which))
+    bad = [c for c in which if not -arr.shape[1] <= c < arr.shape[1]]
+    if bad:
+        raise ValueError("%s has column indices %s outside X's %d columns" % (name, bad, arr.shape[1]))
+    return arr[:, which]
+
+
+class _MoEEstimator(BaseEstimator):
+    """Shared fit/predict plumbing; subclasses set the default moestat model class."""
+
+    def __init__(self, n_experts=2, gating="softmax", expert=None, *, gate_features=None, expert_features=None,
+                 intercept=True, gate_intercept=True, min_variance=None, ridge=0.0, n_init=10, seed=0, tol=1e-8,
+                 max_iter=2000, algorithm="em", model_class=None):
+        self.n_experts = n_experts
+        self.gating = gating
+        self.expert = expert
+        self.gate_features = gate_features
+        self.expert_features = expert_features
+        self.intercept = intercept
+        self.gate_intercept = gate_intercept
+        self.min_variance = min_variance
+        self.ridge = ridge
+        self.n_init = n_init
+        self.seed = seed
+        self.tol = tol
+        self.max_iter = max_iter
+        self.algorithm = algorithm
+        self.model_class = model_class
+
+    def _make_model(self):
+        """The wrapped moestat estimator; options it does not take are left out unless the user set them."""
+        cls = self._model_class()
+        kw = {"gating": self.gating, "intercept": self.intercept, "gate_intercept": self.gate_intercept,
+              "ridge": self.ridge, "expert": self.expert, "min_variance": self.min_variance}
+        accepted = inspect.signature(cls.__init__).parameters
+        for key in ("expert", "min_variance"):
+            if kw[key] is None:
+                del kw[key]
+            elif key not in accepted:
+                raise ValueError("%s does not take %s" % (cls.__name__, key))
+        return cls(self.n_experts, **{k: v for k, v in kw.items() if k in accepted})
+
+    def _split(self, X):
+        if X is None:
+            raise ValueError("X is required")
+        return (_columns(X, self.expert_features, "expert_features"),
+                _columns(X, self.gate_features, "gate_features"))
+
+    def _fit_model(self, X, y, sample_weight):
+        if isinstance(X, pd.DataFrame):
+            self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        Xa = X if isinstance(X, pd.DataFrame) else np.asarray(X)
+        self.n_features_in_ = 1 if Xa.ndim == 1 else Xa.shape[1]
+        Xe, Xg = self._split(X)
+        self.model_ = self._make_model()
+        self.results_ = self.model_.fit(Xe, y, gate_X=Xg, weights=sample_weight, n_init=self.n_init,
+                                        seed=self.seed, tol=self.tol, max_iter=self.max_iter,
+                                        algorithm=self.algorithm)
+        return self
+
+    def _predict_kind(self, X, kind):
+        check_is_fitted(self, "results_")
+        Xe, Xg = self._split(X)
+        return self.results_.predict(Xe, gate_X=Xg, kind=kind)
+
+    def predict_gate(self, X):
+        """(n, k) gating probabilities."""
+        return self._predict_kind(X, "gate")
+
+
+_PARAMS_DOC = """
+    Parameters
+    ----------
+    n_experts : int
+    gating : str or gate object (see ``moestat.gating.available()``)
+    expert : str or expert object, optional (the model's default family)
+    gate_features, expert_features : column indices or names, optional
+        Columns of X used by the gate / the experts (default: all).
+    intercept, gate_intercept : bool
+    min_variance : float, optional (Gaussian experts only)
+    ridge : float
+    n_init, seed, tol, max_iter, algorithm : passed to ``fit``
+    model_class : class, optional
+        The moestat estimator to wrap (default %s).
+"""
+
+
+class MoERegressor(RegressorMixin, _MoEEstimator):
+    """Mixture of Gaussian-regression experts as a scikit-learn regressor; ``predict`` is the mixture mean."""
+
+    __doc__ += _PARAMS_DOC % "moestat.GaussianMoE"
+
+    def _model_class(self):
+        if self.model_class is not None:
+            return self.model_class
+        from .model import GaussianMoE
+        return GaussianMoE
+
+    def fit(self, X, y, sample_weight=None):
+        """Fit by EM (``n_init`` starts); ``sample_weight`` are case weights."""
+        return self._fit_model(X, y, sample_weight)
+
+    def predict(self, X):
+        """Mixture mean E[y | x] (n,)."""
+        return self._predict_kind(X, "mean")
+
+    def predict_experts(self, X):
+        """(n, k) per-expert means."""
+        return self._predict_kind(X, "experts")
+
+
+class MoEClassifier(ClassifierMixin, _MoEEstimator):
+    """Mixture of multinomial-logistic experts as a scikit-learn classifier.
+
+    Class labels may be any sortable values; they are encoded as 0..C-1
+    (``classes_``) before fitting.  ``predict_proba`` is the mixture's class
+    probabilities, ``predict`` their arg-max.
+    """
+
+    __doc__ += _PARAMS_DOC % "moestat.MultinomialMoE"
+
+    def _model_class(self):
+        if self.model_class is not None:
+            return self.model_class
+        import moestat
+        cls = getattr(moestat, "MultinomialMoE", None)  # looked up lazily: the classifier family is optional
+        if cls is None:
+            raise ImportError("moestat.MultinomialMoE is not available in this installation of moestat")
+        return cls
+
+    def fit(self, X, y, sample_weight=None):
+        """Encode the labels, then fit by EM (``n_init`` starts); ``sample_weight`` are case weights."""
+        y = y.to_numpy() if isinstance(y, (pd.Series, pd.DataFrame)) else np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if y.ndim != 1:
+            raise ValueError("y must be one-dimensional class labels, got shape %s" % (y.shape,))
+        self.classes_, codes = np.unique(y, return_inverse=True)
+        if self.classes_.size < 2:
+            raise ValueError("y has a single class (%r): a classifier needs at least two" % (self.classes_[0],))
+        return self._fit_model(X, codes, sample_weight)
+
+    def predict_proba(self, X):
+        """(n, C) class probabilities, columns in the order of ``classes_``."""
+        P = np.asarray(self._predict_kind(X, "mean"))
+        if P.ndim != 2 or P.shape[1] != self.classes_.size:
+            raise ValueError("the wrapped model returned class probabilities of shape %s for %d classes"
+                             % (P.shape, self.classes_.size))
+        return P
+
+    def predict(self, X):
+        """The most probable class."""
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]

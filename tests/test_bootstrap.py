@@ -1,0 +1,134 @@
+"""Bootstrap standard errors and the bootstrap likelihood-ratio test (moestat.inference)."""
+from __future__ import annotations
+
+import functools
+import warnings
+
+import numpy as np
+import pytest
+
+import moestat as ms
+from moestat import inference
+from _inference_helpers import sim_moe2_fit
+
+B = 32  # one chunk of 16 twice: every bootstrap below reuses one compiled program per model
+
+
+@functools.lru_cache(maxsize=None)
+def boot(kind, seed=0, n_jobs=1):
+    return sim_moe2_fit()[1].bootstrap(B=B, kind=kind, seed=seed, n_jobs=n_jobs)
+
+
+@pytest.mark.parametrize("kind", ["empirical", "parametric"])
+def test_bootstrap_se_agree_with_observed_information(kind):
+    """B = 32: the Monte Carlo sd of a bootstrap SE is about 13 %, so the band is about 3 sd."""
+    _, res = sim_moe2_fit()
+    b = boot(kind)
+    assert b.valid.all() and b.B == B
+    ratio = b.bse.to_numpy() / res.bse.to_numpy()
+    assert np.all((ratio > 0.6) & (ratio < 1.45)), ratio
+    ci = b.conf_int()
+    est = res.summary_frame()["estimate"].to_numpy()
+    assert np.all((ci["lower"].to_numpy() < est) & (est < ci["upper"].to_numpy()))
+    f = b.summary_frame()
+    assert list(f.columns) == ["block", "expert", "term", "estimate", "boot_mean", "std_err", "ci_low", "ci_high"]
+    # bootstrap means sit within about 4 Monte Carlo sd of the estimate (the bias is much smaller than the SE)
+    assert np.all(np.abs(f["boot_mean"].to_numpy() - est) < 4 * res.bse.to_numpy() / np.sqrt(B) + 0.02)
+
+
+def test_bootstrap_is_reproducible_and_seed_dependent():
+    _, res = sim_moe2_fit()
+    a = boot("empirical")
+    again = res.bootstrap(B=B, kind="empirical", seed=0)
+    np.testing.assert_array_equal(a.estimates.to_numpy(), again.estimates.to_numpy())
+    other = boot("empirical", seed=1)
+    assert np.abs(a.estimates.to_numpy() - other.estimates.to_numpy()).max() > 1e-3
+
+
+def test_results_do_not_depend_on_the_number_of_workers():
+    a = boot("empirical")
+    b = boot("empirical", n_jobs=2)   # two 'spawn' workers, one chunk each
+    np.testing.assert_array_equal(a.estimates.to_numpy(), b.estimates.to_numpy())
+    np.testing.assert_array_equal(a.loglik, b.loglik)
+
+
+def test_replicate_draws_depend_on_seed_and_index_only():
+    _, res = sim_moe2_fit()
+    w = np.random.default_rng(3).integers(0, 3, res.design.n).astype(float)
+    wres = ms.GaussianMoE(2).fit("y ~ x", data=ms.datasets.load_sim_moe2(), weights=w, init=res.params)
+    for kind in ("empirical", "parametric"):
+        spec = inference._spec_for(wres, kind, 5, [], sampler=(wres._cfg, wres.params))
+        W, Y = inference._replicate_data(spec, np.array([0, 1, 2, 3]))
+        W3, Y3 = inference._replicate_data(spec, np.array([3]))
+        np.testing.assert_array_equal(W[3], W3[0])
+        np.testing.assert_array_equal(Y[3], Y3[0])
+        n = res.design.n
+        if kind == "empirical":   # integer weights: the w.sum() individuals are resampled
+            np.testing.assert_array_equal(W.sum(1), [w.sum()] * 4)
+            assert np.all(W[:, :n][:, w == 0] == 0) and np.all(W[:, n:] == 0)
+            np.testing.assert_array_equal(Y[0], np.asarray(wres._data.y))
+        else:                     # weights kept, responses redrawn
+            np.testing.assert_array_equal(W[0], np.asarray(wres._data.w))
+            assert np.corrcoef(Y[0, :n], Y[1, :n])[0, 1] > 0.3 and not np.allclose(Y[0], Y[1])
+
+
+def test_extra_starts_are_matched_back_to_the_original_labels():
+    """With k-means starts the replicate fits come out in arbitrary order; matching undoes it."""
+    _, res = sim_moe2_fit()
+    plain = res.bootstrap(B=8, seed=7)
+    more = res.bootstrap(B=8, seed=7, n_init=1)
+    assert more.n_relabelled >= 1
+    close = np.abs(plain.estimates.to_numpy() - more.estimates.to_numpy()).max(1) < 1e-4
+    assert close.sum() >= 7       # the same optimum from both starts, reported with the same labels
+
+
+def test_bootstrap_argument_errors():
+    _, res = sim_moe2_fit()
+    with pytest.raises(ValueError, match="kind must be one of 'empirical', 'parametric'"):
+        res.bootstrap(B=4, kind="jackknife")
+    with pytest.raises(ValueError, match="B must be >= 2"):
+        res.bootstrap(B=1)
+    with pytest.raises(TypeError, match="n_jobs must be an integer"):
+        res.bootstrap(B=4, n_jobs=1.5)
+
+
+def test_bootstrap_lrt_rejects_one_expert_on_sim_moe2():
+    df, res2 = sim_moe2_fit()
+    res1 = ms.GaussianMoE(1).fit("y ~ x", data=df)
+    t = ms.bootstrap_lrt(res1, res2, B=31, n_init=1, seed=0)
+    assert t.statistic == pytest.approx(2 * (-479.365313097493 + 874.4537953), abs=1e-4)
+    assert t.pvalue == pytest.approx(1 / 32)          # no null replicate comes near LR = 790
+    assert np.all(t.boot_statistics < 60) and np.all(t.boot_statistics >= 0)
+    assert "k=1 vs k=2" in repr(t)
+
+
+def test_bootstrap_lrt_does_not_reject_the_true_k():
+    df, res2 = sim_moe2_fit()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ms.MoEWarning)
+        res3 = ms.GaussianMoE(3).fit("y ~ x", data=df)
+    t = ms.bootstrap_lrt(res2, res3, B=16, n_init=1, seed=0)
+    assert t.statistic == pytest.approx(6.037, abs=0.01)
+    assert t.pvalue > 0.2
+    assert np.median(t.boot_statistics) > 1.0          # over-fitting a third expert gains a few units
+    with pytest.raises(ValueError, match="alternative must be a fit with 3 experts"):
+        ms.bootstrap_lrt(res2, res2, B=4)
+
+
+def test_vectorised_batches_match_sequential_fits():
+    """The GPU path (replicates vmapped, batch_size = chunk) gives the fits of the CPU path (lax.map one by one)."""
+    import dataclasses
+    _, res = sim_moe2_fit()
+    P = jax_host(res.params)
+    job = inference.FitJob(model=res.model, cfg=res._cfg, given=P, base=P, fixed=jax_host(res.fixed))
+    spec = inference._spec_for(res, "parametric", 2, [job], sampler=(res._cfg, P))
+    seq = inference.run_chunk(dataclasses.replace(spec, batch_size=1), list(range(16)))[0]
+    vec = inference.run_chunk(dataclasses.replace(spec, batch_size=16), list(range(16)))[0]
+    np.testing.assert_allclose(vec["loglik"], seq["loglik"], rtol=1e-10)
+    np.testing.assert_allclose(vec["params"].expert.coef, seq["params"].expert.coef, rtol=1e-7, atol=1e-9)
+    np.testing.assert_array_equal(vec["n_iter"], seq["n_iter"])
+
+
+def jax_host(tree):
+    import jax
+    return jax.tree_util.tree_map(np.asarray, tree)

@@ -1,0 +1,118 @@
+"""The EM kernel: monotone, equal to the NumPy reference, exact under padding, compiled once per bucket."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import moestat as ms
+from moestat import em
+from moestat import reference_numpy as ref
+from moestat.data import bucket_size, make_data
+
+from conftest import simulate_softmax_gaussian
+
+GATE3 = [[0, 0, 0], [0.5, 2, -1], [-0.5, -1, 2]]
+COEF3 = [[1, 2, -1], [-1, -2, 1], [0, 1, 1]]
+
+
+def _setup(x, y, k, max_iter, tol=-1.0):  # tol < 0: run exactly max_iter iterations
+    model = ms.GaussianMoE(k)
+    design = model.design(x, y)
+    info = model.expert.prepare(design.y, design.w)
+    dat = make_data(design.X, design.Xg, design.y, design.w)
+    return model, design, dat, model.config(max_iter=max_iter), model.control(info, tol=tol)
+
+
+def _random_params(rng, k, p, pg, m):
+    gate = rng.normal(0, 2, size=(m, k, pg))
+    gate[:, 0] = 0.0
+    return em.MoEParams(ms.gating.SoftmaxParams(jnp.asarray(gate)),
+                        ms.experts.GaussianParams(jnp.asarray(rng.normal(0, 2, size=(m, k, p))),
+                                                  jnp.asarray(rng.uniform(0.5, 2.0, size=(m, k)))))
+
+
+@pytest.mark.parametrize("k,d,n,seed", [(3, 2, 2000, 0), (2, 1, 500, 1), (3, 1, 3000, 2), (4, 2, 1500, 3)])
+def test_loglik_never_decreases_from_random_starts(k, d, n, seed):
+    rng = np.random.default_rng(seed)
+    gate = rng.normal(0, 1.5, size=(k, d + 1)); gate[0] = 0
+    coef = rng.normal(0, 2, size=(k, d + 1))
+    x, y, _ = simulate_softmax_gaussian(n, gate, coef, rng.uniform(0.3, 1.0, k), seed)
+    model, design, dat, cfg, ctl = _setup(x, y, k, max_iter=300)
+    m = 6
+    p0 = _random_params(rng, k, d + 1, d + 1, m)
+    fixed = em.no_fixed(jax.tree_util.tree_map(lambda a: a[0], p0))
+    out = em.fit_restarts(p0, dat, ctl, fixed, jax.random.split(jax.random.PRNGKey(0), m), cfg)
+    tr = np.asarray(out.trace)
+    n_it = np.asarray(out.n_iter)
+    worst = 0.0
+    for r in range(m):
+        t = tr[r, : n_it[r] + 1]
+        assert np.all(np.isfinite(t)) and t.size > 10
+        worst = min(worst, float((np.diff(t) / np.abs(t[1:])).min()))
+        # EM made real progress from the random start, and the reported loglik is the last one
+        assert t[-1] - t[0] > 1.0
+        assert float(out.loglik[r]) >= t[-1] - 1e-12 * abs(t[-1])
+    assert worst >= -1e-12, worst
+
+
+def test_jax_em_equals_numpy_reference():
+    x, y, _ = simulate_softmax_gaussian(3000, GATE3, COEF3, [0.5, 0.5, 0.5], 5)
+    model, design, dat, cfg, ctl = _setup(x, y, 3, max_iter=100)
+    g0 = np.array(GATE3, float) + 0.3; g0[0] = 0
+    c0, s0 = np.array(COEF3, float) * 0.8, np.full(3, 0.5)
+    p0 = em.MoEParams(ms.gating.SoftmaxParams(jnp.asarray(g0)[None]),
+                      ms.experts.GaussianParams(jnp.asarray(c0)[None], jnp.asarray(s0)[None]))
+    fixed = em.no_fixed(jax.tree_util.tree_map(lambda a: a[0], p0))
+    out = em.fit_restarts(p0, dat, ctl, fixed, jax.random.split(jax.random.PRNGKey(0), 1), cfg)
+    gN, cN, sN, trN = ref.fit(g0, c0, s0, design.X, design.Xg, design.y, design.w, 100)
+    np.testing.assert_allclose(np.asarray(out.trace[0]), trN, rtol=1e-11)
+    # after 100 iterations the parameters are those of 100 NumPy iterations (trN holds l before each step)
+    np.testing.assert_allclose(np.asarray(out.params.expert.coef[0]), cN, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(np.asarray(out.params.expert.sigma2[0]), sN, rtol=1e-8)
+    np.testing.assert_allclose(np.asarray(out.params.gate.coef[0]), gN, rtol=1e-8, atol=1e-10)
+
+
+def test_padding_is_exact(sim_df):
+    model = ms.GaussianMoE(2)
+    d = model.design(sim_df[["x"]], sim_df["y"])
+    small = make_data(d.X, d.Xg, d.y, d.w)
+    big = make_data(d.X, d.Xg, d.y, d.w, N=4096)
+    res = ms.GaussianMoE(2).fit(sim_df[["x"]], sim_df["y"])
+    P = jax.tree_util.tree_map(jnp.asarray, res.params)
+    cfg = model.config()
+    assert float(em.loglik(P, small, cfg)) == pytest.approx(float(em.loglik(P, big, cfg)), rel=1e-13)
+    assert float(em.loglik(P, small, cfg)) == pytest.approx(res.loglik, rel=1e-12)
+
+
+def test_bucket_grid():
+    assert bucket_size(1) == 256 and bucket_size(256) == 256
+    assert bucket_size(1000) == bucket_size(1100) == bucket_size(1200) == 1224
+    for n in (257, 999, 12345, 10 ** 6):
+        b = bucket_size(n)
+        assert n <= b <= 1.26 * n and b % 8 == 0
+
+
+def test_sizes_in_one_bucket_compile_once():
+    rng = np.random.default_rng(0)
+    fits = []
+    before = None
+    for n in (1000, 1100, 1200):
+        x = rng.normal(size=(n, 1))
+        y = np.where(x[:, 0] > 0, 2 * x[:, 0], -x[:, 0]) + 0.3 * rng.normal(size=n)
+        fits.append(ms.GaussianMoE(2).fit(x, y, n_init=3, max_iter=500))
+        if before is None:
+            before = {f: f._cache_size() for f in (em.fit_restarts, em.params_from_resp, em.evaluate)}
+    after = {f: f._cache_size() for f in before}
+    assert after == before, "a new n inside the bucket recompiled"
+    assert all(f.converged for f in fits)
+
+
+def test_cem_and_sem_run_and_classify(sim_df):
+    cem = ms.GaussianMoE(2).fit("y ~ x", data=sim_df, algorithm="cem", n_init=3)
+    em_fit = ms.GaussianMoE(2).fit("y ~ x", data=sim_df, n_init=3)
+    assert cem.converged and cem.algorithm == "cem"
+    # CEM maximises the classification likelihood: its observed log-likelihood cannot beat EM's MLE
+    assert cem.loglik <= em_fit.loglik + 1e-9
+    assert cem.loglik > em_fit.loglik - 10
+    sem = ms.GaussianMoE(2).fit("y ~ x", data=sim_df, algorithm="sem", n_init=2, max_iter=200, seed=4)
+    assert sem.loglik <= em_fit.loglik + 1e-9 and sem.loglik > em_fit.loglik - 5
