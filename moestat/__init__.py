@@ -14,12 +14,14 @@ from .results import MoEResults
 from .inference import InferenceWarning, bootstrap, bootstrap_lrt
 from .selection import select_k
 from .sampling import simulate
+from . import models  # (experts branch)
+from .models import DeepSeekMoE  # (experts branch)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ConvergenceWarning", "DegenerateFitWarning", "GaussianMoE", "MoEParams", "MoEResults", "MoEWarning",
-    "MultinomialMoE", "MultinomialResults",
-    "datasets", "experts", "gating", "simulate",
+    "ConvergenceWarning", "DeepSeekMoE", "DegenerateFitWarning", "GaussianMoE", "MoEParams", "MoEResults",
+    "MoEWarning", "MultinomialMoE", "MultinomialResults",
+    "datasets", "experts", "gating", "models", "simulate",
     "InferenceWarning", "bootstrap", "bootstrap_lrt", "select_k",
 ]

@@ -352,6 +352,14 @@ def build_design(X: Any, y: Any, gate_X: Any, weights: Any, data: Any, *,
                   gate_same_as_expert=gate_same, y_name=y_name)
 
 
+def drop_gate_intercept(design: Design) -> Design:
+    """(experts branch) The design without the gate's intercept column, for gates that take raw covariates."""
+    b = design.gate_block
+    design.Xg = design.Xg[:, 1:]
+    design.gate_block = Block(names=b.names[1:], intercept=False, formula=b.formula, spec=b.spec)
+    return design
+
+
 def new_design(design: Design, X: Any, gate_X: Any, data: Any = None, gate_transform=None) -> tuple[np.ndarray, np.ndarray]:
     """Expert and gate matrices for new data, encoded like the fitted design."""
     if isinstance(X, pd.DataFrame) and design.expert_block.formula is not None:

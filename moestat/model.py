@@ -19,7 +19,7 @@ from threadpoolctl import threadpool_limits
 from . import em
 from . import init as initmod
 from ._jax import backend, to_device
-from .data import Design, build_design, make_data
+from .data import Design, build_design, drop_gate_intercept, make_data
 from .experts import get_expert
 from .gating import get_gate
 
@@ -88,7 +88,9 @@ class MoEModel:
         d = build_design(X, y, gate_X, weights, data, intercept=self.intercept,
                          gate_intercept=self.gate_intercept, gate_transform=self.gate.transform,
                          y_check=self.expert.check_y)
-        d.X = self.expert.transform(d.X)
+        if d.gate_block.intercept and not self.gate.uses_intercept:
+            d = drop_gate_intercept(d)  # (experts branch) e.g. the Gaussian gate models the raw covariates
+        d.X = self.expert.transform_design(d.X, d.expert_block.intercept)  # (experts branch) was transform(d.X)
         self.gate.validate(self.n_experts, d.Xg.shape[1])
         self.gate.validate_design(d.gate_block.names, d.gate_block.intercept)  # (gates branch)
         return d
@@ -252,6 +254,7 @@ class MoEModel:
         if isinstance(init, str) or init is None:
             F = self.expert.init_features(design.X, design.y)
             R = initmod.starting_responsibilities(init, F, design.w, k, n_init, seed)
+            R = self.gate.arrange_starts(R)  # (experts branch) e.g. shared vs routed roles
         else:
             arr = np.asarray(init)
             R = initmod.user_responsibilities(arr, n, k) if arr.ndim == 2 else initmod.user_labels(arr, n, k)

@@ -115,7 +115,7 @@ class MoEResults:
             yv = self.design.y if y is None else self.model.expert.check_y(np.asarray(y))
         else:
             Xm, Gm = new_design(self.design, X, gate_X, data, gate_transform=self.model.gate.transform)
-            Xm = self.model.expert.transform(Xm)
+            Xm = self.model.expert.transform_design(Xm, self.design.expert_block.intercept)  # (experts branch)
             if y is None and self.design.expert_block.formula is not None and self.design.y_name in _columns(data, X):
                 y = _column(data, X, self.design.y_name)
             yv = None if y is None else self.model.expert.check_y(np.asarray(y))
@@ -236,7 +236,8 @@ class MoEResults:
                 ("BIC:", "%.4f" % self.bic), ("ICL:", "%.4f" % self.icl),
                 ("Converged:", str(self.converged)),
                 ("Iterations:", "%d%s" % (self.n_iter, " + %d Newton" % self.n_polish if self.n_polish else "")),
-                ("Starts:", "%d (best: %d)" % (len(self.restarts), self.best_start))]
+                ("Starts:", "%d (best: %d)" % (len(self.restarts), self.best_start))] + (
+                [("Likelihood:", "joint of (x, y)")] if self.model.gate.joint else [])  # (experts branch)
 
     def summary(self, alpha: float = 0.05) -> "Summary":
         """A printable summary: fit statistics and one coefficient table per block (with SEs, z, p, CIs)."""

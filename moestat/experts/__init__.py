@@ -2,6 +2,10 @@
 from .base import Expert, available, get_expert, register
 from .gaussian import GaussianLinear, GaussianParams
 from .multinomial import MultinomialLogistic, MultinomialParams
+from .neuron import GaussianNeuron, GELUExpert, NeuronParams, ReLUExpert
+from .polynomial import GaussianPolynomial
+from .stacked import Stacked, StackedParams
 
-__all__ = ["Expert", "GaussianLinear", "GaussianParams", "MultinomialLogistic", "MultinomialParams",
+__all__ = ["Expert", "GELUExpert", "GaussianLinear", "GaussianNeuron", "GaussianParams", "GaussianPolynomial",
+           "MultinomialLogistic", "MultinomialParams", "NeuronParams", "ReLUExpert", "Stacked", "StackedParams",
            "available", "get_expert", "register"]

@@ -69,6 +69,15 @@ class Expert:
         """Map the expert design (n, p) to the features the expert is linear in (default: as is)."""
         return X
 
+    def transform_design(self, X: np.ndarray, intercept: bool) -> np.ndarray:
+        """The expert features from the design (n, p); ``intercept``: column 0 is the intercept.
+
+        (experts branch) Families whose features depend on which column is the
+        intercept (polynomial terms, a neuron without bias) override this; the
+        default is :meth:`transform`.
+        """
+        return self.transform(X)
+
     def init_features(self, X: np.ndarray, y: np.ndarray) -> np.ndarray:
         """(n, q) features that k-means-type initialisations cluster on."""
         raise NotImplementedError
@@ -87,6 +96,10 @@ class Expert:
 
     def n_free_params(self, k: int, p: int) -> int:
         raise NotImplementedError
+
+    def canonical(self, params):
+        """(experts branch) The identified representative of ``params`` (e.g. a ReLU neuron with |scale| = 1)."""
+        return params
 
     # ---- kernels ---------------------------------------------------------------------
     def log_density(self, params, X, y):

@@ -1,5 +1,7 @@
 """Gating families: one module per family, all behind :class:`moestat.gating.base.Gate`."""
 from .base import Gate, available, get_gate, register
+from .gaussian import GaussianGate, GaussianGateParams
+from .shared_routed import SharedRouted, SharedRoutedParams
 from .softmax import Softmax, SoftmaxParams
 from .modified_softmax import ModifiedSoftmax
 from .normalized_sigmoid import NormalizedSigmoid, NormalizedSigmoidParams
@@ -7,6 +9,7 @@ from .topk import TopK
 from .temperature import TemperatureParams, TemperatureSchedule, TemperatureSoftmax
 from .activation import ActivationParams, ActivationSoftmax
 
-__all__ = ["ActivationParams", "ActivationSoftmax", "Gate", "ModifiedSoftmax", "NormalizedSigmoid",
-           "NormalizedSigmoidParams", "Softmax", "SoftmaxParams", "TemperatureParams", "TemperatureSchedule",
-           "TemperatureSoftmax", "TopK", "available", "get_gate", "register"]
+__all__ = ["ActivationParams", "ActivationSoftmax", "Gate", "GaussianGate", "GaussianGateParams", "ModifiedSoftmax",
+           "NormalizedSigmoid", "NormalizedSigmoidParams", "SharedRouted", "SharedRoutedParams", "Softmax",
+           "SoftmaxParams", "TemperatureParams", "TemperatureSchedule", "TemperatureSoftmax", "TopK", "available",
+           "get_gate", "register"]

@@ -56,6 +56,9 @@ class Gate:
     joint: ClassVar[bool] = False
     #: True when parameters are identified only up to a common translation (softmax).
     translation_invariant: ClassVar[bool] = False
+    #: (experts branch) False when the gate models the raw covariates and takes no intercept column
+    #: (Gaussian gate); the model then drops the intercept from the gate design.
+    uses_intercept: ClassVar[bool] = True
 
     # ---- host-side set-up ------------------------------------------------------------
     def validate(self, k: int, pg: int) -> None:
@@ -92,6 +95,14 @@ class Gate:
     def canonical(self, params):
         """The identified representative of ``params`` (e.g. reference expert 0 = 0)."""
         return params
+
+    def arrange_starts(self, R: np.ndarray) -> np.ndarray:
+        """(experts branch) Reorder the expert rows of starting responsibilities R (n_starts, k, n).
+
+        Default: as they are.  Gates whose experts are not exchangeable (shared
+        vs routed experts) use it to try each cluster in each role.
+        """
+        return R
 
     # ---- kernels ---------------------------------------------------------------------
     def log_weights(self, params, Xg):

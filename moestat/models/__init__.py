@@ -1,4 +1,6 @@
-"""Ready-made true models (data-generating truths) for simulation studies and tests."""
-from . import multinomial_regimes
+"""Ready-made true models (data-generating truths) for simulation studies and tests, and the DeepSeekMoE estimator."""
+from . import deepseek, multinomial_regimes
+from .deepseek import DeepSeekMoE
+from .truth import TrueModel
 
-__all__ = ["multinomial_regimes"]
+__all__ = ["DeepSeekMoE", "TrueModel", "deepseek", "multinomial_regimes"]
