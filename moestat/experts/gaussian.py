@@ -166,8 +166,10 @@ def gaussian_degenerate(sigma2, n_eff, info, n_mean_params, var_ratio=1e-3):
 
     An expert is flagged when it carries fewer than ``max(5, 2 * (n_mean_params + 1))``
     effective points, or when its variance is below ``var_ratio`` times the
-    weighted variance of y *and* it carries fewer than 5 % of the points.
+    largest expert variance *and* it carries fewer than 5 % of the points.
+    (Relative to the other experts, not to var(y): with a strong signal var(y)
+    dwarfs every honest noise variance.)
     """
     few = n_eff < max(5.0, 2.0 * (n_mean_params + 1))
-    tiny = (sigma2 < var_ratio * info["var_y"]) & (n_eff < 0.05 * info.get("n_total", np.inf))
+    tiny = (sigma2 < var_ratio * np.max(sigma2)) & (n_eff < 0.05 * info.get("n_total", np.inf))
     return few | tiny
