@@ -498,9 +498,14 @@ def run_replicates(spec: ReplicateSpec, B: int, chunk_size: int | None = None, n
     else:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
+
+        from ._parallel import BrokenProcessPool, broken_pool_error
         with _worker_environment(), ProcessPoolExecutor(max_workers=min(n_jobs, len(chunks)),
                                                         mp_context=mp.get_context("spawn")) as pool:
-            outs = list(pool.map(run_chunk, [spec] * len(chunks), chunks))
+            try:
+                outs = list(pool.map(run_chunk, [spec] * len(chunks), chunks))
+            except BrokenProcessPool as exc:
+                raise broken_pool_error(exc) from exc
     merged = []
     for j in range(len(spec.jobs)):
         parts = [o[j] for o in outs]

@@ -132,3 +132,28 @@ def test_vectorised_batches_match_sequential_fits():
 def jax_host(tree):
     import jax
     return jax.tree_util.tree_map(np.asarray, tree)
+
+
+def test_broken_worker_pool_gets_a_clear_error(monkeypatch):
+    """A pool whose workers die (e.g. a script without the __main__ guard) says why, not BrokenProcessPool."""
+    import concurrent.futures
+
+    from moestat import inference
+    from moestat._parallel import BrokenProcessPool
+
+    class DeadPool:
+        def __init__(self, *a, **k):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            return False
+
+        def map(self, *a, **k):
+            raise BrokenProcessPool("terminated abruptly")
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", DeadPool)
+    with pytest.raises(RuntimeError, match="__main__"):
+        inference.run_replicates(None, B=4, chunk_size=2, n_jobs=2)

@@ -22,6 +22,8 @@ import os
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
+from .._parallel import BrokenProcessPool, broken_pool_error
+
 #: environment for single-threaded numerical libraries in worker processes
 SINGLE_THREAD_ENV = {
     "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
@@ -94,7 +96,10 @@ class LocalPool:
                                         initializer=_init_worker)
 
     def imap_unordered(self, fn, tasks):
-        yield from _windowed(lambda t: self.pool.submit(fn, t), tasks, 2 * self.workers)
+        try:
+            yield from _windowed(lambda t: self.pool.submit(fn, t), tasks, 2 * self.workers)
+        except BrokenProcessPool as exc:
+            raise broken_pool_error(exc) from exc
 
     def close(self, abort: bool = False):
         """Shut the pool down; ``abort`` (interrupted run) also terminates the busy workers."""
