@@ -1,0 +1,127 @@
+"""Where an EM iteration's time goes: E-step, gate M-step, expert M-step (softmax gate, Gaussian linear experts).
+
+Times 30 iterations of each stage combination inside one compiled
+``fori_loop`` (no dispatch overhead), k = 3, d = 2, float64, one core, and
+reports ns per point: E-step alone, E-step + gate Newton statistics, + the
+gate's guard objective, + the experts' Gram statistics, + the whole gate
+M-step, + the whole expert M-step, and the full iteration.  Minimum over
+repetitions, interleaved so that a load change hits every variant alike.
+
+    OPENBLAS_NUM_THREADS=1 python benchmarks/em_breakdown.py [n ...]      # default 100000
+
+Writes benchmarks/results/em_breakdown.csv.  Nothing is asserted.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+import moestat as ms
+from moestat import bench, em, newton
+from moestat._math import ksum
+from moestat.data import make_data
+from moestat.experts.gaussian import gram_stats
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+IT = 30
+
+
+def stages(n):
+    _, Xd, y = bench.simulate(n)
+    model = ms.GaussianMoE(bench.K)
+    dat = make_data(Xd, Xd, y, np.ones(n))
+    cfg = model.config(max_iter=IT)
+    ctl = model.control({"var_y": float(np.var(y))}, tol=-1.0)
+    g0, c0, s0 = bench.start_params()
+    p = em.MoEParams(ms.gating.SoftmaxParams(jnp.asarray(g0)),
+                     ms.experts.GaussianParams(jnp.asarray(c0), jnp.asarray(s0)))
+    fixed = em.no_fixed(p)
+
+    def e(p, d):
+        return em._e_step(p, d, cfg)
+
+    def s_estep(p, d):
+        ll, tau, _, _, lg = e(p, d)
+        return p, ll
+
+    def s_stats(p, d):
+        ll, tau, _, _, lg = e(p, d)
+        g, H = newton.softmax_newton_stats(jnp.exp(lg), tau, d.w, d.Xg)
+        return p, ll + g.sum() + H.sum() + jnp.dot(ksum(tau * lg), d.w)
+
+    def s_guard(p, d):
+        ll, tau, _, _, lg = e(p, d)
+        return p, ll + newton.softmax_objective(p.gate.coef * 1.01, tau, d.w, d.Xg)
+
+    def s_gram(p, d):
+        ll, tau, _, _, lg = e(p, d)
+        A, b, c, Nk = gram_stats(tau, d.w, d.X, d.y)
+        return p, ll + A.sum() + b.sum() + c.sum() + Nk.sum()
+
+    def s_gate(p, d):
+        ll, tau, _, _, lg = e(p, d)
+        return p._replace(gate=cfg.gate.m_step(p.gate, tau, d.Xg, d.w, ctl, cfg.max_halvings, fixed.gate,
+                                               log_w=lg)), ll
+
+    def s_expert(p, d):
+        ll, tau, _, _, lg = e(p, d)
+        return p._replace(expert=cfg.expert.m_step(p.expert, tau, d.X, d.y, d.w, ctl, cfg.max_halvings,
+                                                   fixed.expert)), ll
+
+    def s_full(p, d):
+        ll, tau, _, _, lg = e(p, d)
+        return em.m_step(p, tau, d, cfg, ctl, fixed, log_w=lg), ll
+
+    named = [("E-step", s_estep), ("E + gate Newton statistics", s_stats), ("E + gate guard objective", s_guard),
+             ("E + expert Gram statistics", s_gram), ("E + gate M-step", s_gate), ("E + expert M-step", s_expert),
+             ("full iteration", s_full)]
+    return p, dat, named
+
+
+def looped(step):
+    @jax.jit
+    def run(p, d):
+        def body(_, carry):
+            p, acc = carry
+            p2, v = step(p, d)
+            # the same parameters every iteration (identical work), but the result is used
+            p = jax.tree_util.tree_map(lambda a, b: a + 0.0 * b, p, p2)
+            return p, acc + v
+        return lax.fori_loop(0, IT, body, (p, jnp.zeros((), p.gate.coef.dtype)))
+    return run
+
+
+def main(argv):
+    sizes = [int(a) for a in argv] or [100_000]
+    rows = []
+    for n in sizes:
+        p, dat, named = stages(n)
+        fns = [(name, looped(s)) for name, s in named]
+        for _, f in fns:
+            jax.block_until_ready(f(p, dat))
+        best = {name: np.inf for name, _ in fns}
+        for _ in range(8):
+            for name, f in fns:
+                t0 = time.perf_counter()
+                jax.block_until_ready(f(p, dat))
+                best[name] = min(best[name], (time.perf_counter() - t0) / (IT * n) * 1e9)
+        for name, _ in fns:
+            rows.append({"n": n, "padded_n": int(dat.w.shape[0]), "stage": name, "ns_per_point": round(best[name], 1)})
+            print("%9d  %-30s %7.1f ns/point" % (n, name, best[name]))
+    out = os.path.join(HERE, "results", "em_breakdown.csv")
+    with open(out, "w", newline="") as fh:
+        wr = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        wr.writeheader()
+        wr.writerows(rows)
+    print("wrote", out)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
