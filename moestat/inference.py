@@ -28,9 +28,7 @@ Bootstrap likelihood-ratio test
 """
 from __future__ import annotations
 
-import contextlib
 import copy
-import os
 import warnings
 from dataclasses import dataclass, field
 from functools import partial
@@ -451,27 +449,6 @@ def run_chunk(spec: ReplicateSpec, idx) -> list[dict]:
         return [_fit_job(spec, job, j, idx, dat, W, Y) for j, job in enumerate(spec.jobs)]
 
 
-@contextlib.contextmanager
-def _worker_environment():
-    """Environment inherited by spawned workers: single-threaded BLAS and XLA, CPU only.
-
-    Spawned children read these at start-up (before importing JAX), so they are
-    set in this process's environment for the pool's lifetime and restored after.
-    """
-    new = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "JAX_PLATFORMS": "cpu",
-           "XLA_FLAGS": (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()}
-    old = {k: os.environ.get(k) for k in new}
-    os.environ.update(new)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def chunk_length(B: int, chunk_size: int | None, target: int = 16) -> int:
     """Replicates per chunk: ``chunk_size``, or about ``target`` with as little padding as possible."""
     if chunk_size is not None:
@@ -499,8 +476,8 @@ def run_replicates(spec: ReplicateSpec, B: int, chunk_size: int | None = None, n
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
-        from ._parallel import BrokenProcessPool, broken_pool_error
-        with _worker_environment(), ProcessPoolExecutor(max_workers=min(n_jobs, len(chunks)),
+        from ._parallel import BrokenProcessPool, broken_pool_error, worker_environment
+        with worker_environment(cpu_only=True), ProcessPoolExecutor(max_workers=min(n_jobs, len(chunks)),
                                                         mp_context=mp.get_context("spawn")) as pool:
             try:
                 outs = list(pool.map(run_chunk, [spec] * len(chunks), chunks))

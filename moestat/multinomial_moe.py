@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import warnings
 
-import jax
 import numpy as np
 
-from ._jax import to_device
 from .model import MoEModel, _check_float, _check_int
 from .results import MoEResults
 
@@ -159,23 +156,7 @@ class MultinomialResults(MoEResults):
         labels = [str(c) for c in self.classes]
         return super()._header() + [("Classes:", "%s (ref.), %s" % (labels[0], ", ".join(labels[1:])))]
 
-    def _check_unique(self):
-        """Warn when another start reaches the same log-likelihood with different class probabilities."""
-        from .model import MoEWarning
-        r = self.restarts
-        tol = 1e-6 * max(1.0, abs(self.loglik))
-        close = r[(np.abs(r["loglik"] - self.loglik) <= tol) & (r["start"] != self.best_start) & ~r["degenerate"]]
-        if not len(close) or self._all_params is None:
-            return
-        mine = np.sort(self.predict(kind="experts"), axis=1)
-        for s in close["start"]:
-            P = jax.tree_util.tree_map(lambda a: to_device(np.asarray(a)[int(s)]), self._all_params)
-            other = np.asarray(self.model.expert.mean(P.expert, self._data.X))[..., : self.design.n]
-            d = np.abs(mine - np.sort(np.transpose(other, (2, 0, 1)), axis=1)).max()
-            # other starts are not polished: on a flat likelihood they differ by ~1e-2 while being the
-            # same maximum, so only a difference in probabilities that matters counts as "distinct"
-            if d > 0.05:
-                warnings.warn("the best log-likelihood is reached by distinct fits (start %d differs in its expert "
-                              "class probabilities by %.3g): the maximum is not unique" % (s, d),
-                              MoEWarning, stacklevel=4)
-                return
+    def _expert_difference(self, d):
+        # other starts are not polished: on a flat likelihood they differ by ~1e-2 while being the
+        # same maximum, so only a difference in probabilities that matters counts as "distinct"
+        return d, 0.05, "class probabilities"

@@ -280,12 +280,16 @@ class MoEResults:
         for s in close["start"]:
             P = jax.tree_util.tree_map(lambda a: to_device(np.asarray(a)[int(s)]), self._all_params)
             other = np.asarray(self.model.expert.mean(P.expert, self._data.X))[..., : self.design.n]
-            other = np.sort(np.moveaxis(other, 0, -1) if other.ndim == 2 else np.moveaxis(other, 0, 1), axis=1)
-            d = np.abs(mine - other).max() / np.sqrt(max(self.info.get("var_y", 1.0), 1e-300))
-            if d > 1e-3:
+            other = np.sort(np.moveaxis(other, 0, -1) if other.ndim == 2 else np.transpose(other, (2, 0, 1)), axis=1)
+            d, limit, what = self._expert_difference(np.abs(mine - other).max())
+            if d > limit:
                 warnings.warn("the best log-likelihood is reached by distinct fits (start %d differs in its expert "
-                              "means by %.3g sd(y)): the maximum is not unique" % (s, d), MoEWarning, stacklevel=4)
+                              "%s by %.3g): the maximum is not unique" % (s, what, d), MoEWarning, stacklevel=4)
                 return
+
+    def _expert_difference(self, d):
+        """(difference, threshold, what) for the largest gap between two fits' expert means."""
+        return d / np.sqrt(max(self.info.get("var_y", 1.0), 1e-300)), 1e-3, "means (in sd(y))"
 
 
 def _fmt(v, col) -> str:

@@ -11,29 +11,23 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-_REGISTRY: dict[str, type] = {}
+from .._registry import Registry
+
+_REGISTRY = Registry("expert", "moestat.experts expert object", "unknown expert family")
 
 
 def register(cls):
     """Class decorator: make an expert family available by name."""
-    _REGISTRY[cls.name] = cls
-    return cls
+    return _REGISTRY.register(cls)
 
 
 def available() -> list[str]:
-    return sorted(_REGISTRY)
+    return _REGISTRY.available()
 
 
 def get_expert(expert: Any) -> "Expert":
-    if isinstance(expert, Expert):
-        return expert
-    if isinstance(expert, str):
-        if expert not in _REGISTRY:
-            raise ValueError("unknown expert family %r; choose one of %s or pass an expert object"
-                             % (expert, ", ".join(repr(e) for e in available())))
-        return _REGISTRY[expert]()
-    raise TypeError("expert must be a name (%s) or a moestat.experts expert object, got %s"
-                    % (", ".join(available()), type(expert).__name__))
+    """An expert object from a name (``"linear"``) or an expert instance."""
+    return _REGISTRY.get(expert, Expert)
 
 
 @dataclass(frozen=True)

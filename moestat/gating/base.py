@@ -19,31 +19,23 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._math import klog_softmax
+from .._registry import Registry
 
-_REGISTRY: dict[str, type] = {}
+_REGISTRY = Registry("gating", "moestat.gating gate object", "unknown gating")
 
 
 def register(cls):
     """Class decorator: make a gate available as ``gating="<cls.name>"``."""
-    _REGISTRY[cls.name] = cls
-    return cls
+    return _REGISTRY.register(cls)
 
 
 def available() -> list[str]:
-    return sorted(_REGISTRY)
+    return _REGISTRY.available()
 
 
 def get_gate(gating: Any) -> "Gate":
     """A gate object from a name (``"softmax"``) or a gate instance."""
-    if isinstance(gating, Gate):
-        return gating
-    if isinstance(gating, str):
-        if gating not in _REGISTRY:
-            raise ValueError("unknown gating %r; choose one of %s or pass a gate object"
-                             % (gating, ", ".join(repr(g) for g in available())))
-        return _REGISTRY[gating]()
-    raise TypeError("gating must be a name (%s) or a moestat.gating gate object, got %s"
-                    % (", ".join(available()), type(gating).__name__))
+    return _REGISTRY.get(gating, Gate)
 
 
 @dataclass(frozen=True)

@@ -16,43 +16,13 @@ worker (so results stream to the store and an interrupted run loses little).
 """
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import os
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-from .._parallel import BrokenProcessPool, broken_pool_error
+from .._parallel import BrokenProcessPool, broken_pool_error, init_worker, worker_environment
 
-#: environment for single-threaded numerical libraries in worker processes
-SINGLE_THREAD_ENV = {
-    "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-    "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
-}
-
-
-@contextlib.contextmanager
-def single_thread_env():
-    """Set the single-threaded environment (inherited by spawned workers), restore it afterwards."""
-    old = {k: os.environ.get(k) for k in SINGLE_THREAD_ENV}
-    for k, v in SINGLE_THREAD_ENV.items():
-        if k == "XLA_FLAGS" and old.get(k):
-            v = old[k] + " " + v if "intra_op_parallelism_threads" not in old[k] else old[k]
-        os.environ[k] = v
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def _init_worker():
-    """Pool initializer: make sure the worker runs BLAS single-threaded."""
-    for k, v in SINGLE_THREAD_ENV.items():
-        os.environ.setdefault(k, v)
 
 
 class InProcess:
@@ -90,10 +60,10 @@ class LocalPool:
 
     def __init__(self, workers: int | None = None):
         self.workers = int(workers or os.cpu_count() or 1)
-        self._env = single_thread_env()
+        self._env = worker_environment()
         self._env.__enter__()
         self.pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=_init_worker)
+                                        initializer=init_worker)
 
     def imap_unordered(self, fn, tasks):
         try:

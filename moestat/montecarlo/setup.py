@@ -18,6 +18,7 @@ import numpy as np
 from .. import em
 from ..experts import base as experts_base
 from ..gating import base as gating_base
+from ..models.truth import params_to_json  # noqa: F401  (the inverse of fill_params; re-exported)
 from ..sampling import design_matrices, simulate_data
 
 PILOT_N = 4000
@@ -84,15 +85,6 @@ def fill_params(base, raw, where: str = "params"):
     if a.shape != np.shape(base):
         raise ValueError("%s must have shape %s, got %s" % (where, np.shape(base), a.shape))
     return a
-
-
-def params_to_json(params):
-    """The inverse of :func:`fill_params`: nested dicts/lists of floats."""
-    if hasattr(params, "_fields"):
-        return {f: params_to_json(getattr(params, f)) for f in params._fields}
-    if isinstance(params, tuple):
-        return [params_to_json(p) for p in params]
-    return np.asarray(params, dtype=np.float64).tolist()
 
 
 @dataclass(frozen=True)
