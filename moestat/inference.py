@@ -46,7 +46,7 @@ from scipy import stats
 from . import em
 from . import init as initmod
 from ._jax import backend, to_device
-from .data import Data
+from .data import Data, make_groups
 from .model import MoEWarning
 from .parametrization import _Masks, free_masks, loglik_derivatives, unpack
 
@@ -304,6 +304,7 @@ class ReplicateSpec:
     jobs: tuple         # FitJob, ...
     sampler: Any = None  # (cfg, MoEParams) the parametric bootstrap draws from
     batch_size: int = 1
+    groups: Any = None   # (grouped branch) (n,) group codes 0..G-1, or None
 
 
 @partial(jax.jit, static_argnames=("cfg",))
@@ -348,7 +349,14 @@ def _replicate_data(spec: ReplicateSpec, idx: np.ndarray):
     n, N = spec.n, w.shape[0]
     W = np.repeat(w[None], idx.size, axis=0)
     Y = np.repeat(y[None], idx.size, axis=0)
-    if spec.kind == "empirical":
+    if spec.kind == "empirical" and spec.groups is not None:  # (grouped branch) resample whole groups
+        codes = np.asarray(spec.groups)
+        G = int(codes.max()) + 1
+        live = np.bincount(codes, weights=w[:n], minlength=G) > 0
+        for r, b in enumerate(idx):
+            rng = np.random.default_rng(np.random.SeedSequence([spec.seed, int(b), 0]))
+            W[r, :n] = w[:n] * rng.multinomial(int(live.sum()), live / live.sum())[codes]
+    elif spec.kind == "empirical":
         wl = w[:n]
         integer = np.all(np.mod(wl, 1.0) == 0.0)
         live = wl > 0
@@ -447,7 +455,8 @@ def run_chunk(spec: ReplicateSpec, idx) -> list[dict]:
     with threadpool_limits(1):
         W, Y = _replicate_data(spec, idx)
         X, Xg, y, w = spec.data
-        dat = Data(X=to_device(X), Xg=to_device(Xg), y=to_device(y), w=to_device(w))
+        dat = Data(X=to_device(X), Xg=to_device(Xg), y=to_device(y), w=to_device(w),
+                   groups=None if spec.groups is None else make_groups(spec.groups, w.shape[0]))  # (grouped)
         return [_fit_job(spec, job, j, idx, dat, W, Y) for j, job in enumerate(spec.jobs)]
 
 
@@ -572,7 +581,8 @@ def _spec_for(res, kind, seed, jobs, sampler=None, tol=None) -> ReplicateSpec:
         ctl[0] = float(tol)
     bs = 1 if backend() == "cpu" else 1 << 30
     return ReplicateSpec(data=tuple(np.asarray(a) for a in (d.X, d.Xg, d.y, d.w)), n=res.design.n, kind=kind,
-                         seed=seed, ctl=tuple(ctl), jobs=tuple(jobs), sampler=sampler, batch_size=bs)
+                         seed=seed, ctl=tuple(ctl), jobs=tuple(jobs), sampler=sampler, batch_size=bs,
+                         groups=res.design.group_codes)  # (grouped branch)
 
 
 def _host(tree):
@@ -622,6 +632,9 @@ def bootstrap(res, B: int = 200, kind: str = "empirical", seed: int = 0, *, n_in
     check_alpha(alpha)
     if kind not in BOOTSTRAP_KINDS:
         raise ValueError("kind must be one of %s, got %r" % (", ".join(map(repr, BOOTSTRAP_KINDS)), kind))
+    if kind == "parametric" and res.design.group_codes is not None:  # (grouped branch)
+        raise ValueError("a parametric bootstrap of a grouped fit is not supported (it would draw experts per row, "
+                         "not per group); use kind='empirical', which resamples groups")
     if kind == "parametric" and res.model.gate.joint:
         raise ValueError("a parametric bootstrap draws y given the covariates, but the %r gate models the covariates "
                          "too (a joint likelihood); use kind='empirical'" % res.model.gate.name)
@@ -737,6 +750,8 @@ def bootstrap_lrt(null, alternative=None, B: int = 99, *, n_init: int = 5, seed:
     n_init = _check_int(n_init, "n_init", 1)
     seed = _check_int(seed, "seed", 0)
     n_jobs = _check_int(n_jobs, "n_jobs", 1)
+    if null.design.group_codes is not None:  # (grouped branch) draws would be per row, not per group
+        raise ValueError("the bootstrap LRT is not supported for grouped fits (groups=)")
     if null.model.gate.joint:
         raise ValueError("the bootstrap LRT draws y given the covariates, which does not fit the joint likelihood of "
                          "the %r gate" % null.model.gate.name)
