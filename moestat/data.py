@@ -117,6 +117,17 @@ def make_groups(codes: np.ndarray, N: int) -> Groups:
     return Groups(index=to_device(index), size=to_device(np.maximum(size, 1.0)))
 
 
+def group_first_rows(codes: np.ndarray, N: int) -> np.ndarray:
+    """(N,) index of the first row of each row's group (padded rows point to themselves)."""
+    codes = np.asarray(codes)
+    n = codes.shape[0]
+    first = np.zeros(int(codes.max()) + 1, dtype=np.int64)
+    first[codes[::-1]] = np.arange(n)[::-1]
+    out = np.arange(N, dtype=np.int32)
+    out[:n] = first[codes]
+    return out
+
+
 def group_codes(groups: Any, n: int, data: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """Validated group labels -> (codes (n,) 0..G-1 in order of first appearance, labels (G,)).
 
@@ -140,9 +151,7 @@ def group_codes(groups: Any, n: int, data: Any = None) -> tuple[np.ndarray, np.n
 def check_constant_in_groups(a: np.ndarray, codes: np.ndarray, labels: np.ndarray, what: str) -> None:
     """ValueError naming the first group in which the rows of ``a`` (n,) or (n, d) differ."""
     a2 = a.reshape(a.shape[0], -1)
-    first = np.zeros(labels.shape[0], dtype=np.int64)
-    first[codes[::-1]] = np.arange(codes.shape[0])[::-1]      # first row of each group
-    bad = np.any(a2 != a2[first[codes]], axis=1)
+    bad = np.any(a2 != a2[group_first_rows(codes, codes.shape[0])], axis=1)
     if bad.any():
         g = labels[codes[int(np.argmax(bad))]]
         raise ValueError("%s must be constant within each group, but they vary within group %r"

@@ -46,7 +46,7 @@ from scipy import stats
 from . import em
 from . import init as initmod
 from ._jax import backend, to_device
-from .data import Data, make_groups
+from .data import Data, group_first_rows, make_groups
 from .model import MoEWarning
 from .parametrization import _Masks, free_masks, loglik_derivatives, unpack
 
@@ -308,11 +308,16 @@ class ReplicateSpec:
 
 
 @partial(jax.jit, static_argnames=("cfg",))
-def _sample_many(params, X, Xg, keys, cfg):
-    """Responses drawn from the model at fixed covariates, one row per key: (R, N)."""
+def _sample_many(params, X, Xg, keys, cfg, first=None):
+    """Responses drawn from the model at fixed covariates, one row per key: (R, N).
+
+    first : (N,) int, optional (grouped branch): each row takes the expert drawn for row ``first[n]``
+        (its group's first row), so that all rows of a group share one expert.
+    """
     def one(key):
         kz, ky = jax.random.split(key)
         z = jax.random.categorical(kz, cfg.gate.log_weights(params.gate, Xg), axis=0)
+        z = z if first is None else z[first]
         return cfg.expert.sample(ky, params.expert, X, z)
     return jax.vmap(one)(keys)
 
@@ -371,7 +376,8 @@ def _replicate_data(spec: ReplicateSpec, idx: np.ndarray):
         root = jax.random.PRNGKey(spec.seed)
         keys = jnp.stack([jax.random.fold_in(root, int(b)) for b in idx])
         P = jax.tree_util.tree_map(to_device, params)
-        Y = np.asarray(_sample_many(P, to_device(X), to_device(Xg), keys, cfg)).astype(y.dtype)
+        first = None if spec.groups is None else to_device(group_first_rows(spec.groups, N))  # (grouped branch)
+        Y = np.asarray(_sample_many(P, to_device(X), to_device(Xg), keys, cfg, first)).astype(y.dtype)
         Y[:, n:] = 0
     return W, Y
 
@@ -632,9 +638,6 @@ def bootstrap(res, B: int = 200, kind: str = "empirical", seed: int = 0, *, n_in
     check_alpha(alpha)
     if kind not in BOOTSTRAP_KINDS:
         raise ValueError("kind must be one of %s, got %r" % (", ".join(map(repr, BOOTSTRAP_KINDS)), kind))
-    if kind == "parametric" and res.design.group_codes is not None:  # (grouped branch)
-        raise ValueError("a parametric bootstrap of a grouped fit is not supported (it would draw experts per row, "
-                         "not per group); use kind='empirical', which resamples groups")
     if kind == "parametric" and res.model.gate.joint:
         raise ValueError("a parametric bootstrap draws y given the covariates, but the %r gate models the covariates "
                          "too (a joint likelihood); use kind='empirical'" % res.model.gate.name)
@@ -750,8 +753,6 @@ def bootstrap_lrt(null, alternative=None, B: int = 99, *, n_init: int = 5, seed:
     n_init = _check_int(n_init, "n_init", 1)
     seed = _check_int(seed, "seed", 0)
     n_jobs = _check_int(n_jobs, "n_jobs", 1)
-    if null.design.group_codes is not None:  # (grouped branch) draws would be per row, not per group
-        raise ValueError("the bootstrap LRT is not supported for grouped fits (groups=)")
     if null.model.gate.joint:
         raise ValueError("the bootstrap LRT draws y given the covariates, which does not fit the joint likelihood of "
                          "the %r gate" % null.model.gate.name)

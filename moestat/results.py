@@ -179,6 +179,9 @@ class MoEResults:
         kz, ky = jax.random.split(jax.random.PRNGKey(int(seed)))
         lg = self.model.gate.log_weights(P.gate, dat.Xg)
         z = jax.random.categorical(kz, lg, axis=0)
+        if dat.groups is not None:  # (grouped branch) fitted rows: one expert per group (its first row's draw)
+            from .data import group_first_rows
+            z = z[group_first_rows(self.design.group_codes, z.shape[0])]
         yv = np.asarray(self.model.expert.sample(ky, P.expert, dat.X, z))[:n]
         yv = self.model.expert.decode_y(yv, self.info) if hasattr(self.model.expert, "decode_y") else yv
         return (yv, np.asarray(z)[:n]) if return_labels else yv

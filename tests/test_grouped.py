@@ -135,3 +135,20 @@ def test_grouped_validation_errors():
         ms.GaussianMoE(2, gating="gaussian").fit("y ~ x", gate_X="~ z", data=df, groups="id")
     with pytest.raises(ValueError, match="not supported with algorithm='sem'"):
         model.fit("y ~ x", gate_X="~ z", data=df, groups="id", algorithm="sem")
+
+
+@pytest.mark.parametrize("kind", ["empirical", "parametric"])
+def test_grouped_bootstrap_standard_errors_agree_with_observed_information(grouped, kind):
+    _, _, res = grouped
+    bs = res.bootstrap(B=30, kind=kind, seed=1)
+    ratio = bs.bse.to_numpy() / res.bse.to_numpy()
+    assert np.all((ratio > 0.5) & (ratio < 2.0)), ratio
+
+
+def test_grouped_sample_draws_one_expert_per_group(grouped):
+    _, _, res = grouped
+    y, z = res.sample(seed=4, return_labels=True)
+    codes = res.design.group_codes
+    first = np.unique(codes, return_index=True)[1]
+    np.testing.assert_array_equal(z, z[first][codes])
+    assert 0.2 < np.mean(z[first]) < 0.8          # both experts are drawn (gate probabilities near 1/2 on average)
