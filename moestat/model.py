@@ -220,18 +220,21 @@ class MoEModel:
         if self.gate.joint:
             raise ValueError("groups are not supported with the %r gate (its likelihood is joint in the "
                              "covariates); use a conditional gate such as 'softmax'" % self.gate.name)
+        from .gating.base import Gate
+        if type(self.gate).observed_step is not Gate.observed_step:
+            raise ValueError("groups are not supported with the %r gate (its re-routing step judges the "
+                             "ungrouped likelihood)" % self.gate.name)
         if algorithm == "sem":
             raise ValueError("groups are not supported with algorithm='sem'; use 'em' or 'cem'")
-        if groups is None:   # an encoded Design refitted (select_k, bootstrap LRT): keep its groups
-            return
-        if design.group_codes is not None:
-            raise ValueError("the encoded design already has groups: do not pass groups again")
-        codes, labels = group_codes(groups, design.n, data)
-        check_constant_in_groups(design.Xg, codes, labels, "the gate covariates")
-        check_constant_in_groups(design.w, codes, labels, "the weights")
-        if labels.shape[0] < self.n_experts:
-            raise ValueError("too few groups (%d) for k=%d experts" % (labels.shape[0], self.n_experts))
-        design.group_codes, design.group_labels = codes, labels
+        if groups is not None:   # else an encoded Design refitted (select_k, bootstrap LRT): keep its groups
+            if design.group_codes is not None:
+                raise ValueError("the encoded design already has groups: do not pass groups again")
+            codes, labels = group_codes(groups, design.n, data)
+            check_constant_in_groups(design.Xg, codes, labels, "the gate covariates")
+            check_constant_in_groups(design.w, codes, labels, "the weights")
+            design.group_codes, design.group_labels = codes, labels
+        if design.n_groups < self.n_experts:
+            raise ValueError("too few groups (%d) for k=%d experts" % (design.n_groups, self.n_experts))
 
     @staticmethod
     def _group_starts(R, design):

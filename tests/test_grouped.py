@@ -133,6 +133,8 @@ def test_grouped_validation_errors():
         model.fit("y ~ x", gate_X="~ z", data=df, groups="nope")
     with pytest.raises(ValueError, match="not supported with the 'gaussian' gate"):
         ms.GaussianMoE(2, gating="gaussian").fit("y ~ x", gate_X="~ z", data=df, groups="id")
+    with pytest.raises(ValueError, match="not supported with the 'topk' gate"):
+        ms.GaussianMoE(3, gating="topk").fit("y ~ x", gate_X="~ z", data=df, groups="id")
     with pytest.raises(ValueError, match="not supported with algorithm='sem'"):
         model.fit("y ~ x", gate_X="~ z", data=df, groups="id", algorithm="sem")
 
@@ -152,3 +154,30 @@ def test_grouped_sample_draws_one_expert_per_group(grouped):
     first = np.unique(codes, return_index=True)[1]
     np.testing.assert_array_equal(z, z[first][codes])
     assert 0.2 < np.mean(z[first]) < 0.8          # both experts are drawn (gate probabilities near 1/2 on average)
+
+
+def test_select_k_with_groups_counts_groups_in_bic():
+    df, _ = _simulate()
+    sel = ms.select_k(ms.GaussianMoE(2), "y ~ x", gate_X="~ z", data=df, groups="id", ks=[1, 2], n_init=2)
+    assert sel.best_k == 2
+    for k, fit in sel.fits.items():
+        assert fit.design.n_groups == G
+        assert abs(fit.bic - (-2 * fit.loglik + np.log(G) * fit.df)) < 1e-9
+
+
+def test_multinomial_grouped_fit_matches_numpy_likelihood():
+    df, _ = _simulate()
+    df = df.assign(c=np.where(df["y"] > 0.3 * df["x"], "a", "b"))
+    res = ms.MultinomialMoE(2, screen=1).fit("c ~ x", gate_X="~ z", data=df, groups="id", n_init=2)
+    codes, _ = pd.factorize(df["id"])
+    Zd = np.column_stack([np.ones(len(df)), df["z"]])
+    eta = Zd @ res.params.gate.coef.T
+    lg = eta - logsumexp(eta, axis=1, keepdims=True)
+    A = res.params.expert.coef                                                       # (k, C, p)
+    lin = np.einsum("kcp,np->nkc", A, np.column_stack([np.ones(len(df)), df["x"]]))
+    lp = lin - logsumexp(lin, axis=2, keepdims=True)
+    ld = lp[np.arange(len(df)), :, (df["c"] == "b").to_numpy().astype(int)]         # (n, k)
+    first = np.unique(codes, return_index=True)[1]
+    L = lg[first] + np.stack([np.bincount(codes, weights=ld[:, i]) for i in range(2)], axis=1)
+    assert abs(res.loglik - logsumexp(L, axis=1).sum()) < 1e-8 * abs(res.loglik)
+    assert monotone(res) >= -1e-12 and res.nobs == G
