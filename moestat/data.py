@@ -38,6 +38,20 @@ class Data(NamedTuple):
     Xg: Any
     y: Any
     w: Any
+    # (grouped branch) None, or a :class:`Groups`: all rows of a group share one latent expert
+    groups: Any = None
+
+
+class Groups(NamedTuple):
+    """(grouped branch) Group membership as the kernels see it (flexmix's ``y ~ x | id``).
+
+    index : (N,) int32 group slot of each row; padded rows go to the last slot,
+        which no real group uses (the slot count G is padded to a bucket too)
+    size : (G,) float number of rows in each slot (>= 1, so 1/size is finite)
+    """
+
+    index: Any
+    size: Any
 
 
 def bucket_size(n: int) -> int:
@@ -68,8 +82,12 @@ def pad_columns(a: np.ndarray, N: int) -> np.ndarray:
     return np.pad(a, width)
 
 
-def make_data(X: np.ndarray, Xg: np.ndarray, y: np.ndarray, w: np.ndarray, N: int | None = None) -> Data:
-    """Row-major host arrays (n, p), (n, pg), (n,), (n,) -> padded device ``Data``."""
+def make_data(X: np.ndarray, Xg: np.ndarray, y: np.ndarray, w: np.ndarray, N: int | None = None,
+              groups: np.ndarray | None = None) -> Data:
+    """Row-major host arrays (n, p), (n, pg), (n,), (n,) -> padded device ``Data``.
+
+    groups : (n,) int group codes 0..G-1 (:func:`group_codes`), or None (grouped branch)
+    """
     n = X.shape[0]
     N = bucket_size(n) if N is None else N
     return Data(
@@ -77,7 +95,67 @@ def make_data(X: np.ndarray, Xg: np.ndarray, y: np.ndarray, w: np.ndarray, N: in
         Xg=to_device(pad_columns(np.ascontiguousarray(Xg.T, dtype=np.float64), N)),
         y=to_device(pad_columns(y, N)),
         w=to_device(pad_columns(np.asarray(w, dtype=np.float64), N)),
+        groups=None if groups is None else make_groups(groups, N),
     )
+
+
+# --------------------------------------------------------------------------- groups (grouped branch)
+
+def make_groups(codes: np.ndarray, N: int) -> Groups:
+    """Device :class:`Groups` for group codes (n,) 0..G-1, padded to N rows and a bucket of slots.
+
+    The slot count is ``bucket_size(G + 1)`` (one spare slot for the padded
+    rows), so new numbers of groups inside a bucket reuse the compiled program.
+    """
+    codes = np.asarray(codes, dtype=np.int64)
+    n = codes.shape[0]
+    G = int(codes.max()) + 1 if n else 0
+    slots = bucket_size(G + 1)
+    index = np.full(N, slots - 1, dtype=np.int32)
+    index[:n] = codes
+    size = np.bincount(index, minlength=slots).astype(np.float64)
+    return Groups(index=to_device(index), size=to_device(np.maximum(size, 1.0)))
+
+
+def group_first_rows(codes: np.ndarray, N: int) -> np.ndarray:
+    """(N,) index of the first row of each row's group (padded rows point to themselves)."""
+    codes = np.asarray(codes)
+    n = codes.shape[0]
+    first = np.zeros(int(codes.max()) + 1, dtype=np.int64)
+    first[codes[::-1]] = np.arange(n)[::-1]
+    out = np.arange(N, dtype=np.int32)
+    out[:n] = first[codes]
+    return out
+
+
+def group_codes(groups: Any, n: int, data: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """Validated group labels -> (codes (n,) 0..G-1 in order of first appearance, labels (G,)).
+
+    groups : array-like of n labels, or the name of a column of ``data``.
+    """
+    if isinstance(groups, str):
+        if data is None or groups not in getattr(data, "columns", data if isinstance(data, dict) else ()):
+            raise ValueError("groups=%r names no column of data" % groups)
+        groups = data[groups]
+    arr = np.asarray(groups.to_numpy() if isinstance(groups, (pd.Series, pd.Index)) else groups)
+    if arr.ndim != 1:
+        raise ValueError("groups must be one-dimensional (n,), got shape %s" % (arr.shape,))
+    if arr.shape[0] != n:
+        raise ValueError("groups has %d entries but there are %d observations" % (arr.shape[0], n))
+    if pd.isna(pd.Series(arr)).any():
+        raise ValueError("groups has missing labels, first at row %d" % int(np.argmax(pd.isna(pd.Series(arr)))))
+    codes, labels = pd.factorize(pd.Series(arr), sort=False)
+    return codes.astype(np.int64), np.asarray(labels)
+
+
+def check_constant_in_groups(a: np.ndarray, codes: np.ndarray, labels: np.ndarray, what: str) -> None:
+    """ValueError naming the first group in which the rows of ``a`` (n,) or (n, d) differ."""
+    a2 = a.reshape(a.shape[0], -1)
+    bad = np.any(a2 != a2[group_first_rows(codes, codes.shape[0])], axis=1)
+    if bad.any():
+        g = labels[codes[int(np.argmax(bad))]]
+        raise ValueError("%s must be constant within each group, but they vary within group %r"
+                         % (what, g.item() if hasattr(g, "item") else g))
 
 
 # --------------------------------------------------------------------------- validation
@@ -253,10 +331,18 @@ class Design:
     gate_same_as_expert: bool
     y_name: str = "y"
     extra: dict = field(default_factory=dict)
+    # (grouped branch) group codes (n,) 0..G-1 and their labels (G,); None when ungrouped
+    group_codes: np.ndarray | None = None
+    group_labels: np.ndarray | None = None
 
     @property
     def n(self) -> int:
         return self.X.shape[0]
+
+    @property
+    def n_groups(self) -> int | None:
+        """(grouped branch) Number of groups, or None for an ungrouped design."""
+        return None if self.group_labels is None else int(self.group_labels.shape[0])
 
     @property
     def n_eff(self) -> int:

@@ -88,6 +88,8 @@ def e_step(params: MoEParams, data: Data, cfg: EMConfig):
 
 def _e_step(params: MoEParams, data: Data, cfg: EMConfig):
     """:func:`e_step` plus the gate's E-step terms (reused by the gate M-step)."""
+    if data.groups is not None:  # (grouped branch) static branch: the ungrouped kernel is unchanged
+        return _e_step_grouped(params, data, cfg)
     lg = cfg.gate.e_step_terms(params.gate, data.Xg)
     lj = lg + cfg.expert.log_density(params.expert, data.X, data.y)
     m = kmax(lj)
@@ -100,6 +102,39 @@ def _e_step(params: MoEParams, data: Data, cfg: EMConfig):
     ll = jnp.dot(jnp.where(live, lse, 0.0), data.w)
     cll = jnp.dot(m, data.w)
     return ll, tau, lse, cll, lg
+
+
+def _group_inv_size(data: Data):
+    """(grouped branch) (N,) 1 / (rows in the row's group)."""
+    return 1.0 / data.groups.size[data.groups.index]
+
+
+def _e_step_grouped(params: MoEParams, data: Data, cfg: EMConfig):
+    """(grouped branch) E-step when all rows of a group share one latent expert.
+
+    Group g's joint log density for expert i is L_ig = log g_i(z_g) + sum_{n in g} log f_i(y_n | x_n);
+    gate terms are constant within a group, so adding log g_i / n_g on every row and summing rows per
+    group gives L.  Group weights are the (constant) row weights.  Returned per-row quantities:
+    responsibilities broadcast from the group, lse_g / n_g (so sum_n w_n lse_n is the log-likelihood).
+    """
+    gr = data.groups
+    G = gr.size.shape[0]
+    inv = _group_inv_size(data)
+    lg = cfg.gate.e_step_terms(params.gate, data.Xg)
+    ld = cfg.expert.log_density(params.expert, data.X, data.y)
+    rows = jnp.where((data.w > 0)[None], lg * inv[None] + ld, 0.0)
+    L = jax.ops.segment_sum(rows.T, gr.index, num_segments=G).T            # (k, G)
+    wG = jax.ops.segment_sum(data.w * inv, gr.index, num_segments=G)       # (G,) group weights
+    m = kmax(L)
+    live = jnp.logical_and(wG > 0, jnp.isfinite(m))
+    m = jnp.where(live, m, 0.0)
+    e = jnp.exp(L - m[None])
+    s = ksum(e)
+    lse = m + jnp.log(s)
+    tau = jnp.where(live[None], e / s[None], 1.0 / cfg.k)
+    ll = jnp.dot(jnp.where(live, lse, 0.0), wG)
+    cll = jnp.dot(m, wG)
+    return ll, tau[:, gr.index], jnp.where(live, lse, 0.0)[gr.index] * inv, cll, lg
 
 
 def loglik(params: MoEParams, data: Data, cfg: EMConfig):
@@ -121,7 +156,9 @@ def classify(tau, algorithm: str, key):
 
 def m_step(params: MoEParams, tau, data: Data, cfg: EMConfig, ctl: EMControl, fixed: MoEParams, log_w=None):
     """Gate and expert updates (an ECM step: each block maximised or improved given tau)."""
-    g = cfg.gate.m_step(params.gate, tau, data.Xg, data.w, ctl, cfg.max_halvings, fixed.gate, log_w=log_w)
+    # (grouped branch) the gate sees each group once: rows weighted w_n / n_g (tau is constant in a group)
+    wg = data.w if data.groups is None else data.w * _group_inv_size(data)
+    g = cfg.gate.m_step(params.gate, tau, data.Xg, wg, ctl, cfg.max_halvings, fixed.gate, log_w=log_w)
     e = cfg.expert.m_step(params.expert, tau, data.X, data.y, data.w, ctl, cfg.max_halvings, fixed.expert)
     # (gates branch) a further gate move judged on the observed log-likelihood (top-K re-routing); default none
     return cfg.gate.observed_step(MoEParams(gate=g, expert=e), data, cfg, ctl, cfg.max_halvings, fixed.gate)

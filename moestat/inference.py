@@ -44,7 +44,7 @@ from scipy import stats
 from . import em
 from . import init as initmod
 from ._jax import backend, to_device
-from .data import Data
+from .data import Data, group_first_rows, make_groups
 from .model import MoEWarning
 from .parametrization import _Masks, free_masks, loglik_derivatives, unpack
 
@@ -302,14 +302,20 @@ class ReplicateSpec:
     jobs: tuple         # FitJob, ...
     sampler: Any = None  # (cfg, MoEParams) the parametric bootstrap draws from
     batch_size: int = 1
+    groups: Any = None   # (grouped branch) (n,) group codes 0..G-1, or None
 
 
 @partial(jax.jit, static_argnames=("cfg",))
-def _sample_many(params, X, Xg, keys, cfg):
-    """Responses drawn from the model at fixed covariates, one row per key: (R, N)."""
+def _sample_many(params, X, Xg, keys, cfg, first=None):
+    """Responses drawn from the model at fixed covariates, one row per key: (R, N).
+
+    first : (N,) int, optional (grouped branch): each row takes the expert drawn for row ``first[n]``
+        (its group's first row), so that all rows of a group share one expert.
+    """
     def one(key):
         kz, ky = jax.random.split(key)
         z = jax.random.categorical(kz, cfg.gate.log_weights(params.gate, Xg), axis=0)
+        z = z if first is None else z[first]
         return cfg.expert.sample(ky, params.expert, X, z)
     return jax.vmap(one)(keys)
 
@@ -346,7 +352,14 @@ def _replicate_data(spec: ReplicateSpec, idx: np.ndarray):
     n, N = spec.n, w.shape[0]
     W = np.repeat(w[None], idx.size, axis=0)
     Y = np.repeat(y[None], idx.size, axis=0)
-    if spec.kind == "empirical":
+    if spec.kind == "empirical" and spec.groups is not None:  # (grouped branch) resample whole groups
+        codes = np.asarray(spec.groups)
+        G = int(codes.max()) + 1
+        live = np.bincount(codes, weights=w[:n], minlength=G) > 0
+        for r, b in enumerate(idx):
+            rng = np.random.default_rng(np.random.SeedSequence([spec.seed, int(b), 0]))
+            W[r, :n] = w[:n] * rng.multinomial(int(live.sum()), live / live.sum())[codes]
+    elif spec.kind == "empirical":
         wl = w[:n]
         integer = np.all(np.mod(wl, 1.0) == 0.0)
         live = wl > 0
@@ -361,7 +374,8 @@ def _replicate_data(spec: ReplicateSpec, idx: np.ndarray):
         root = jax.random.PRNGKey(spec.seed)
         keys = jnp.stack([jax.random.fold_in(root, int(b)) for b in idx])
         P = jax.tree_util.tree_map(to_device, params)
-        Y = np.asarray(_sample_many(P, to_device(X), to_device(Xg), keys, cfg)).astype(y.dtype)
+        first = None if spec.groups is None else to_device(group_first_rows(spec.groups, N))  # (grouped branch)
+        Y = np.asarray(_sample_many(P, to_device(X), to_device(Xg), keys, cfg, first)).astype(y.dtype)
         Y[:, n:] = 0
     return W, Y
 
@@ -445,7 +459,8 @@ def run_chunk(spec: ReplicateSpec, idx) -> list[dict]:
     with threadpool_limits(1):
         W, Y = _replicate_data(spec, idx)
         X, Xg, y, w = spec.data
-        dat = Data(X=to_device(X), Xg=to_device(Xg), y=to_device(y), w=to_device(w))
+        dat = Data(X=to_device(X), Xg=to_device(Xg), y=to_device(y), w=to_device(w),
+                   groups=None if spec.groups is None else make_groups(spec.groups, w.shape[0]))  # (grouped)
         return [_fit_job(spec, job, j, idx, dat, W, Y) for j, job in enumerate(spec.jobs)]
 
 
@@ -549,7 +564,8 @@ def _spec_for(res, kind, seed, jobs, sampler=None, tol=None) -> ReplicateSpec:
         ctl[0] = float(tol)
     bs = 1 if backend() == "cpu" else 1 << 30
     return ReplicateSpec(data=tuple(np.asarray(a) for a in (d.X, d.Xg, d.y, d.w)), n=res.design.n, kind=kind,
-                         seed=seed, ctl=tuple(ctl), jobs=tuple(jobs), sampler=sampler, batch_size=bs)
+                         seed=seed, ctl=tuple(ctl), jobs=tuple(jobs), sampler=sampler, batch_size=bs,
+                         groups=res.design.group_codes)  # (grouped branch)
 
 
 def _host(tree):

@@ -115,7 +115,7 @@ class MoEModel:
     def fit(self, X, y=None, gate_X=None, weights=None, *, data=None, n_init: int = 10, seed: int = 0,
             init: Any = None, tol: float = 1e-8, max_iter: int = 2000, algorithm: str = "em",
             fixed: dict | None = None, prefer_nondegenerate: bool = True, polish: bool = True,
-            batch_size: int | None = None):
+            batch_size: int | None = None, groups: Any = None):
         """Fit by EM from ``n_init`` starts; the best log-likelihood among non-degenerate fits wins.
 
         Parameters
@@ -157,6 +157,15 @@ class MoEModel:
             the EM tolerance.  EM only; skipped for degenerate fits.
         batch_size : int, optional
             Starts run ``batch_size`` at a time (vectorised); default 1 on CPU, all on GPU.
+        groups : array-like (n,) of labels, or a column name of ``data``, optional
+            Grouped observations (flexmix's ``y ~ x | id``): all rows of a group
+            share one latent expert, and the log-likelihood is
+            sum_g w_g log sum_i g_i(z_g) prod_{n in g} f_i(y_n | x_n).  Gate
+            covariates and weights must be constant within each group (the
+            weight is the group's weight).  AIC/BIC/ICL then count groups, as
+            flexmix does (``nobs`` = sum of group weights); the degrees of
+            freedom are unchanged.  Not available with joint (Gaussian) gates or
+            ``algorithm="sem"``.  See docs/grouped.md.
         """
         n_init = _check_int(n_init, "n_init", 1)
         seed = _check_int(seed, "seed", 0)
@@ -165,6 +174,8 @@ class MoEModel:
         if algorithm not in em.ALGORITHMS:
             raise ValueError("algorithm must be one of %s, got %r" % (", ".join(map(repr, em.ALGORITHMS)), algorithm))
         design = self.design(X, y, gate_X, weights, data)
+        if groups is not None or design.group_codes is not None:  # (grouped branch)
+            self._attach_groups(design, groups, data, algorithm)
         k = self.n_experts
         n, p = design.X.shape
         pg = design.Xg.shape[1]
@@ -179,7 +190,8 @@ class MoEModel:
         info["n_total"] = float(design.w.sum())
         cfg = self.config(max_iter, algorithm)
         ctl = self.control(info, tol)
-        dat = make_data(design.X, design.Xg, self.expert.encode_y(design.y, info), design.w)  # class codes
+        dat = make_data(design.X, design.Xg, self.expert.encode_y(design.y, info), design.w,  # class codes
+                        groups=design.group_codes)  # (grouped branch) None: ungrouped
         base = self.base_params(p, pg, info)
         fixed_mask = self._fixed_mask(fixed, base, init)
         bs = batch_size if batch_size is not None else (1 if backend() == "cpu" else n_init)
@@ -202,6 +214,38 @@ class MoEModel:
         return res
 
     # ------------------------------------------------------------------ helpers
+    def _attach_groups(self, design, groups, data, algorithm):
+        """(grouped branch) Validate ``groups`` and store the group codes on the design."""
+        from .data import check_constant_in_groups, group_codes
+        if self.gate.joint:
+            raise ValueError("groups are not supported with the %r gate (its likelihood is joint in the "
+                             "covariates); use a conditional gate such as 'softmax'" % self.gate.name)
+        from .gating.base import Gate
+        if type(self.gate).observed_step is not Gate.observed_step:
+            raise ValueError("groups are not supported with the %r gate (its re-routing step judges the "
+                             "ungrouped likelihood)" % self.gate.name)
+        if algorithm == "sem":
+            raise ValueError("groups are not supported with algorithm='sem'; use 'em' or 'cem'")
+        if groups is not None:   # else an encoded Design refitted (select_k, bootstrap LRT): keep its groups
+            if design.group_codes is not None:
+                raise ValueError("the encoded design already has groups: do not pass groups again")
+            codes, labels = group_codes(groups, design.n, data)
+            check_constant_in_groups(design.Xg, codes, labels, "the gate covariates")
+            check_constant_in_groups(design.w, codes, labels, "the weights")
+            design.group_codes, design.group_labels = codes, labels
+        if design.n_groups < self.n_experts:
+            raise ValueError("too few groups (%d) for k=%d experts" % (design.n_groups, self.n_experts))
+
+    @staticmethod
+    def _group_starts(R, design):
+        """(grouped branch) Starting responsibilities (b, k, n) averaged within each group."""
+        if design.group_codes is None:
+            return R
+        c = design.group_codes
+        cnt = np.bincount(c)
+        mean = np.stack([np.stack([np.bincount(c, weights=r, minlength=cnt.size) for r in Rb]) for Rb in R]) / cnt
+        return mean[:, :, c]
+
     def _results_class(self):
         """The results type this estimator returns (MultinomialMoE returns MultinomialResults)."""
         from .results import MoEResults
@@ -258,6 +302,7 @@ class MoEModel:
         else:
             arr = np.asarray(init)
             R = initmod.user_responsibilities(arr, n, k) if arr.ndim == 2 else initmod.user_labels(arr, n, k)
+        R = self._group_starts(R, design)  # (grouped branch) no-op without groups
         R = np.pad(R, ((0, 0), (0, 0), (0, dat.w.shape[0] - n)), constant_values=1.0 / k)
         em_cfg = em.EMConfig(gate=cfg.gate, expert=cfg.expert, k=cfg.k, max_iter=1, algorithm="em")
         return em.params_from_resp(to_device(R), base, dat, ctl, fixed, em_cfg, batch_size=min(bs, R.shape[0]))

@@ -59,8 +59,20 @@ class MoEResults:
 
     @property
     def nobs(self) -> float:
-        """Number of observations: the sum of the case weights."""
+        """Number of observations: the sum of the case weights.
+
+        (grouped branch) With ``groups``: the sum of the group weights (the
+        number of groups when unweighted), as flexmix's ``nobs``; BIC and ICL use it.
+        """
+        if self.design.group_codes is not None:
+            return float((self.design.w * self._group_row_share).sum())
         return float(self.design.w.sum())
+
+    @property
+    def _group_row_share(self):
+        """(grouped branch) (n,) 1 / (rows in the row's group), or 1 without groups."""
+        c = self.design.group_codes
+        return 1.0 if c is None else 1.0 / np.bincount(c)[c]
 
     @property
     def df(self) -> int:
@@ -86,7 +98,8 @@ class MoEResults:
         """Weighted classification entropy -sum_n w_n sum_i tau_in log tau_in."""
         tau = self.responsibilities
         t = np.clip(tau, 1e-300, 1.0)
-        return float(-(self.design.w * (tau * np.log(t)).sum(1)).sum())
+        # (grouped branch) a group's entropy counts once: rows share w_n / n_g
+        return float(-(self.design.w * self._group_row_share * (tau * np.log(t)).sum(1)).sum())
 
     @property
     def icl(self) -> float:
@@ -123,7 +136,9 @@ class MoEResults:
             raise ValueError("y has %d entries but X has %d rows" % (yv.shape[0], Xm.shape[0]))
         yv = None if yv is None else self.model.expert.encode_y(yv, self.info)   # class labels -> training codes
         y_fill = yv if yv is not None else np.zeros(Xm.shape[0], dtype=np.asarray(self._data.y).dtype)
-        return make_data(Xm, Gm, y_fill, np.ones(Xm.shape[0])), Xm.shape[0], yv is not None
+        # (grouped branch) on the fitted rows the posterior is that of each row's group
+        groups = self.design.group_codes if (X is None and gate_X is None and data is None) else None
+        return make_data(Xm, Gm, y_fill, np.ones(Xm.shape[0]), groups=groups), Xm.shape[0], yv is not None
 
     def predict(self, X=None, gate_X=None, kind: str = "mean", y=None, data=None):
         """Predictions for new (or the fitted) covariates.
@@ -164,6 +179,9 @@ class MoEResults:
         kz, ky = jax.random.split(jax.random.PRNGKey(int(seed)))
         lg = self.model.gate.log_weights(P.gate, dat.Xg)
         z = jax.random.categorical(kz, lg, axis=0)
+        if dat.groups is not None:  # (grouped branch) fitted rows: one expert per group (its first row's draw)
+            from .data import group_first_rows
+            z = z[group_first_rows(self.design.group_codes, z.shape[0])]
         yv = np.asarray(self.model.expert.sample(ky, P.expert, dat.X, z))[:n]
         yv = self.model.expert.decode_y(yv, self.info) if hasattr(self.model.expert, "decode_y") else yv
         return (yv, np.asarray(z)[:n]) if return_labels else yv
@@ -232,6 +250,7 @@ class MoEResults:
                 ("Experts:", "%d x %s" % (self.n_experts, self.model.expert.name)),
                 ("Method:", "ML (%s)" % self.algorithm.upper()), ("Covariance:", "observed info."),
                 ("No. observations:", "%g" % self.nobs), ("Df model:", str(self.df)),
+                ] + ([("Groups:", str(self.design.n_groups))] if self.design.group_codes is not None else []) + [  # (grouped)
                 ("Log-likelihood:", "%.4f" % self.loglik), ("AIC:", "%.4f" % self.aic),
                 ("BIC:", "%.4f" % self.bic), ("ICL:", "%.4f" % self.icl),
                 ("Converged:", str(self.converged)),
