@@ -249,8 +249,10 @@ class MoEResults:
                 ("Gating:", self.model.gate.name),
                 ("Experts:", "%d x %s" % (self.n_experts, self.model.expert.name)),
                 ("Method:", "ML (%s)" % self.algorithm.upper()), ("Covariance:", "observed info."),
-                ("No. observations:", "%g" % self.nobs), ("Df model:", str(self.df)),
-                ] + ([("Groups:", str(self.design.n_groups))] if self.design.group_codes is not None else []) + [  # (grouped)
+                ] + ([("No. observations:", "%g" % self.nobs)] if self.design.group_codes is None else  # (grouped)
+                     [("No. observations:", "%d rows" % self.design.n),
+                      ("Groups:", "%d (BIC's n: %g)" % (self.design.n_groups, self.nobs))]) + [
+                ("Df model:", str(self.df)),
                 ("Log-likelihood:", "%.4f" % self.loglik), ("AIC:", "%.4f" % self.aic),
                 ("BIC:", "%.4f" % self.bic), ("ICL:", "%.4f" % self.icl),
                 ("Converged:", str(self.converged)),
