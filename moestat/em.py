@@ -170,6 +170,8 @@ def _select(pred, a, b):
 
 def fit_one(params0: MoEParams, data: Data, ctl: EMControl, fixed: MoEParams, key, cfg: EMConfig) -> FitResult:
     """Run EM/CEM/SEM from ``params0`` until the relative change is below ``ctl.tol`` or max_iter."""
+    if _speculative(cfg, data):
+        return _fit_one_speculative(params0, data, ctl, fixed, key, cfg)
     f = data.w.dtype
     sem = cfg.algorithm == "sem"
 
@@ -201,6 +203,88 @@ def fit_one(params0: MoEParams, data: Data, ctl: EMControl, fixed: MoEParams, ke
         params = _select(last_ll >= s.best_ll, params, s.best_params)
     return FitResult(params=params, loglik=loglik(params, data, cfg), n_iter=s.it,
                      converged=s.done, trace=s.trace)
+
+
+class _SpecState(NamedTuple):
+    base: _State        # the EM state; base.params holds the candidate while one is pending
+    tau_prev: Any       # (k, N) responsibilities the pending gate candidate must not lose against
+    gate_from: Any      # the gate the candidate moved from (verified)
+    direction: Any      # the candidate's Newton direction (gate params PyTree)
+    q_prev: Any         # the gate objective at gate_from under tau_prev
+    halvings: Any       # halvings of the direction so far
+    pending: Any        # a candidate awaits its check
+
+
+def _speculative(cfg: EMConfig, data: Data) -> bool:
+    """EM with a gate whose single Newton step can be checked in the next E-step's pass."""
+    return cfg.algorithm == "em" and getattr(cfg.gate, "speculative", False) and getattr(data, "groups", None) is None
+
+
+def _fit_one_speculative(params0: MoEParams, data: Data, ctl: EMControl, fixed: MoEParams, key,
+                         cfg: EMConfig) -> FitResult:
+    """:func:`fit_one` for EM with a softmax gate, with the gate's guard folded into the next E-step.
+
+    The gate M-step is a Newton step whose guard (the gate objective
+    sum_n w_n sum_i tau_in log g_i at the candidate must not fall) would cost a
+    pass over the data.  Here the candidate is accepted provisionally; the next
+    E-step computes log g at the candidate anyway, and the objective under the
+    previous responsibilities is one more reduction in that pass.  If it fell,
+    the iteration is undone: the direction is halved and the E-step repeated
+    (after ``max_halvings`` halvings the gate stays where it was), exactly the
+    line search of :func:`moestat.newton.guarded_step`.  Only verified
+    iterations count, are traced and can stop EM, so the log-likelihood never
+    decreases, as in :func:`fit_one`.
+    """
+    f = data.w.dtype
+    tmap = jax.tree_util.tree_map
+
+    def cond(s: _SpecState):
+        return jnp.logical_and(jnp.logical_not(s.base.done), s.base.it < cfg.max_iter)
+
+    def body(s: _SpecState):
+        b = s.base
+        ll, tau, _, _, lg = _e_step(b.params, data, cfg)
+        q_cand = jnp.dot(ksum(s.tau_prev * lg), data.w)
+        ok = jnp.logical_or(jnp.logical_not(s.pending),
+                            jnp.logical_and(jnp.isfinite(q_cand), q_cand >= s.q_prev - ctl.ls_eps * jnp.abs(s.q_prev)))
+
+        def accept(s):
+            conv = jnp.logical_and(b.it > 0, ll - b.obj_prev <= ctl.tol * jnp.abs(ll))
+            conv = jnp.logical_and(conv, cfg.gate.may_stop(b.params.gate))
+            better = ll > b.best_ll
+            d, q0 = cfg.gate.direction(b.params.gate, tau, data.Xg, data.w, ctl, fixed.gate, lg)
+            e = cfg.expert.m_step(b.params.expert, tau, data.X, data.y, data.w, ctl, cfg.max_halvings, fixed.expert)
+            g = tmap(lambda a, c: a + c, b.params.gate, d)
+            params = _select(conv, b.params, MoEParams(gate=g, expert=e))
+            base = _State(params, ll, b.it + jnp.where(conv, 0, 1), conv, b.trace.at[b.it].set(ll), b.key,
+                          _select(better, b.params, b.best_params), jnp.where(better, ll, b.best_ll))
+            return _SpecState(base, tau, b.params.gate, d, q0, jnp.asarray(0), jnp.logical_not(conv))
+
+        def reject(s):
+            j = s.halvings + 1
+            give_up = j > cfg.max_halvings
+            step = jnp.where(give_up, 0.0, 0.5 ** j).astype(f)
+            g = tmap(lambda a, c: a + step * c, s.gate_from, s.direction)
+            base = b._replace(params=b.params._replace(gate=g))
+            return s._replace(base=base, halvings=j, pending=jnp.logical_not(give_up))
+
+        return lax.cond(ok, accept, reject, s)
+
+    zero_gate = tmap(jnp.zeros_like, params0.gate)
+    init = _SpecState(
+        _State(params0, jnp.asarray(-jnp.inf, f), jnp.asarray(0), jnp.asarray(False),
+               jnp.full((cfg.max_iter,), jnp.nan, f), key, params0, jnp.asarray(-jnp.inf, f)),
+        jnp.zeros((cfg.k, data.w.shape[0]), f), params0.gate, zero_gate, jnp.asarray(0.0, f), jnp.asarray(0),
+        jnp.asarray(False))
+    s = lax.while_loop(cond, body, init)
+    # stopped by max_iter with a candidate still unchecked: check it once (else keep the gate it came from)
+    lg = cfg.gate.e_step_terms(s.base.params.gate, data.Xg)
+    q_cand = jnp.dot(ksum(s.tau_prev * lg), data.w)
+    bad = jnp.logical_and(s.pending, jnp.logical_not(jnp.logical_and(
+        jnp.isfinite(q_cand), q_cand >= s.q_prev - ctl.ls_eps * jnp.abs(s.q_prev))))
+    params = s.base.params._replace(gate=_select(bad, s.gate_from, s.base.params.gate))
+    return FitResult(params=params, loglik=loglik(params, data, cfg), n_iter=s.base.it,
+                     converged=s.base.done, trace=s.base.trace)
 
 
 @partial(jax.jit, static_argnames=("cfg", "batch_size"))

@@ -51,6 +51,18 @@ def softmax_gate_step(coef, tau, Xg, w, ctl, max_halvings, free, n_steps, log_w=
     return full(th)
 
 
+def softmax_gate_direction(coef, tau, Xg, w, ctl, free, log_w):
+    """The unguarded Newton direction (k, pg; row 0 zero) and the objective at ``coef``.
+
+    For the EM loop's speculative guard (:func:`moestat.em.fit_one`): the
+    candidate ``coef + direction`` is checked in the next E-step's pass.
+    """
+    grad, negH = newton.softmax_newton_stats(jnp.exp(log_w), tau, w, Xg)
+    grad, negH = mask_newton(grad, negH, free[1:])
+    d = newton.newton_direction(grad, negH, ctl.ridge)
+    return jnp.concatenate([jnp.zeros_like(coef[:1]), d], axis=0), jnp.dot(ksum(tau * log_w), w)
+
+
 @register
 @dataclass(frozen=True)
 class Softmax(Gate):
@@ -79,6 +91,20 @@ class Softmax(Gate):
 
     def log_weights(self, params, Xg):
         return softmax_log_weights(params.coef, Xg)
+
+    @property
+    def speculative(self) -> bool:
+        """One Newton step per iteration: the EM loop may check it in the next E-step (em.fit_one).
+
+        Only the plain softmax on the gate design (subclasses transform the
+        covariates, so this direction would be wrong for them).
+        """
+        return self.newton_steps == 1 and type(self) is Softmax
+
+    def direction(self, params, tau, Xg, w, ctl, fixed, log_w):
+        """(direction, objective at params) of the unguarded Newton step, as SoftmaxParams and a scalar."""
+        d, q = softmax_gate_direction(params.coef, tau, Xg, w, ctl, jnp.logical_not(fixed.coef), log_w)
+        return SoftmaxParams(coef=d), q
 
     def m_step(self, params, tau, Xg, w, ctl, max_halvings, fixed, log_w=None):
         free = jnp.logical_not(fixed.coef)
