@@ -37,8 +37,6 @@ GATE_OPTIONS: dict[str, dict] = {}
 #: (gate, expert) pairs that failed the cross test on a merge of the experts and gates branches (gates commit
 #: 71a0c76), marked xfail and not run (they cost ~40 s each); delete an entry to run it again.
 KNOWN_HARD = {
-    ("topk", "linear"): "4 default starts end below the true log-likelihood at n = 3e4 (by 4.1 / 19.5)",
-    ("topk", "relu"): "4 default starts end below the true log-likelihood at n = 3e4 (by 134)",
     ("normalized_sigmoid", "relu"): "a n = 1e3 subsample ends 83 below the true log-likelihood (local maximum)",
     ("activation_softmax", "linear"): "parameter error ~4 at both n = 1e3 and 3e4 (likelihood ridge, activation.py)",
     ("activation_softmax", "relu"): "parameter error ~4 at both n = 1e3 and 3e4 (likelihood ridge, activation.py)",

@@ -232,6 +232,7 @@ class TopK(Gate):
             return weighted_sum(klogsumexp(lw + logf), w)
 
         th = _dense_proposal(coef, logf, Xg, w, free, loglik, ctl, max_halvings)
+        th = _observed_newton(th, head, self, logf, Xg, w, free, loglik, ctl, max_halvings)
         th = _pattern_search(th, free, loglik)
         return params._replace(gate=SoftmaxParams(coef=jnp.concatenate([head, th], axis=0)))
 
@@ -266,6 +267,30 @@ def _dense_proposal(coef, logf, Xg, w, free, loglik, ctl, max_halvings):
     d = newton.newton_direction(grad, negH, ctl.ridge)
     th, _, _ = newton.guarded_step(coef[1:], d, loglik, loglik(coef[1:]), ctl.ls_eps, max_halvings)
     return th
+
+
+def _observed_newton(th, head, gate, logf, Xg, w, free, loglik, ctl, max_halvings):
+    """Newton step of the top-K log-likelihood on the current routing cells, guarded on loglik itself.
+
+    Inside the cells where no point changes its active set, the observed
+    log-likelihood is smooth with gradient sum_n w_n (tau_n - g_n) x_n (tau the
+    top-K posterior), i.e. the M-step objective's gradient; its Newton
+    direction (softmax curvature over each point's active experts) usually
+    moves the routing boundaries a little.  The M-step cannot take such a step
+    (its objective is -inf once a point with responsibility leaves an active
+    set, so the guard halves the step until no point moves: EM stalls on large
+    samples); judged on the observed log-likelihood, which is finite for every
+    routing, the step is accepted whenever the log-likelihood does not drop.
+    """
+    lw = gate.log_weights(SoftmaxParams(jnp.concatenate([head, th], axis=0)), Xg)
+    lj = lw + logf
+    post = jnp.exp(lj - klogsumexp(lj)[None])
+    post = jnp.where(w[None] > 0, post, jnp.exp(lw))
+    grad, negH = newton.softmax_newton_stats(jnp.exp(lw), post, w, Xg)
+    grad, negH = mask_newton(grad, negH, free)
+    d = newton.newton_direction(grad, negH, ctl.ridge)
+    th_new, _, _ = newton.guarded_step(th, d, loglik, loglik(th), ctl.ls_eps, max_halvings)
+    return th_new
 
 
 def _pattern_search(th, free, loglik):
