@@ -38,8 +38,6 @@ GATE_OPTIONS: dict[str, dict] = {}
 #: 71a0c76), marked xfail and not run (they cost ~40 s each); delete an entry to run it again.
 KNOWN_HARD = {
     ("normalized_sigmoid", "relu"): "a n = 1e3 subsample ends 83 below the true log-likelihood (local maximum)",
-    ("activation_softmax", "linear"): "parameter error ~4 at both n = 1e3 and 3e4 (likelihood ridge, activation.py)",
-    ("activation_softmax", "relu"): "parameter error ~4 at both n = 1e3 and 3e4 (likelihood ridge, activation.py)",
     ("modified_softmax", "relu"): "error ratio 2.1 < 2.5 (one n = 1e3 subsample at 0.45; n = 3e4 error 0.094)",
 }
 
@@ -117,20 +115,17 @@ def _perms(gate, k):
     return list(itertools.permutations(range(k)))
 
 
-def _permute(params, perm, k):
-    """Reorder the expert axis of every per-expert leaf (SharedRouted: its routed leaves by the routed part)."""
-    perm = np.asarray(perm)
+def _permute(model, params, perm):
+    """Relabel the experts with the families' own relabelling (new expert i = old ``perm[i]``).
 
-    def lead(tree, p):
-        return jax.tree_util.tree_map(lambda a: np.asarray(a)[p] if np.ndim(a) and np.shape(a)[0] == len(p)
-                                      else np.asarray(a), tree)
-    g = params.gate
-    if isinstance(g, ms.gating.SharedRoutedParams):
-        k1 = g.shared.shape[0]
-        g = g._replace(routed=lead(g.routed, perm[k1:] - k1))
-    else:
-        g = lead(g, perm)
-    return em.MoEParams(gate=g, expert=lead(params.expert, perm))
+    A plain row reordering of the gate is wrong for gates whose reference expert is part of the model
+    (activation_softmax(reference="expert"): swapping two experts maps (c, b) to (-c, -b), not to a row swap);
+    ``Gate.permute`` knows each family's rule and refuses relabellings the family cannot express.
+    """
+    perm = np.asarray(perm)
+    g = jax.tree_util.tree_map(np.asarray, params.gate)
+    e = jax.tree_util.tree_map(np.asarray, params.expert)
+    return em.MoEParams(gate=model.gate.permute(g, perm), expert=model.expert.permute(e, perm))
 
 
 def flat(tree):
@@ -144,7 +139,10 @@ def param_error(model, est, true_params):
                           expert=model.expert.canonical(true_params.expert)))
     best = np.inf
     for p in _perms(model.gate, k):
-        e = _permute(est, p, k)
+        try:
+            e = _permute(model, est, p)
+        except ValueError:               # a relabelling the family cannot express
+            continue
         e = em.MoEParams(gate=model.gate.canonical(e.gate), expert=model.expert.canonical(e.expert))
         best = min(best, float(np.linalg.norm(flat(e) - t)))
     return best
