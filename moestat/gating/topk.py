@@ -41,7 +41,12 @@ after the M-steps: moves that *can* re-route points, judged on the exact
 observed top-K log-likelihood (experts held) and accepted only if it does not
 decrease -- one Newton step of the dense-softmax gate towards the dense
 posterior (responsibilities under softmax weights with the same coefficients),
-with step halving, then a coordinate pattern search (steps +-{3, 1, 0.3, 0.1,
+with step halving, then a Newton step of the observed log-likelihood on the
+current routing cells (the M-step's direction, which that step can only take
+while no point changes its active set, so on large samples EM stalled a few
+iterations in; measured on the cross test's k = 3, K = 2 truth, 4 default
+starts, n = 30000, seeds 11/12/13: best start 19.5 below the true
+log-likelihood before, 6.2 / 1.3 / 3.7 above after), then a coordinate pattern search (steps +-{3, 1, 0.3, 0.1,
 0.03, 0.01} x (1 + |b|) on each free coefficient b, the best kept).  EM stays
 monotone, and fits leave their starting routing.  Measured on the k = 3,
 K = 2 case of ``tests/gate_cases.py`` with 10 default starts and no polish
@@ -216,8 +221,9 @@ class TopK(Gate):
         """Re-routing moves judged on the exact observed log-likelihood (never lowers it).
 
         params : MoEParams after the M-steps; returns MoEParams with possibly new gate coefficients.
-        Two moves, each accepted only if the log-likelihood (experts held) does not decrease:
-        a dense-softmax Newton step towards the dense posterior, then a pattern search that
+        Three moves, each accepted only if the log-likelihood (experts held) does not decrease:
+        a dense-softmax Newton step towards the dense posterior, a Newton step of the observed
+        log-likelihood on the current routing cells, then a pattern search that
         tries +-{3, 1, 0.3, 0.1, 0.03, 0.01} (1 + |b|) on every free coefficient b and keeps the best.
         """
         if not self.search or self.k >= params.gate.coef.shape[0]:
