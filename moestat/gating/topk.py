@@ -45,8 +45,9 @@ with step halving, then a Newton step of the observed log-likelihood on the
 current routing cells (the M-step's direction, which that step can only take
 while no point changes its active set, so on large samples EM stalled a few
 iterations in; measured on the cross test's k = 3, K = 2 truth, 4 default
-starts, n = 30000, seeds 11/12/13: best start 19.5 below the true
-log-likelihood before, 6.2 / 1.3 / 3.7 above after), then a coordinate pattern search (steps +-{3, 1, 0.3, 0.1,
+starts, n = 30000: best start 19.5 below the true log-likelihood before
+(seed 11), 6.2 / 1.3 / 3.7 above after (seeds 11 / 12 / 13)), then a
+coordinate pattern search (steps +-{3, 1, 0.3, 0.1,
 0.03, 0.01} x (1 + |b|) on each free coefficient b, the best kept).  EM stays
 monotone, and fits leave their starting routing.  Measured on the k = 3,
 K = 2 case of ``tests/gate_cases.py`` with 10 default starts and no polish
