@@ -41,7 +41,13 @@ after the M-steps: moves that *can* re-route points, judged on the exact
 observed top-K log-likelihood (experts held) and accepted only if it does not
 decrease -- one Newton step of the dense-softmax gate towards the dense
 posterior (responsibilities under softmax weights with the same coefficients),
-with step halving, then a coordinate pattern search (steps +-{3, 1, 0.3, 0.1,
+with step halving, then a Newton step of the observed log-likelihood on the
+current routing cells (the M-step's direction, which that step can only take
+while no point changes its active set, so on large samples EM stalled a few
+iterations in; measured on the cross test's k = 3, K = 2 truth, 4 default
+starts, n = 30000: best start 19.5 below the true log-likelihood before
+(seed 11), 6.2 / 1.3 / 3.7 above after (seeds 11 / 12 / 13)), then a
+coordinate pattern search (steps +-{3, 1, 0.3, 0.1,
 0.03, 0.01} x (1 + |b|) on each free coefficient b, the best kept).  EM stays
 monotone, and fits leave their starting routing.  Measured on the k = 3,
 K = 2 case of ``tests/gate_cases.py`` with 10 default starts and no polish
@@ -216,8 +222,9 @@ class TopK(Gate):
         """Re-routing moves judged on the exact observed log-likelihood (never lowers it).
 
         params : MoEParams after the M-steps; returns MoEParams with possibly new gate coefficients.
-        Two moves, each accepted only if the log-likelihood (experts held) does not decrease:
-        a dense-softmax Newton step towards the dense posterior, then a pattern search that
+        Three moves, each accepted only if the log-likelihood (experts held) does not decrease:
+        a dense-softmax Newton step towards the dense posterior, a Newton step of the observed
+        log-likelihood on the current routing cells, then a pattern search that
         tries +-{3, 1, 0.3, 0.1, 0.03, 0.01} (1 + |b|) on every free coefficient b and keeps the best.
         """
         if not self.search or self.k >= params.gate.coef.shape[0]:
@@ -232,6 +239,7 @@ class TopK(Gate):
             return weighted_sum(klogsumexp(lw + logf), w)
 
         th = _dense_proposal(coef, logf, Xg, w, free, loglik, ctl, max_halvings)
+        th = _observed_newton(th, head, self, logf, Xg, w, free, loglik, ctl, max_halvings)
         th = _pattern_search(th, free, loglik)
         return params._replace(gate=SoftmaxParams(coef=jnp.concatenate([head, th], axis=0)))
 
@@ -266,6 +274,30 @@ def _dense_proposal(coef, logf, Xg, w, free, loglik, ctl, max_halvings):
     d = newton.newton_direction(grad, negH, ctl.ridge)
     th, _, _ = newton.guarded_step(coef[1:], d, loglik, loglik(coef[1:]), ctl.ls_eps, max_halvings)
     return th
+
+
+def _observed_newton(th, head, gate, logf, Xg, w, free, loglik, ctl, max_halvings):
+    """Newton step of the top-K log-likelihood on the current routing cells, guarded on loglik itself.
+
+    Inside the cells where no point changes its active set, the observed
+    log-likelihood is smooth with gradient sum_n w_n (tau_n - g_n) x_n (tau the
+    top-K posterior), i.e. the M-step objective's gradient; its Newton
+    direction (softmax curvature over each point's active experts) usually
+    moves the routing boundaries a little.  The M-step cannot take such a step
+    (its objective is -inf once a point with responsibility leaves an active
+    set, so the guard halves the step until no point moves: EM stalls on large
+    samples); judged on the observed log-likelihood, which is finite for every
+    routing, the step is accepted whenever the log-likelihood does not drop.
+    """
+    lw = gate.log_weights(SoftmaxParams(jnp.concatenate([head, th], axis=0)), Xg)
+    lj = lw + logf
+    post = jnp.exp(lj - klogsumexp(lj)[None])
+    post = jnp.where(w[None] > 0, post, jnp.exp(lw))
+    grad, negH = newton.softmax_newton_stats(jnp.exp(lw), post, w, Xg)
+    grad, negH = mask_newton(grad, negH, free)
+    d = newton.newton_direction(grad, negH, ctl.ridge)
+    th_new, _, _ = newton.guarded_step(th, d, loglik, loglik(th), ctl.ls_eps, max_halvings)
+    return th_new
 
 
 def _pattern_search(th, free, loglik):
