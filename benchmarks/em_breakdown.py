@@ -4,7 +4,9 @@ Times 30 iterations of each stage combination inside one compiled
 ``fori_loop`` (no dispatch overhead), k = 3, d = 2, float64, one core, and
 reports ns per point: E-step alone, E-step + gate Newton statistics, + the
 gate's guard objective, + the experts' Gram statistics, + the whole gate
-M-step, + the whole expert M-step, and the full iteration.  Minimum over
+M-step, + the whole expert M-step, and the full iteration; then the whole
+compiled EM loop (``em.fit_restarts``) with the gate guard checked in the next
+E-step (the default, ``em._fit_one_speculative``) and with the guard's own pass.  Minimum over
 repetitions, interleaved so that a load change hits every variant alike.
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/em_breakdown.py [n ...]      # default 100000
@@ -98,19 +100,44 @@ def looped(step):
     return run
 
 
+def em_loops(n):
+    """The compiled EM loop (em.fit_restarts, 30 iterations) with the speculative and the in-step gate guard."""
+    _, Xd, y = bench.simulate(n)
+    model = ms.GaussianMoE(bench.K)
+    dat = make_data(Xd, Xd, y, np.ones(n))
+    cfg = model.config(max_iter=IT)
+    ctl = model.control({"var_y": float(np.var(y))}, tol=-1.0)
+    g0, c0, s0 = bench.start_params()
+    p0 = em.MoEParams(ms.gating.SoftmaxParams(jnp.asarray(g0)[None]),
+                      ms.experts.GaussianParams(jnp.asarray(c0)[None], jnp.asarray(s0)[None]))
+    fixed = em.no_fixed(jax.tree_util.tree_map(lambda a: a[0], p0))
+    keys = jax.random.split(jax.random.PRNGKey(0), 1)
+    speculative = em._speculative
+    out = []
+    try:
+        for name, on in (("EM loop, guard in the next E-step", True), ("EM loop, guard pass in the M-step", False)):
+            em._speculative = speculative if on else (lambda cfg, data: False)
+            jax.clear_caches()
+            compiled = em.fit_restarts.lower(p0, dat, ctl, fixed, keys, cfg=cfg).compile()
+            out.append((name, lambda c=compiled: c(p0, dat, ctl, fixed, keys)))
+    finally:
+        em._speculative = speculative
+    return out
+
+
 def main(argv):
     sizes = [int(a) for a in argv] or [100_000]
     rows = []
     for n in sizes:
         p, dat, named = stages(n)
-        fns = [(name, looped(s)) for name, s in named]
+        fns = [(name, (lambda f=looped(s): f(p, dat))) for name, s in named] + em_loops(n)
         for _, f in fns:
-            jax.block_until_ready(f(p, dat))
+            jax.block_until_ready(f())
         best = {name: np.inf for name, _ in fns}
         for _ in range(8):
             for name, f in fns:
                 t0 = time.perf_counter()
-                jax.block_until_ready(f(p, dat))
+                jax.block_until_ready(f())
                 best[name] = min(best[name], (time.perf_counter() - t0) / (IT * n) * 1e9)
         for name, _ in fns:
             rows.append({"n": n, "padded_n": int(dat.w.shape[0]), "stage": name, "ns_per_point": round(best[name], 1)})
