@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import jax.numpy as jnp
+import numpy as np
 
 from .. import newton
 from .._math import klogsumexp, ksum
@@ -63,9 +64,33 @@ def softmax_gate_direction(coef, tau, Xg, w, ctl, free, log_w):
     return jnp.concatenate([jnp.zeros_like(coef[:1]), d], axis=0), jnp.dot(ksum(tau * log_w), w)
 
 
+class SoftmaxCoefficients:
+    """Parameter handling shared by gates whose parameters are softmax coefficients with row 0 = 0."""
+
+    def init_params(self, k, pg):
+        return SoftmaxParams(coef=jnp.zeros((k, pg)))
+
+    def n_free_params(self, k, pg):
+        return (k - 1) * pg
+
+    def canonical(self, params):
+        return SoftmaxParams(coef=params.coef - params.coef[:1])
+
+    def describe(self, params, names):
+        c = np.asarray(params.coef)
+        return [(i, names[j], float(c[i, j])) for i in range(1, c.shape[0]) for j in range(c.shape[1])]
+
+    def free_mask(self, params):
+        return SoftmaxParams(coef=jnp.ones(jnp.shape(params.coef), dtype=bool).at[0].set(False))
+
+    def report(self, params):
+        # log-odds of experts 2..k against expert 1, in describe() order
+        return jnp.ravel(params.coef[1:] - params.coef[:1])
+
+
 @register
 @dataclass(frozen=True)
-class Softmax(Gate):
+class Softmax(SoftmaxCoefficients, Gate):
     """Softmax gating on the gate covariates (with intercept).
 
     Parameters
@@ -79,15 +104,6 @@ class Softmax(Gate):
     translation_invariant = True
     summary_title = "Gate (log-odds against expert 1)"
     newton_steps: int = 1
-
-    def init_params(self, k, pg):
-        return SoftmaxParams(coef=jnp.zeros((k, pg)))
-
-    def n_free_params(self, k, pg):
-        return (k - 1) * pg
-
-    def canonical(self, params):
-        return SoftmaxParams(coef=params.coef - params.coef[:1])
 
     def log_weights(self, params, Xg):
         return softmax_log_weights(params.coef, Xg)
@@ -111,14 +127,3 @@ class Softmax(Gate):
         coef = softmax_gate_step(params.coef, tau, Xg, w, ctl, max_halvings, free, self.newton_steps, log_w)
         return SoftmaxParams(coef=coef)
 
-    def describe(self, params, names):
-        c = params.coef
-        return [(i, names[j], float(c[i, j])) for i in range(1, c.shape[0]) for j in range(c.shape[1])]
-
-    def free_mask(self, params):
-        m = jnp.ones(params.coef.shape, dtype=bool).at[0].set(False)
-        return SoftmaxParams(coef=m)
-
-    def report(self, params):
-        # log-odds of experts 2..k against expert 1, in describe() order
-        return (params.coef[1:] - params.coef[:1]).ravel()

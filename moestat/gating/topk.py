@@ -81,7 +81,7 @@ from jax import lax
 from .. import newton
 from .._math import klog_softmax, klogsumexp, ksum
 from .base import Gate, mask_newton, register
-from .softmax import SoftmaxParams, softmax_gate_step
+from .softmax import SoftmaxCoefficients, SoftmaxParams, softmax_gate_step
 
 SELECT = ("scores", "slopes")
 
@@ -123,7 +123,7 @@ def soft_label_sum(tau, logw):
 
 @register
 @dataclass(frozen=True)
-class TopK(Gate):
+class TopK(SoftmaxCoefficients, Gate):
     """Top-K sparse softmax gating (``k`` = K active experts per point).
 
     Parameters
@@ -174,15 +174,6 @@ class TopK(Gate):
         if self.select == "slopes" and not intercept:
             raise ValueError("topk: select='slopes' ranks experts on the slopes beta_1' x and needs a gate "
                              "intercept in column 0; fit with gate_intercept=True or use select='scores'")
-
-    def init_params(self, k, pg):
-        return SoftmaxParams(coef=jnp.zeros((k, pg)))
-
-    def n_free_params(self, k, pg):
-        return (k - 1) * pg
-
-    def canonical(self, params):
-        return SoftmaxParams(coef=params.coef - params.coef[:1])
 
     def log_weights(self, params, Xg):
         return topk_log_weights(params.coef, Xg, self.k, self.select)
@@ -248,16 +239,6 @@ class TopK(Gate):
             return ["topk with K=1: the weights are 0 or 1, so only the routing partition is identified; the gate "
                     "coefficients' scale is arbitrary and they have no standard errors"]
         return []
-
-    def describe(self, params, names):
-        c = np.asarray(params.coef)
-        return [(i, names[j], float(c[i, j])) for i in range(1, c.shape[0]) for j in range(c.shape[1])]
-
-    def free_mask(self, params):
-        return SoftmaxParams(coef=jnp.ones(jnp.shape(params.coef), dtype=bool).at[0].set(False))
-
-    def report(self, params):
-        return jnp.ravel(params.coef[1:] - params.coef[:1])
 
 
 PATTERN_STEPS = (3.0, 1.0, 0.3, 0.1, 0.03, 0.01)
