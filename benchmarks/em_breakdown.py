@@ -35,7 +35,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 IT = 30
 
 
-def stages(n):
+def setup(n):
+    """Data, configuration, control and the benchmark's start (engineering.md's model, moestat.bench)."""
     _, Xd, y = bench.simulate(n)
     model = ms.GaussianMoE(bench.K)
     dat = make_data(Xd, Xd, y, np.ones(n))
@@ -44,7 +45,11 @@ def stages(n):
     g0, c0, s0 = bench.start_params()
     p = em.MoEParams(ms.gating.SoftmaxParams(jnp.asarray(g0)),
                      ms.experts.GaussianParams(jnp.asarray(c0), jnp.asarray(s0)))
-    fixed = em.no_fixed(p)
+    return dat, cfg, ctl, p, em.no_fixed(p)
+
+
+def stages(n):
+    dat, cfg, ctl, p, fixed = setup(n)
 
     def e(p, d):
         return em._e_step(p, d, cfg)
@@ -102,15 +107,8 @@ def looped(step):
 
 def em_loops(n):
     """The compiled EM loop (em.fit_restarts, 30 iterations) with the speculative and the in-step gate guard."""
-    _, Xd, y = bench.simulate(n)
-    model = ms.GaussianMoE(bench.K)
-    dat = make_data(Xd, Xd, y, np.ones(n))
-    cfg = model.config(max_iter=IT)
-    ctl = model.control({"var_y": float(np.var(y))}, tol=-1.0)
-    g0, c0, s0 = bench.start_params()
-    p0 = em.MoEParams(ms.gating.SoftmaxParams(jnp.asarray(g0)[None]),
-                      ms.experts.GaussianParams(jnp.asarray(c0)[None], jnp.asarray(s0)[None]))
-    fixed = em.no_fixed(jax.tree_util.tree_map(lambda a: a[0], p0))
+    dat, cfg, ctl, p, fixed = setup(n)
+    p0 = jax.tree_util.tree_map(lambda a: a[None], p)          # one start
     keys = jax.random.split(jax.random.PRNGKey(0), 1)
     speculative = em._speculative
     out = []
