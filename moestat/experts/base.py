@@ -6,6 +6,8 @@ features-major expert design, ``y (N,)``, ``tau (k, N)``, ``w (N,)``.
 """
 from __future__ import annotations
 
+import abc
+
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -31,7 +33,7 @@ def get_expert(expert: Any) -> "Expert":
 
 
 @dataclass(frozen=True)
-class Expert:
+class Expert(abc.ABC):
     """Base class of the expert families."""
 
     name: ClassVar[str] = "expert"
@@ -39,9 +41,9 @@ class Expert:
     response: ClassVar[str] = "continuous"
 
     # ---- host-side set-up ------------------------------------------------------------
+    @abc.abstractmethod
     def check_y(self, y: np.ndarray, name: str = "y") -> np.ndarray:
         """Validate the response; return it in the dtype the kernels use."""
-        raise NotImplementedError
 
     def prepare(self, y: np.ndarray, w: np.ndarray) -> dict:
         """Data-dependent settings computed once on the host (e.g. a variance floor)."""
@@ -72,13 +74,14 @@ class Expert:
         """
         return self.transform(X)
 
+    @abc.abstractmethod
     def init_features(self, X: np.ndarray, y: np.ndarray) -> np.ndarray:
         """(n, q) features that k-means-type initialisations cluster on."""
-        raise NotImplementedError
 
     # ---- parameters ------------------------------------------------------------------
+    @abc.abstractmethod
     def init_params(self, k: int, p: int, info: dict):
-        raise NotImplementedError
+        ...
 
     def unconstrain(self, params):
         """Map parameters to an unconstrained space (e.g. variances to log-variances)."""
@@ -88,37 +91,38 @@ class Expert:
         """Inverse of :meth:`unconstrain`."""
         return u
 
+    @abc.abstractmethod
     def n_free_params(self, k: int, p: int) -> int:
-        raise NotImplementedError
+        ...
 
     def canonical(self, params):
         """(experts branch) The identified representative of ``params`` (e.g. a ReLU neuron with |scale| = 1)."""
         return params
 
     # ---- kernels ---------------------------------------------------------------------
+    @abc.abstractmethod
     def log_density(self, params, X, y):
         """(k, N) log f_i(y_n | x_n)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def m_step(self, params, tau, X, y, w, ctl, max_halvings: int, fixed):
         """Parameters that do not lower sum_n w_n sum_i tau_in log f_i(y_n | x_n)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def mean(self, params, X):
         """(k, N) conditional mean of each expert (class probabilities: (k, C, N))."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def sample(self, key, params, X, z):
         """Draw y (N,) given expert labels z (N,)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def describe(self, params, names: list[str]) -> list[tuple[int, str, float]]:
         """[(expert, term, estimate), ...] for the expert parameters (expert 0-based)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def free_mask(self, params):
         """PyTree of booleans like params: True for free (identified) entries."""
-        raise NotImplementedError
 
     def at_bound(self, params, ctl):
         """PyTree of booleans like params: entries sitting on a bound (e.g. the variance floor).

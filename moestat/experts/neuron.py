@@ -25,6 +25,8 @@ standard errors).  GELU is not homogeneous and keeps eta2 free.
 """
 from __future__ import annotations
 
+import abc
+
 import math
 import numbers
 from dataclasses import dataclass
@@ -84,12 +86,14 @@ class GaussianNeuron(Expert):
 
     # ---- activation (subclasses) ----------------------------------------------------
     @staticmethod
+    @abc.abstractmethod
     def act(u):
-        raise NotImplementedError
+        ...
 
     @staticmethod
+    @abc.abstractmethod
     def dact(u):
-        raise NotImplementedError
+        ...
 
     # ---- host-side set-up ---------------------------------------------------------------
     check_y = GaussianLinear.check_y

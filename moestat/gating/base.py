@@ -12,6 +12,8 @@ on padding.
 """
 from __future__ import annotations
 
+import abc
+
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -39,7 +41,7 @@ def get_gate(gating: Any) -> "Gate":
 
 
 @dataclass(frozen=True)
-class Gate:
+class Gate(abc.ABC):
     """Base class of the gating families (see the module docstring for shapes)."""
 
     name: ClassVar[str] = "gate"
@@ -69,12 +71,13 @@ class Gate:
         return Z
 
     # ---- parameters ------------------------------------------------------------------
+    @abc.abstractmethod
     def init_params(self, k: int, pg: int):
         """Neutral starting parameters (equal weights)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def n_free_params(self, k: int, pg: int) -> int:
-        raise NotImplementedError
+        ...
 
     def unconstrain(self, params):
         """Map parameters to an unconstrained space (e.g. variances to log-variances)."""
@@ -97,9 +100,9 @@ class Gate:
         return R
 
     # ---- kernels ---------------------------------------------------------------------
+    @abc.abstractmethod
     def log_weights(self, params, Xg):
         """(k, N) log gating probabilities log g_i(x_n), normalised over i."""
-        raise NotImplementedError
 
     def e_step_terms(self, params, Xg):
         """(k, N) terms added to the expert log densities in the E-step.
@@ -109,6 +112,7 @@ class Gate:
         """
         return self.log_weights(params, Xg)
 
+    @abc.abstractmethod
     def m_step(self, params, tau, Xg, w, ctl, max_halvings: int, fixed, log_w=None):
         """Parameters that do not lower sum_n w_n sum_i tau_in log g_i(x_n) (a GEM step).
 
@@ -116,7 +120,6 @@ class Gate:
         the E-step (for conditional gates, the log gate probabilities): a gate
         may reuse it instead of recomputing (XLA does not merge the two).
         """
-        raise NotImplementedError
 
     def observed_step(self, params, data, cfg, ctl, max_halvings: int, fixed_gate):
         """Optional extra move of the gate, judged on the observed log-likelihood (default: none).
@@ -139,13 +142,13 @@ class Gate:
         return True
 
     # ---- presentation / inference ----------------------------------------------------
+    @abc.abstractmethod
     def describe(self, params, names: list[str]) -> list[tuple[int, str, float]]:
         """[(expert, term, estimate), ...] for the identified gate parameters (expert 0-based)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def free_mask(self, params):
         """PyTree of booleans like params: True for free (identified) entries."""
-        raise NotImplementedError
 
     # ---- inference (moestat.inference) ---------------------------------------------
     #: Title of the gate's coefficient table in ``summary()``.
