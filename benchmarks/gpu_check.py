@@ -1,0 +1,75 @@
+"""GPU check: the default fit on the accelerator reaches the reference MLE, and the EM kernel's speed there.
+
+    PYTHONPATH=. python benchmarks/gpu_check.py [OUT_DIR]
+
+Prints the JAX backend, fits sim_moe2 (log-likelihood against the reference MLE), runs the kernel
+benchmark (moestat.bench: ns per point per iteration, JAX on the default device vs NumPy) at
+n = 1e5 and 1e6, and a vmapped batch of 32 replicate fits (the Monte Carlo harness's GPU path,
+em.fit_replicates with batch_size = 32) against one-by-one fits.  Writes gpu_check.json.
+"""
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+
+def main(out_dir="."):
+    import jax
+    import jax.numpy as jnp
+
+    import moestat as ms
+    from moestat import bench, em
+    from moestat.data import make_data
+
+    rep = {"jax": jax.__version__, "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()]}
+    print(rep, flush=True)
+    df = ms.datasets.load_sim_moe2()
+    t0 = time.perf_counter()
+    res = ms.GaussianMoE(2).fit("y ~ x", data=df)
+    ref = ms.datasets.sim_moe2_reference()["mle"]["loglik"]
+    rep["sim_moe2"] = {"loglik": res.loglik, "reference": ref, "diff": res.loglik - ref,
+                       "seconds_incl_compile": time.perf_counter() - t0}
+    print("sim_moe2 loglik %.10f reference %.10f diff %.2e" % (res.loglik, ref, res.loglik - ref), flush=True)
+    rows = []
+    for n in (100_000, 1_000_000):
+        _, Xd, y = bench.simulate(n)
+        j = bench.time_jax(Xd, y, 50)
+        rows.append({"n": n, "jax_ns_per_point_iter": j["ns_per_point_iter"], "compile_s": j["compile_s"]})
+        print("n=%d jax %.2f ns/point/iter (compile %.1f s)" % (n, j["ns_per_point_iter"], j["compile_s"]), flush=True)
+    rep["bench"] = rows
+    # vmapped replicates (32 data sets of n = 1e5) vs one at a time
+    R, n = 32, 100_000
+    model = ms.GaussianMoE(bench.K)
+    datas = []
+    for r in range(R):
+        _, Xd, y = bench.simulate(n, seed=r)
+        datas.append(make_data(Xd, Xd, y, np.ones(n)))
+    dat = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *datas)
+    cfg = model.config(max_iter=50)
+    ctl = model.control({"var_y": 1.0}, tol=-1.0)
+    g0, c0, s0 = bench.start_params()
+    p = em.MoEParams(ms.gating.SoftmaxParams(jnp.asarray(g0)), ms.experts.GaussianParams(jnp.asarray(c0), jnp.asarray(s0)))
+    p0 = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (R,) + a.shape), p)
+    fixed = em.no_fixed(p)
+    keys = jax.random.split(jax.random.PRNGKey(0), R)
+    out = {}
+    for bs in (1, R):
+        f = lambda: em.fit_replicates(p0, dat, ctl, fixed, keys, cfg, batch_size=bs)
+        jax.block_until_ready(f())
+        t0 = time.perf_counter()
+        o = jax.block_until_ready(f())
+        dt = time.perf_counter() - t0
+        out[bs] = o
+        rep["replicates_batch_%d" % bs] = {"seconds": dt, "ns_per_point_iter": dt / (R * n * 50) * 1e9}
+        print("R=%d n=%d batch_size=%d: %.3f s, %.2f ns/point/iter" % (R, n, bs, dt, dt / (R * n * 50) * 1e9), flush=True)
+    rep["batch_max_rel_loglik_diff"] = float(np.max(np.abs(np.asarray(out[1].loglik) - np.asarray(out[R].loglik))
+                                                  / np.abs(np.asarray(out[1].loglik))))
+    print("vmapped vs one-by-one max rel loglik diff %.2e" % rep["batch_max_rel_loglik_diff"], flush=True)
+    with open(os.path.join(out_dir, "gpu_check.json"), "w") as fh:
+        json.dump(rep, fh, indent=1, default=float)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else ".")
