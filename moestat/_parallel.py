@@ -48,6 +48,7 @@ def init_worker():
     for k, v in SINGLE_THREAD_ENV.items():
         os.environ.setdefault(k, v)
 
+
 SPAWN_HINT = (
     "a worker process of moestat's process pool died before returning its result. Workers are started "
     "with 'spawn' (JAX is not fork-safe), so a script that starts them must guard its top-level code with "

@@ -8,11 +8,12 @@ class Registry:
     """Families registered by ``cls.name``; ``get`` accepts a name or an instance.
 
     ``what`` names the argument in messages ("gating", "expert"); ``family``
-    describes what an instance must be ("moestat.gating gate object").
+    describes what an instance must be ("moestat.gating gate object"); ``unknown``
+    starts the message for an unknown name; ``instead`` says what else may be passed.
     """
 
-    def __init__(self, what: str, family: str, unknown: str):
-        self.what, self.family, self.unknown = what, family, unknown
+    def __init__(self, what: str, family: str, unknown: str, instead: str):
+        self.what, self.family, self.unknown, self.instead = what, family, unknown, instead
         self._classes: dict[str, type] = {}
 
     def register(self, cls):
@@ -34,8 +35,7 @@ class Registry:
         if isinstance(obj, str):
             if obj not in self._classes:
                 raise ValueError("%s %r; choose one of %s or pass %s"
-                                 % (self.unknown, obj, ", ".join(repr(n) for n in self.available()),
-                                    "a gate object" if self.what == "gating" else "an expert object"))
+                                 % (self.unknown, obj, ", ".join(repr(n) for n in self.available()), self.instead))
             return self._classes[obj]()
         raise TypeError("%s must be a name (%s) or a %s, got %s"
                         % (self.what, ", ".join(self.available()), self.family, type(obj).__name__))

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from . import newton
 from ._math import kmax, ksum
 from .data import Data
 
@@ -223,7 +224,7 @@ class _SpecState(NamedTuple):
 
 def _speculative(cfg: EMConfig, data: Data) -> bool:
     """EM with a gate whose single Newton step can be checked in the next E-step's pass."""
-    return cfg.algorithm == "em" and getattr(cfg.gate, "speculative", False) and getattr(data, "groups", None) is None
+    return cfg.algorithm == "em" and getattr(cfg.gate, "speculative", False) and data.groups is None
 
 
 def _fit_one_speculative(params0: MoEParams, data: Data, ctl: EMControl, fixed: MoEParams, key,
@@ -244,15 +245,17 @@ def _fit_one_speculative(params0: MoEParams, data: Data, ctl: EMControl, fixed: 
     f = data.w.dtype
     tmap = jax.tree_util.tree_map
 
+    def _checks(s: _SpecState, lg):
+        """The pending candidate (log gate weights lg) passes the gate guard under the previous tau."""
+        return newton.no_decrease(jnp.dot(ksum(s.tau_prev * lg), data.w), s.q_prev, ctl.ls_eps)
+
     def cond(s: _SpecState):
         return jnp.logical_and(jnp.logical_not(s.base.done), s.base.it < cfg.max_iter)
 
     def body(s: _SpecState):
         b = s.base
         ll, tau, _, _, lg = _e_step(b.params, data, cfg)
-        q_cand = jnp.dot(ksum(s.tau_prev * lg), data.w)
-        ok = jnp.logical_or(jnp.logical_not(s.pending),
-                            jnp.logical_and(jnp.isfinite(q_cand), q_cand >= s.q_prev - ctl.ls_eps * jnp.abs(s.q_prev)))
+        ok = jnp.logical_or(jnp.logical_not(s.pending), _checks(s, lg))
 
         def accept(s):
             conv = jnp.logical_and(b.it > 0, ll - b.obj_prev <= ctl.tol * jnp.abs(ll))
@@ -284,10 +287,7 @@ def _fit_one_speculative(params0: MoEParams, data: Data, ctl: EMControl, fixed: 
         jnp.asarray(False))
     s = lax.while_loop(cond, body, init)
     # stopped by max_iter with a candidate still unchecked: check it once (else keep the gate it came from)
-    lg = cfg.gate.e_step_terms(s.base.params.gate, data.Xg)
-    q_cand = jnp.dot(ksum(s.tau_prev * lg), data.w)
-    bad = jnp.logical_and(s.pending, jnp.logical_not(jnp.logical_and(
-        jnp.isfinite(q_cand), q_cand >= s.q_prev - ctl.ls_eps * jnp.abs(s.q_prev))))
+    bad = jnp.logical_and(s.pending, jnp.logical_not(_checks(s, cfg.gate.e_step_terms(s.base.params.gate, data.Xg))))
     params = s.base.params._replace(gate=_select(bad, s.gate_from, s.base.params.gate))
     return FitResult(params=params, loglik=loglik(params, data, cfg), n_iter=s.base.it,
                      converged=s.base.done, trace=s.base.trace)

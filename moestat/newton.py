@@ -94,14 +94,17 @@ def newton_direction(grad, negH, ridge):
     return d.reshape(grad.shape)
 
 
+def no_decrease(q_new, q0, ls_eps):
+    """The guard's acceptance test: q_new finite and not below q0 beyond ``ls_eps * |q0|`` (rounding)."""
+    return jnp.logical_and(jnp.isfinite(q_new), q_new >= q0 - ls_eps * jnp.abs(q0))
+
+
 def guarded_step(theta, direction, objective: Callable, q0, ls_eps, max_halvings: int):
     """Line search on theta + 2^-j direction, j = 0..max_halvings, accepting no decrease.
 
     Returns (theta_new, q_new, accepted).  When no trial is accepted the current
     theta is kept, so the objective never decreases beyond ``ls_eps * |q0|``.
     """
-    tol = ls_eps * jnp.abs(q0)
-
     def cond(state):
         j, accepted, _, _ = state
         return jnp.logical_and(jnp.logical_not(accepted), j <= max_halvings)
@@ -110,8 +113,7 @@ def guarded_step(theta, direction, objective: Callable, q0, ls_eps, max_halvings
         j, _, _, _ = state
         cand = theta + (0.5 ** j) * direction
         qc = objective(cand)
-        ok = jnp.logical_and(jnp.isfinite(qc), qc >= q0 - tol)
-        return j + 1, ok, cand, qc
+        return j + 1, no_decrease(qc, q0, ls_eps), cand, qc
 
     init = (jnp.asarray(0), jnp.asarray(False), theta, q0)
     _, accepted, cand, qc = lax.while_loop(cond, body, init)

@@ -15,7 +15,7 @@ import numpy as np
 
 from .._registry import Registry
 
-_REGISTRY = Registry("expert", "moestat.experts expert object", "unknown expert family")
+_REGISTRY = Registry("expert", "moestat.experts expert object", "unknown expert family", "an expert object")
 
 
 def register(cls):

@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from .. import newton
+
 
 def _eig(negH):
     S = 0.5 * (negH + negH.T)
@@ -42,7 +44,6 @@ def damped_step(theta, grad, negH, objective: Callable, q0, ctl, max_tries: int)
     g = grad.ravel()
     gv = V.T @ g
     lam0 = jnp.maximum(0.0, -e[0]) + (ctl.ridge + 1e-10) * scale
-    tol = ctl.ls_eps * jnp.abs(q0)
 
     def direction(j):
         lam = lam0 + jnp.where(j > 0, scale * 10.0 ** (j - 4.0), 0.0)
@@ -58,8 +59,7 @@ def damped_step(theta, grad, negH, objective: Callable, q0, ctl, max_tries: int)
         j, _, _, _ = state
         cand = theta + direction(j)
         qc = objective(cand)
-        ok = jnp.logical_and(jnp.isfinite(qc), qc >= q0 - tol)
-        return j + 1, ok, cand, qc
+        return j + 1, newton.no_decrease(qc, q0, ctl.ls_eps), cand, qc
 
     init = (jnp.asarray(0), jnp.asarray(False), theta, q0)
     _, accepted, cand, qc = lax.while_loop(cond, body, init)

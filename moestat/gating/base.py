@@ -23,7 +23,7 @@ import numpy as np
 from .._math import klog_softmax
 from .._registry import Registry
 
-_REGISTRY = Registry("gating", "moestat.gating gate object", "unknown gating")
+_REGISTRY = Registry("gating", "moestat.gating gate object", "unknown gating", "a gate object")
 
 
 def register(cls):

@@ -22,6 +22,13 @@ class SoftmaxParams(NamedTuple):
     coef: jnp.ndarray  # (k, pg); row 0 is the reference and stays 0
 
 
+def _gate_stats(log_pi, tau, w, Xg, free):
+    """Masked gradient, negative Hessian (rows 1..k-1) and objective of the soft-label cross-entropy."""
+    grad, negH = newton.softmax_newton_stats(jnp.exp(log_pi), tau, w, Xg)
+    grad, negH = mask_newton(grad, negH, free[1:])
+    return grad, negH, jnp.dot(ksum(tau * log_pi), w)
+
+
 def softmax_gate_step(coef, tau, Xg, w, ctl, max_halvings, free, n_steps, log_w=None):
     """Guarded Newton steps on the soft-label cross-entropy in rows 1..k-1 of ``coef``.
 
@@ -39,9 +46,7 @@ def softmax_gate_step(coef, tau, Xg, w, ctl, max_halvings, free, n_steps, log_w=
         return newton.softmax_objective(full(th), tau, w, Xg)
 
     def stats_from(log_pi):
-        grad, negH = newton.softmax_newton_stats(jnp.exp(log_pi), tau, w, Xg)
-        grad, negH = mask_newton(grad, negH, free[1:])
-        return grad, negH, jnp.dot(ksum(tau * log_pi), w)
+        return _gate_stats(log_pi, tau, w, Xg, free)
 
     def stats(th):
         eta = full(th) @ Xg
@@ -58,10 +63,9 @@ def softmax_gate_direction(coef, tau, Xg, w, ctl, free, log_w):
     For the EM loop's speculative guard (:func:`moestat.em.fit_one`): the
     candidate ``coef + direction`` is checked in the next E-step's pass.
     """
-    grad, negH = newton.softmax_newton_stats(jnp.exp(log_w), tau, w, Xg)
-    grad, negH = mask_newton(grad, negH, free[1:])
+    grad, negH, q = _gate_stats(log_w, tau, w, Xg, free)
     d = newton.newton_direction(grad, negH, ctl.ridge)
-    return jnp.concatenate([jnp.zeros_like(coef[:1]), d], axis=0), jnp.dot(ksum(tau * log_w), w)
+    return jnp.concatenate([jnp.zeros_like(coef[:1]), d], axis=0), q
 
 
 class SoftmaxCoefficients:
