@@ -2,11 +2,13 @@
 
 Times 30 iterations of each stage combination inside one compiled
 ``fori_loop`` (no dispatch overhead), k = 3, d = 2, float64, one core, and
-reports ns per point: E-step alone, E-step + gate Newton statistics, + the
+reports ns per point (pinned to one CPU): E-step alone, E-step + gate Newton statistics, + the
 gate's guard objective, + the experts' Gram statistics, + the whole gate
 M-step, + the whole expert M-step, and the full iteration; then the whole
-compiled EM loop (``em.fit_restarts``) with the gate guard checked in the next
-E-step (the default, ``em._fit_one_speculative``) and with the guard's own pass.  Minimum over
+compiled EM loop (``em.fit_restarts``): the default (gate guard checked in the
+next E-step, statistics from one contraction with the designs' product
+features, ``em._moment_pass``), the same with the direct products
+(``em._direct_pass``), and the in-step guard with its own pass.  Minimum over
 repetitions, interleaved so that a load change hits every variant alike.
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/em_breakdown.py [n ...]      # default 100000
@@ -110,20 +112,24 @@ def em_loops(n):
     dat, cfg, ctl, p, fixed = setup(n)
     p0 = jax.tree_util.tree_map(lambda a: a[None], p)          # one start
     keys = jax.random.split(jax.random.PRNGKey(0), 1)
-    speculative = em._speculative
+    speculative, use_moments = em._speculative, em._use_moments
     out = []
+    never = (lambda a, b: False)
     try:
-        for name, on in (("EM loop, guard in the next E-step", True), ("EM loop, guard pass in the M-step", False)):
-            em._speculative = speculative if on else (lambda cfg, data: False)
+        for name, spec, mom in (("EM loop, moment statistics (default)", speculative, use_moments),
+                                ("EM loop, direct statistics, guard in E", speculative, never),
+                                ("EM loop, guard pass in the M-step", never, never)):
+            em._speculative, em._use_moments = spec, mom
             jax.clear_caches()
             compiled = em.fit_restarts.lower(p0, dat, ctl, fixed, keys, cfg=cfg).compile()
             out.append((name, lambda c=compiled: c(p0, dat, ctl, fixed, keys)))
     finally:
-        em._speculative = speculative
+        em._speculative, em._use_moments = speculative, use_moments
     return out
 
 
 def main(argv):
+    bench.one_core()
     sizes = [int(a) for a in argv] or [100_000]
     rows = []
     for n in sizes:
@@ -139,7 +145,7 @@ def main(argv):
                 best[name] = min(best[name], (time.perf_counter() - t0) / (IT * n) * 1e9)
         for name, _ in fns:
             rows.append({"n": n, "padded_n": int(dat.w.shape[0]), "stage": name, "ns_per_point": round(best[name], 1)})
-            print("%9d  %-30s %7.1f ns/point" % (n, name, best[name]))
+            print("%9d  %-40s %7.1f ns/point" % (n, name, best[name]))
     out = os.path.join(HERE, "results", "em_breakdown.csv")
     with open(out, "w", newline="") as fh:
         wr = csv.DictWriter(fh, fieldnames=list(rows[0]))

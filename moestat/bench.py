@@ -10,7 +10,9 @@ log-likelihood traces are compared as a correctness check.
 
 Run ``python -m moestat.bench --sizes 10000 100000 1000000 --out FILE.csv``
 (or ``moestat bench``); set ``OPENBLAS_NUM_THREADS=1`` and keep the machine
-otherwise idle.  Numbers are printed and written; nothing is asserted.
+otherwise idle.  The process pins itself to one CPU (``--all-cores`` to
+skip), and the file records CPU time / wall time as a check.  Numbers are
+printed and written; nothing is asserted.
 """
 from __future__ import annotations
 
@@ -91,20 +93,35 @@ def time_numpy(Xd, y, iters: int):
     return {"ns_per_point_iter": dt / (Xd.shape[0] * iters) * 1e9, "iterations": iters, "trace": trace}
 
 
+def one_core() -> int:
+    """Pin this process (and the threads XLA starts later) to one CPU; returns 1.
+
+    XLA:CPU runs some operations on a thread pool: without pinning, a "one
+    core" figure silently used 1.6 cores (CPU time / wall time in the
+    benchmark file of 2026-11-25).
+    """
+    allowed = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {allowed[0]})
+    return 1
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     ap.add_argument("--iters", type=int, default=50, help="EM iterations timed for JAX")
     ap.add_argument("--numpy-iters", type=int, default=5, help="EM iterations timed for NumPy")
     ap.add_argument("--out", default="bench_em.csv")
+    ap.add_argument("--all-cores", action="store_true",
+                    help="do not pin the process to one CPU (by default it is, so the figure is one core's)")
     args = ap.parse_args(argv)
+    cores = one_core() if not args.all_cores else len(os.sched_getaffinity(0))
     from threadpoolctl import threadpool_limits
 
     import jax
 
     rows = []
-    print("machine: %s, %s, %d cores; jax %s on %s; float64; k=%d, d=%d"
-          % (platform.machine(), platform.processor() or platform.platform(), os.cpu_count(),
+    print("machine: %s, %s, %d cores (%d used); jax %s on %s; float64; k=%d, d=%d"
+          % (platform.machine(), platform.processor() or platform.platform(), os.cpu_count(), cores,
              jax.__version__, jax.default_backend(), K, D))
     print("%10s %10s %14s %14s %9s %10s %12s" % ("n", "padded", "jax ns/pt/it", "numpy ns/pt/it", "speed-up",
                                                  "compile s", "max |dll|"))
@@ -115,7 +132,7 @@ def main(argv=None) -> int:
             m = time_numpy(Xd, y, args.numpy_iters)
             common = min(len(m["trace"]), j["iterations"])
             dll = float(np.max(np.abs(j["trace"][:common] - m["trace"][:common]) / np.abs(m["trace"][:common])))
-            row = {"n": n, "padded_n": j["padded_n"], "jax_ns_per_point_iter": round(j["ns_per_point_iter"], 2),
+            row = {"n": n, "padded_n": j["padded_n"], "cores": cores, "jax_ns_per_point_iter": round(j["ns_per_point_iter"], 2),
                    "numpy_ns_per_point_iter": round(m["ns_per_point_iter"], 2),
                    "speedup": round(m["ns_per_point_iter"] / j["ns_per_point_iter"], 2),
                    "jax_compile_s": round(j["compile_s"], 3), "jax_cpu_over_wall": round(j["cpu_over_wall"], 2),

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from . import moments
 from ._math import ksum
 
 
@@ -55,18 +56,49 @@ def softmax_newton_stats(pi, target, w, X):
     m = Cn - 1
     if m == 0:  # one category (a one-expert gate): nothing is free
         return jnp.zeros((0, p), pi.dtype), jnp.zeros((0, 0), pi.dtype)
+    rows = softmax_moment_rows(pi, target, w)
+    P = rows.shape[0] - m
+    rows = jnp.concatenate([rows[:m], (rows[m:, None, :] * X[None]).reshape(P * p, N)])
+    M = moments.contract(rows, X)                                                         # (m + P p, p)
+    return M[:m], _assemble_blocks(M[m:].reshape(P, p, p), m)
+
+
+def _curvature_pairs(m: int):
+    return [(i, j) for i in range(m) for j in range(i, m)]
+
+
+def softmax_moment_rows(pi, target, w):
+    """(m + P, N) per-point weight rows of the softmax Newton statistics, m = C - 1, P = m(m+1)/2.
+
+    Rows 0..m-1: w (t_c - pi_c), whose products with x give the gradient;
+    then for each pair i <= j of free categories w pi_i (delta_ij - pi_j), whose
+    products with x x' give the (i, j) block of the negative Hessian.
+    """
+    m = pi.shape[0] - 1
     pf = pi[1:]
     wp = pf * w
-    pairs = [(i, j) for i in range(m) for j in range(i, m)]
-    curv = jnp.stack([wp[i] * ((1.0 if i == j else 0.0) - pf[j]) for i, j in pairs])      # (P, N)
-    rows = jnp.concatenate([w * (target[1:] - pf), (curv[:, None, :] * X[None]).reshape(len(pairs) * p, N)])
-    M = rows @ X.T                                                                        # (m + P p, p)
-    blocks = M[m:].reshape(len(pairs), p, p)
+    curv = [wp[i] * ((1.0 if i == j else 0.0) - pf[j]) for i, j in _curvature_pairs(m)]
+    return jnp.concatenate([w * (target[1:] - pf), jnp.stack(curv)]) if m else jnp.zeros((0,) + w.shape, w.dtype)
+
+
+def softmax_stats_from_moments(linear, gram, m: int):
+    """Gradient (m, p) and negative Hessian from the moments of :func:`softmax_moment_rows`.
+
+    linear (m + P, p): rows' sums against x; gram (m + P, p, p): against x x'
+    (:func:`moestat.moments.split` of the rows contracted with the design's features).
+    """
+    return linear[:m], _assemble_blocks(gram[m:], m)
+
+
+def _assemble_blocks(blocks, m: int):
+    """(P, p, p) upper-triangle blocks (i <= j) -> the symmetric (m p, m p) matrix."""
+    if m == 0:
+        return jnp.zeros((0, 0), blocks.dtype)
     grid = [[None] * m for _ in range(m)]
-    for b, (i, j) in enumerate(pairs):
+    for b, (i, j) in enumerate(_curvature_pairs(m)):
         grid[i][j] = blocks[b]
         grid[j][i] = blocks[b].T
-    return M[:m], jnp.block(grid)
+    return jnp.block(grid)
 
 
 def softmax_objective(B, target, w, X):

@@ -118,17 +118,21 @@ def test_cem_and_sem_run_and_classify(sim_df):
     assert sem.loglik <= em_fit.loglik + 1e-9 and sem.loglik > em_fit.loglik - 5
 
 
-def test_speculative_gate_guard_gives_the_guarded_iterates(monkeypatch):
+@pytest.mark.parametrize("moment_pass", [True, False])
+def test_speculative_gate_guard_gives_the_guarded_iterates(monkeypatch, moment_pass):
     """The softmax gate's guard checked in the next E-step (em._fit_one_speculative) = the in-step guard.
 
     A steep gate and wild starts make full Newton steps overshoot (measured: dozens of halvings over these
-    starts), so the rollback path is exercised; the iterates must be the same.
+    starts), so the rollback path is exercised; the iterates must be the same, both with the statistics
+    from the product-feature contractions (the default for linear experts) and from the direct products.
     """
     rng = np.random.default_rng(7)
     x, y, _ = simulate_softmax_gaussian(2000, [[0, 0], [2, 6], [-1, -5]], [[1, 2], [-1, -2], [0, 1]],
                                         [0.3, 0.4, 0.5], 3)
     model, design, dat, cfg, ctl = _setup(x, y, 3, max_iter=200, tol=1e-10)
-    assert em._speculative(cfg, dat)
+    assert em._speculative(cfg, dat) and em._use_moments(dat, cfg)
+    if not moment_pass:
+        monkeypatch.setattr(em, "_use_moments", lambda data, cfg: False)
     m = 6
     gate = rng.normal(0, 6, size=(m, 3, 2))
     gate[:, 0] = 0
@@ -137,6 +141,7 @@ def test_speculative_gate_guard_gives_the_guarded_iterates(monkeypatch):
                                                 jnp.asarray(rng.uniform(0.5, 2, size=(m, 3)))))
     fixed = em.no_fixed(jax.tree_util.tree_map(lambda a: a[0], p0))
     keys = jax.random.split(jax.random.PRNGKey(0), m)
+    jax.clear_caches()
     spec = em.fit_restarts(p0, dat, ctl, fixed, keys, cfg)
     monkeypatch.setattr(em, "_speculative", lambda cfg, data: False)
     jax.clear_caches()

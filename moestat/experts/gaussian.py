@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import moments
 from .base import Expert, register
 
 LOG2PI = math.log(2.0 * math.pi)
@@ -36,7 +37,7 @@ def gram_stats(tau, w, X, y):
     p = X.shape[0]
     r = tau * w
     Z = jnp.concatenate([X, y[None]], axis=0)                               # (p+1, N)
-    G = ((r[:, None, :] * Z[None]).reshape(k * (p + 1), N) @ Z.T).reshape(k, p + 1, p + 1)
+    G = moments.contract((r[:, None, :] * Z[None]).reshape(k * (p + 1), N), Z).reshape(k, p + 1, p + 1)
     return G[:, :p, :p], G[:, :p, p], G[:, p, p], r @ jnp.ones(N, dtype=r.dtype)
 
 
@@ -57,12 +58,26 @@ def constrained_wls(A, b, beta_old, fixed):
     return jnp.where(free > 0, beta, beta_old)
 
 
+def gram_from_moments(M, p: int):
+    """Gram blocks (A, b, c, N_k) of :func:`gram_stats` from the moments of the rows tau_i w.
+
+    M (k, f): the rows ``tau * w`` contracted with :func:`moestat.moments.features` of Z = [X; y].
+    """
+    Nk, _, G = moments.split(M, p + 1)
+    return G[:, :p, :p], G[:, :p, p], G[:, p, p], Nk
+
+
 def gaussian_m_step(coef, sigma2, tau, X, y, w, ctl, fixed_coef, fixed_sigma2):
     """Closed-form weighted LS / ML-variance update shared by the Gaussian families."""
-    A, b, c, Nk = gram_stats(tau, w, X, y)
+    return gaussian_m_step_from_stats(coef, sigma2, gram_stats(tau, w, X, y), jnp.sum(w), ctl, fixed_coef,
+                                      fixed_sigma2)
+
+
+def gaussian_m_step_from_stats(coef, sigma2, stats, total, ctl, fixed_coef, fixed_sigma2):
+    """:func:`gaussian_m_step` given the Gram blocks ``stats = (A, b, c, N_k)`` and the total weight."""
+    A, b, c, Nk = stats
     beta = constrained_wls(A, b, coef, fixed_coef)
     rss = c - 2.0 * jnp.einsum("ki,ki->k", beta, b) + jnp.einsum("ki,kij,kj->k", beta, A, beta)
-    total = jnp.sum(w)
     alive = Nk > 1e-10 * total
     s2 = jnp.maximum(jnp.maximum(rss, 0.0) / jnp.where(alive, Nk, 1.0), ctl.var_floor)
     beta = jnp.where(alive[:, None], beta, coef)
@@ -124,6 +139,16 @@ class GaussianLinear(Expert):
 
     def m_step(self, params, tau, X, y, w, ctl, max_halvings, fixed):
         beta, s2 = gaussian_m_step(params.coef, params.sigma2, tau, X, y, w, ctl, fixed.coef, fixed.sigma2)
+        return GaussianParams(coef=beta, sigma2=s2)
+
+    # the EM loop's moment path (moestat.moments): the M-step needs only sums of tau_i w against [X; y] products
+    moment_design = "Xy"
+
+    def m_step_from_moments(self, params, M, total, ctl, fixed):
+        """:meth:`m_step` from M (k, f): the rows ``tau * w`` contracted with the features of [X; y]."""
+        p = params.coef.shape[1]
+        beta, s2 = gaussian_m_step_from_stats(params.coef, params.sigma2, gram_from_moments(M, p), total, ctl,
+                                              fixed.coef, fixed.sigma2)
         return GaussianParams(coef=beta, sigma2=s2)
 
     def mean(self, params, X):

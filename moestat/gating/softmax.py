@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import newton
-from .._math import klogsumexp, ksum
+from .._math import klogsumexp, kmax, ksum
 from .base import Gate, mask_newton, register, softmax_log_weights
 
 
@@ -125,6 +125,30 @@ class Softmax(SoftmaxCoefficients, Gate):
         """(direction, objective at params) of the unguarded Newton step, as SoftmaxParams and a scalar."""
         d, q = softmax_gate_direction(params.coef, tau, Xg, w, ctl, jnp.logical_not(fixed.coef), log_w)
         return SoftmaxParams(coef=d), q
+
+    def log_weights_and_probs(self, params, Xg):
+        """(log g, g), both (k, N), from one set of k exponentials (the E-step keeps g for the Newton rows)."""
+        eta = params.coef @ Xg
+        m = kmax(eta)
+        m = jnp.where(jnp.isfinite(m), m, 0.0)
+        e = jnp.exp(eta - m[None])
+        s = ksum(e)
+        return eta - (m + jnp.log(s))[None], e / s[None]
+
+    def moment_rows(self, probs, tau, w):
+        """Per-point weight rows whose moments against the gate design give the Newton statistics."""
+        return newton.softmax_moment_rows(probs, tau, w)
+
+    def direction_from_moments(self, params, linear, gram, ctl, fixed):
+        """:meth:`direction` (without the objective) from the moments of :meth:`moment_rows`.
+
+        linear (r, pg), gram (r, pg, pg): the rows' sums against x and x x' (:func:`moestat.moments.split`).
+        """
+        m = params.coef.shape[0] - 1
+        grad, negH = newton.softmax_stats_from_moments(linear, gram, m)
+        grad, negH = mask_newton(grad, negH, jnp.logical_not(fixed.coef)[1:])
+        d = newton.newton_direction(grad, negH, ctl.ridge)
+        return SoftmaxParams(coef=jnp.concatenate([jnp.zeros_like(params.coef[:1]), d], axis=0))
 
     def m_step(self, params, tau, Xg, w, ctl, max_halvings, fixed, log_w=None):
         free = jnp.logical_not(fixed.coef)

@@ -1,0 +1,83 @@
+"""The EM loop's moment statistics (moestat.moments) equal the direct weighted sums they replace."""
+from __future__ import annotations
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import moestat as ms
+from moestat import em, moments, newton
+from moestat.data import make_data
+from moestat.experts.gaussian import gram_from_moments, gram_stats
+
+
+def _random(p, N, seed=0):
+    rng = np.random.default_rng(seed)
+    return jnp.asarray(rng.normal(size=(p, N))), jnp.asarray(rng.uniform(0, 2, size=(3, N)))
+
+
+@pytest.mark.parametrize("p", [1, 3, 5])
+def test_features_and_split_give_the_weighted_sums(p):
+    D, R = _random(p, 500)
+    total, linear, gram = moments.split(moments.contract(R, moments.features(D)), p)
+    assert moments.features(D).shape[0] == moments.n_features(p) == 1 + p + p * (p + 1) // 2
+    Dn, Rn = np.asarray(D), np.asarray(R)
+    np.testing.assert_allclose(total, Rn.sum(1), rtol=1e-13)
+    np.testing.assert_allclose(linear, Rn @ Dn.T, rtol=1e-12)
+    np.testing.assert_allclose(gram, np.einsum("rn,in,jn->rij", Rn, Dn, Dn), rtol=1e-12, atol=1e-10)
+
+
+def test_softmax_newton_statistics_from_moments_equal_the_direct_ones():
+    rng = np.random.default_rng(1)
+    X = jnp.asarray(np.vstack([np.ones(400), rng.normal(size=(2, 400))]))
+    eta = jnp.asarray(rng.normal(size=(4, 400)))
+    pi = jax.nn.softmax(eta, axis=0)
+    tau = jax.nn.softmax(jnp.asarray(rng.normal(size=(4, 400))), axis=0)
+    w = jnp.asarray(rng.uniform(0, 1, 400))
+    g0, H0 = newton.softmax_newton_stats(pi, tau, w, X)
+    rows = newton.softmax_moment_rows(pi, tau, w)
+    _, lin, gram = moments.split(moments.contract(rows, moments.features(X)), 3)
+    g1, H1 = newton.softmax_stats_from_moments(lin, gram, 3)
+    np.testing.assert_allclose(g1, g0, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(H1, H0, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(H1, H1.T, rtol=0, atol=1e-12)
+
+
+def test_gram_from_moments_equals_gram_stats():
+    X, tau = _random(3, 300, seed=2)
+    y = jnp.asarray(np.random.default_rng(3).normal(size=300))
+    w = jnp.asarray(np.random.default_rng(4).uniform(0, 1, 300))
+    F = moments.features(jnp.concatenate([X, y[None]]))
+    got = gram_from_moments(moments.contract(tau * w, F), 3)
+    for a, b in zip(got, gram_stats(tau, w, X, y)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_worthwhile_bounds_columns_and_memory():
+    assert moments.worthwhile(3, 10 ** 6)
+    assert not moments.worthwhile(moments.MAX_COLUMNS + 1, 1000)
+    assert not moments.worthwhile(8, 10 ** 8)            # 45 rows x 1e8 points would not fit the byte cap
+
+
+def test_wide_designs_use_the_direct_pass_and_reach_the_same_fit(monkeypatch):
+    """Ten covariates exceed MAX_COLUMNS: the direct statistics serve, and the fit equals the guarded EM's."""
+    rng = np.random.default_rng(5)
+    n = 1500
+    x = rng.normal(size=(n, 10))
+    z = (x[:, 0] > 0).astype(int)
+    y = np.where(z == 1, 1 + x @ np.linspace(-1, 1, 10), -1 - x[:, 0]) + 0.3 * rng.normal(size=n)
+    model = ms.GaussianMoE(2)
+    dat = make_data(np.column_stack([np.ones(n), x]), np.column_stack([np.ones(n), x]), y, np.ones(n))
+    assert not em._use_moments(dat, model.config())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ms.MoEWarning)
+        a = model.fit(x, y, n_init=2, seed=1, polish=False)
+        monkeypatch.setattr(em, "_speculative", lambda cfg, data: False)
+        jax.clear_caches()
+        b = model.fit(x, y, n_init=2, seed=1, polish=False)
+    jax.clear_caches()
+    assert a.n_iter == b.n_iter
+    np.testing.assert_allclose(a.loglik, b.loglik, rtol=1e-12)
