@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from . import moments, newton
-from ._math import kmax, ksum
+from ._math import kmax, ksum, log_positive
 from .data import Data
 
 ALGORITHMS = ("em", "cem", "sem")
@@ -102,7 +102,7 @@ def _e_step_from(lg, params: MoEParams, data: Data, cfg: EMConfig):
     m = jnp.where(live, m, 0.0)
     e = jnp.exp(lj - m[None])               # reused for tau: k exps per point, not 2k
     s = ksum(e)
-    lse = m + jnp.log(s)
+    lse = m + log_positive(s)       # s in [1, k] on live points
     tau = jnp.where(live[None], e / s[None], 1.0 / cfg.k)
     ll = jnp.dot(jnp.where(live, lse, 0.0), data.w)
     cll = jnp.dot(m, data.w)

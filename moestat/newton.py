@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from . import moments
-from ._math import ksum
+from ._math import ksum, log_positive
 
 
 def linear_newton_stats(g_eta, C, X):
@@ -107,7 +107,7 @@ def softmax_objective(B, target, w, X):
     m = eta[0]
     for i in range(1, eta.shape[0]):
         m = jnp.maximum(m, eta[i])
-    lse = m + jnp.log(ksum(jnp.exp(eta - m[None])))
+    lse = m + log_positive(ksum(jnp.exp(eta - m[None])))
     return jnp.dot(ksum(target * eta) - lse, w)
 
 

@@ -1,4 +1,5 @@
-"""The EM loop's moment statistics (moestat.moments) equal the direct weighted sums they replace."""
+"""The EM loop's arithmetic shortcuts: moment statistics (moestat.moments) equal the direct weighted sums they
+replace, and the element-wise log (moestat._math.log_positive) equals numpy.log."""
 from __future__ import annotations
 
 import warnings
@@ -10,6 +11,7 @@ import pytest
 
 import moestat as ms
 from moestat import em, moments, newton
+from moestat._math import klogsumexp, log_positive
 from moestat.data import make_data
 from moestat.experts.gaussian import gram_from_moments, gram_stats
 
@@ -81,3 +83,31 @@ def test_wide_designs_use_the_direct_pass_and_reach_the_same_fit(monkeypatch):
     jax.clear_caches()
     assert a.n_iter == b.n_iter
     np.testing.assert_allclose(a.loglik, b.loglik, rtol=1e-12)
+
+
+def test_log_positive_matches_numpy_log_to_3_ulp():
+    rng = np.random.default_rng(6)
+    x = np.concatenate([1 + 2 * rng.random(20000),                       # sums of shifted exponentials: [1, k]
+                        np.exp(rng.uniform(-700, 700, 20000)),           # the whole normal range
+                        [1.0, 2.0, 3.0, np.sqrt(2.0), np.nextafter(np.sqrt(2.0), 2.0), 2.0 ** -1022, 1e308]])
+    got = np.asarray(log_positive(jnp.asarray(x)))
+    ref = np.log(x)
+    assert np.max(np.abs(got - ref) / np.spacing(np.abs(ref) + 1e-300)) <= 3.0
+    assert np.max(np.abs(got - ref)) <= 2.3e-16 * np.max(np.abs(ref))
+    assert np.asarray(log_positive(jnp.asarray([0.0])))[0] == -np.inf
+    assert np.all(np.isnan(np.asarray(log_positive(jnp.asarray([np.nan, np.inf])))))
+
+
+def test_klogsumexp_keeps_minus_inf_rows_and_matches_scipy():
+    from scipy.special import logsumexp
+    a = np.array([[0.0, -np.inf, 700.0, -1e3], [1.0, -np.inf, 699.0, -1e3 - 1], [-3.0, -np.inf, 0.0, -1e3 + 2]])
+    got = np.asarray(klogsumexp(jnp.asarray(a)))
+    ref = logsumexp(a, axis=0)
+    assert got[1] == -np.inf
+    np.testing.assert_allclose(got[[0, 2, 3]], ref[[0, 2, 3]], rtol=1e-15)
+
+
+def test_log_positive_derivatives_are_those_of_log():
+    x = jnp.asarray([1.0, 1.7, 2.9, 1e5])
+    np.testing.assert_allclose(jax.vmap(jax.grad(log_positive))(x), 1 / np.asarray(x), rtol=1e-15)
+    np.testing.assert_allclose(jax.vmap(jax.grad(jax.grad(log_positive)))(x), -1 / np.asarray(x) ** 2, rtol=1e-15)

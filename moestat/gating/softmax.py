@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import newton
-from .._math import klogsumexp, kmax, ksum
+from .._math import klogsumexp, kmax, ksum, log_positive
 from .base import Gate, mask_newton, register, softmax_log_weights
 
 
@@ -133,7 +133,7 @@ class Softmax(SoftmaxCoefficients, Gate):
         m = jnp.where(jnp.isfinite(m), m, 0.0)
         e = jnp.exp(eta - m[None])
         s = ksum(e)
-        return eta - (m + jnp.log(s))[None], e / s[None]
+        return eta - (m + log_positive(s))[None], e / s[None]
 
     def moment_rows(self, probs, tau, w):
         """Per-point weight rows whose moments against the gate design give the Newton statistics."""
