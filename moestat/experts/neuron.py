@@ -199,16 +199,17 @@ class GaussianNeuron(Expert):
 
         Gauss-Newton from the current neuron or the line moves the kink only
         locally, and hardly at all where the expert's responsibilities are
-        small, which traps EM for ReLU experts (cross tests, ``tests/_truths.py``).
-        This searches the kink globally: ``hinge_candidates`` kinks c evenly
-        spaced over the range of u on the rows with w > 0, both directions s =
-        +-1, beta the closed-form weighted LS coefficient of y on the single
-        feature ReLU(s (u - c)) (the neuron has no outer intercept), and
-        weighted RSS sum r y^2 - (sum r f y)^2 / sum r f^2; all candidates in
-        one vectorised pass.  As a neuron: coef = |beta| s (-c, v), scale =
-        sign(beta), the canonical ReLU form (for GELU an approximation that the
-        caller's exact RSS judges).  Column 0 must be the intercept: where it
-        is not (all ones on the live rows), the candidate is made infinite.
+        small, so EM can stop at a neuron with a misplaced kink.  This
+        searches the kink globally: ``hinge_candidates`` kinks c evenly
+        spaced over the range of u on the rows with w > 0, both directions
+        s = +-1, beta the closed-form weighted LS coefficient of y on the
+        single feature ReLU(s (u - c)) (the neuron has no outer intercept),
+        and weighted RSS sum r y^2 - (sum r f y)^2 / sum r f^2; all
+        candidates in one vectorised pass.  As a neuron: coef = |beta| s
+        (-c, v), scale = sign(beta), the canonical ReLU form (for GELU an
+        approximation that the caller's exact RSS judges).  Column 0 must be
+        the intercept: where it is not (all ones on the live rows), the
+        candidate is NaN, which the caller ranks last.
         """
         C = self.hinge_candidates
         live = w > 0
