@@ -77,10 +77,11 @@ class GaussianNeuron(Expert):
         design.  Measured (branch relu5, two ReLU experts under a softmax
         gate, random kinks, n = 1000, one start, 60 data sets): 16 candidates
         raise the fits reaching the true log-likelihood from 45 to 52 of 60,
-        at about 2x the time per EM iteration at n = 3e4 (9.3 -> 19.3 ms,
+        at about 2x the time per EM iteration at n = 3e4 (9.2 -> 19-21 ms,
         3 experts) and a longer compile (a cross test 27 -> 66 s with a cold
-        cache), hence opt-in.  Used only for the starting values it gave no
-        gain (45 of 60), so it is not offered for them alone.
+        cache), hence opt-in (``benchmarks/relu_hinge_starts.py``).  Used only
+        for the starting values it gave no gain (45 of 60), so it is not
+        offered for them alone.
     """
 
     name: ClassVar[str] = "neuron"
