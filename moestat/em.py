@@ -389,7 +389,9 @@ def params_from_resp(tau, base: MoEParams, data: Data, ctl: EMControl, fixed: Mo
         # (xfails) no observed-likelihood gate moves here: they ignore t, and top-K's re-routing moves made these
         # 25 steps cost more than the whole EM run (topk cross test, n = 30000, 4 starts: fit 30 s -> 6-7 s on a
         # loaded 2-core machine; best start 5.0 -> 6.2 above the truth, seed 11); EM runs them from iteration 1
-        return lax.fori_loop(0, n_steps, lambda _, p: m_step(p, t, data, cfg, ctl, fixed, observed=False), base)
+        out = lax.fori_loop(0, n_steps, lambda _, p: m_step(p, t, data, cfg, ctl, fixed, observed=False), base)
+        # (relu5) gates flagged hold_in_starts start at base (Gate.hold_in_starts); static switch
+        return out._replace(gate=base.gate) if getattr(cfg.gate, "hold_in_starts", False) else out
     return lax.map(one, tau, batch_size=batch_size)
 
 

@@ -53,6 +53,11 @@ class Gate(abc.ABC):
     #: (experts branch) False when the gate models the raw covariates and takes no intercept column
     #: (Gaussian gate); the model then drops the intercept from the gate design.
     uses_intercept: ClassVar[bool] = True
+    #: (relu5 branch) True when starting values keep the gate at :meth:`init_params` instead of fitting it to
+    #: the starting partitions (:func:`moestat.em.params_from_resp`); EM's first gate M-step then sees the
+    #: soft responsibilities of the partition-fitted experts.  For gates that a hard partition drives onto a
+    #: flat part of their likelihood (normalized sigmoid: its softmax limit).
+    hold_in_starts: ClassVar[bool] = False
 
     # ---- host-side set-up ------------------------------------------------------------
     def validate(self, k: int, pg: int) -> None:
