@@ -2,7 +2,7 @@
 
 For each model: simulate n points, build the padded data, run exactly
 ``iters`` EM iterations from one start (tol = 0) twice, and report the second
-(compiled) run in ns per point per iteration, plus the compile+first-run time.
+(compiled) run in ns per point per iteration (pinned to one CPU), plus the compile+first-run time.
 Writes ``benchmarks/results/expert_families_speed.csv``.
 
 Usage: OPENBLAS_NUM_THREADS=1 PYTHONPATH=. python benchmarks/expert_families_speed.py [--n 100000] [--iters 50]
@@ -40,6 +40,8 @@ MODELS = {
 
 
 def main():
+    from moestat.bench import one_core
+    one_core()      # one core's figure, like bench_em.py
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=100000)
     ap.add_argument("--iters", type=int, default=50)
