@@ -231,6 +231,7 @@ class TopK(SoftmaxCoefficients, Gate):
 
         th = _dense_proposal(coef, logf, Xg, w, free, loglik, ctl, max_halvings)
         th = _observed_newton(th, head, self, logf, Xg, w, free, loglik, ctl, max_halvings)
+        th = _observed_newton(th, head, self, logf, Xg, w, free, loglik, ctl, max_halvings, cells=True)
         th = _pattern_search(th, free, loglik)
         return params._replace(gate=SoftmaxParams(coef=jnp.concatenate([head, th], axis=0)))
 
@@ -241,7 +242,7 @@ class TopK(SoftmaxCoefficients, Gate):
         return []
 
 
-PATTERN_STEPS = (3.0, 1.0, 0.3, 0.1, 0.03, 0.01)
+PATTERN_STEPS = (3.0, 1.0, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001)
 
 
 def _dense_proposal(coef, logf, Xg, w, free, loglik, ctl, max_halvings):
@@ -257,7 +258,7 @@ def _dense_proposal(coef, logf, Xg, w, free, loglik, ctl, max_halvings):
     return th
 
 
-def _observed_newton(th, head, gate, logf, Xg, w, free, loglik, ctl, max_halvings):
+def _observed_newton(th, head, gate, logf, Xg, w, free, loglik, ctl, max_halvings, cells=False):
     """Newton step of the top-K log-likelihood on the current routing cells, guarded on loglik itself.
 
     Inside the cells where no point changes its active set, the observed
@@ -276,9 +277,46 @@ def _observed_newton(th, head, gate, logf, Xg, w, free, loglik, ctl, max_halving
     post = jnp.where(w[None] > 0, post, jnp.exp(lw))
     grad, negH = newton.softmax_newton_stats(jnp.exp(lw), post, w, Xg)
     grad, negH = mask_newton(grad, negH, free)
-    d = newton.newton_direction(grad, negH, ctl.ridge)
+    if cells:
+        Z = _cell_null_space(jnp.concatenate([head, th], axis=0), Xg, w, free, gate.k, gate.select)
+        d = Z @ newton.newton_direction(Z.T @ grad.ravel(), Z.T @ negH @ Z, ctl.ridge)
+        d = d.reshape(th.shape)
+    else:
+        d = newton.newton_direction(grad, negH, ctl.ridge)
     th_new, _, _ = newton.guarded_step(th, d, loglik, loglik(th), ctl.ls_eps, max_halvings)
     return th_new
+
+
+def _cell_null_space(coef, Xg, w, free, K, select):
+    """((k-1) pg, (k-1) pg) basis (zero columns padded) of the gate moves that keep every routing boundary.
+
+    The top-K weights jump where the K-th and (K+1)-th ranked experts i, j swap, on the
+    hyperplane {x: (b_i - b_j)' x = 0} (slopes only for select="slopes").  A move d keeps that
+    hyperplane iff d_i - d_j is parallel to b_i - b_j; for every pair that swaps at some live
+    point, the components of d_i - d_j orthogonal to b_i - b_j are constrained to 0 (fixed
+    coefficients too).  Columns of the result span the moves meeting all constraints.
+    """
+    k, pg = coef.shape
+    m = (k - 1) * pg
+    S = jnp.ones((pg,), coef.dtype) if select == "scores" else jnp.ones((pg,), coef.dtype).at[0].set(0.0)
+    v = (coef * S[None]) @ Xg
+    active = topk_mask(v, K)
+    kth = jnp.argmin(jnp.where(active, v, jnp.inf), axis=0)
+    nxt = jnp.argmax(jnp.where(active, -jnp.inf, v), axis=0)
+    live = w > 0
+    E = jnp.concatenate([jnp.zeros((pg, m), coef.dtype), jnp.eye(m, dtype=coef.dtype).reshape(k - 1, pg, m)
+                         .transpose(0, 1, 2).reshape((k - 1) * pg, m)], axis=0).reshape(k, pg, m)
+    rows = [jnp.diag(1.0 - free.ravel().astype(coef.dtype))]
+    for i in range(k):
+        for j in range(i + 1, k):
+            swaps = jnp.any(live & (((kth == i) & (nxt == j)) | ((kth == j) & (nxt == i))))
+            u = (coef[i] - coef[j]) * S
+            P = jnp.eye(pg, dtype=coef.dtype) - jnp.outer(u, u) / jnp.maximum(u @ u, 1e-300)
+            rows.append(swaps.astype(coef.dtype) * (P @ (S[:, None] * (E[i] - E[j]))))
+    A = jnp.concatenate(rows, axis=0)
+    ev, V = jnp.linalg.eigh(A.T @ A)
+    null = ev <= 1e-10 * jnp.maximum(1.0, jnp.max(ev))
+    return V * null.astype(coef.dtype)[None]
 
 
 def _pattern_search(th, free, loglik):
