@@ -1,5 +1,5 @@
 """Top-K's boundary-preserving Newton step: the moves it spans keep every routing boundary (the fit itself is
-checked by the top-K x ReLU cross test in test_cross_families.py).
+checked by the top-K x ReLU cross test in test_cross_families.py)."""
 from __future__ import annotations
 
 import jax.numpy as jnp
