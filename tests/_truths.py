@@ -42,14 +42,11 @@ GATE_OPTIONS: dict[str, dict] = {}
 #: ratio is 5.86 / 3.51 / 1.25 / 5.55 (normalized sigmoid) and 3.64 / 4.05 / 2.74 / 2.33 (modified softmax) for
 #: seeds 11-14; the one failing seed of each fails with linear experts too (1.71, 1.96): gates weakly identified
 #: at this n (normalized sigmoid: a near-flat common shift of the intercepts), not the ReLU experts.
-KNOWN_HARD = {
-    ("topk", "relu"): "gate local maxima at n = 3e4 (top-K routing cells), not ReLU starts: the best of 4 starts "
-                      "ends 227 (seed 11) / 33 (seed 12) below the true log-likelihood although its three experts "
-                      "match the truth (canonical (0.50, 2.00), (2.02, -2.96), (5.99, 0.89) vs (0.5, 2), (2, -3), "
-                      "(6, 0.9)) and only its gate is off (reference-row form (-1.32, -2.63), (-0.98, -4.88) vs "
-                      "(-1, -2), (-0.7, -4)); EM continued from it at tol 1e-13 gains < 0.01, EM from the truth "
-                      "ends 4.9 / 2.4 above it; 4x screened starts (moestat.init_screen) pass seed 11 but take 109 s",
-}
+#: ("topk", "relu") left this list on branch topk6: the best of 4 starts had ended 227 (seed 11) / 13 (seed 13)
+#: below the truth with the right experts and routing boundaries but a gate stuck on the kinks of the top-K
+#: likelihood; TopK's boundary-preserving Newton step (moestat/gating/topk.py) ends 5.2 / 3.6 / 6.0 / 4.5 above
+#: it for seeds 11-14, error ratios 8.5 / 5.4 / 3.5 / 5.3.
+KNOWN_HARD: dict = {}
 
 
 def gate_options(gate_name: str) -> dict:
