@@ -98,12 +98,14 @@ def time_numpy(Xd, y, iters: int):
 
 
 def one_core() -> int:
-    """Pin this process (and the threads XLA starts later) to one CPU; returns 1.
+    """Pin this process (and the threads XLA starts later) to one CPU; returns the CPUs it may use.
 
     XLA:CPU runs some operations on a thread pool: without pinning, a "one
     core" figure silently used 1.6 cores (CPU time / wall time in the
     benchmark file of 2026-11-25).
     """
+    if not hasattr(os, "sched_setaffinity"):   # macOS / Windows: no affinity API; the file's CPU/wall ratio tells
+        return os.cpu_count() or 1
     allowed = sorted(os.sched_getaffinity(0))
     os.sched_setaffinity(0, {allowed[0]})
     return 1
