@@ -287,11 +287,10 @@ def _fit_one_speculative(params0: MoEParams, data: Data, ctl: EMControl, fixed: 
         return lax.cond(ok, accept, reject, s)
 
     zero_gate = tmap(jnp.zeros_like, params0.gate)
-    tau_shape = jax.eval_shape(lambda: gate_pass(params0, None, jnp.zeros((), f))[1]).shape
     init = _SpecState(
         _State(params0, jnp.asarray(-jnp.inf, f), jnp.asarray(0), jnp.asarray(False),
                jnp.full((cfg.max_iter,), jnp.nan, f), key, params0, jnp.asarray(-jnp.inf, f)),
-        jnp.zeros(tau_shape, f), params0.gate, zero_gate, jnp.asarray(0.0, f), jnp.asarray(0),
+        jnp.zeros((cfg.k, data.w.shape[0]), f), params0.gate, zero_gate, jnp.asarray(0.0, f), jnp.asarray(0),
         jnp.asarray(False))
     s = lax.while_loop(cond, body, init)
     # stopped by max_iter with a candidate still unchecked: check it once (else keep the gate it came from)
@@ -304,14 +303,13 @@ def _fit_one_speculative(params0: MoEParams, data: Data, ctl: EMControl, fixed: 
 def _direct_pass(data: Data, ctl: EMControl, fixed: MoEParams, cfg: EMConfig):
     """The speculative loop's pass for any expert: E-step, guard test, and the M-step on the whole arrays.
 
-    Returns ``pass(params, tau_prev, q_prev) -> (ll, tau, passes_guard, direction(), expert_step())``;
-    ``tau_prev=None`` (shape inference) skips the guard.
+    Returns ``pass(params, tau_prev, q_prev) -> (ll, tau, passes_guard, direction(), expert_step())``:
+    the guard tests the gate at ``params`` under the previous responsibilities against ``q_prev``.
     """
     def gate_pass(params, tau_prev, q_prev):
         lg = cfg.gate.e_step_terms(params.gate, data.Xg)
         ll, tau, _, _, _ = _e_step_from(lg, params, data, cfg)
-        ok = None if tau_prev is None else newton.no_decrease(jnp.dot(ksum(tau_prev * lg), data.w), q_prev,
-                                                              ctl.ls_eps)
+        ok = newton.no_decrease(jnp.dot(ksum(tau_prev * lg), data.w), q_prev, ctl.ls_eps)
 
         def direction():
             return cfg.gate.direction(params.gate, tau, data.Xg, data.w, ctl, fixed.gate, lg)
@@ -346,11 +344,12 @@ def _moment_pass(data: Data, ctl: EMControl, fixed: MoEParams, cfg: EMConfig):
     def gate_pass(params, tau_prev, q_prev):
         lg, probs = cfg.gate.log_weights_and_probs(params.gate, data.Xg)
         ll, tau, _, _, _ = _e_step_from(lg, params, data, cfg)
-        objective = [ksum(tau * lg)] + ([] if tau_prev is None else [ksum(tau_prev * lg)])
-        rows = jnp.concatenate([cfg.gate.moment_rows(probs, tau, data.w), jnp.stack(objective) * data.w])
+        # the Newton rows, then the gate objective at the iterate under tau and under the previous tau
+        rows = jnp.concatenate([cfg.gate.moment_rows(probs, tau, data.w),
+                                jnp.stack([ksum(tau * lg), ksum(tau_prev * lg)]) * data.w])
         tot, lin, gram = moments.split(moments.contract(rows, Fg), pg)
-        r = rows.shape[0] - len(objective)       # the Newton rows
-        ok = None if tau_prev is None else newton.no_decrease(tot[-1], q_prev, ctl.ls_eps)
+        r = rows.shape[0] - 2
+        ok = newton.no_decrease(tot[r + 1], q_prev, ctl.ls_eps)
 
         def direction():
             return cfg.gate.direction_from_moments(params.gate, lin[:r], gram[:r], ctl, fixed.gate), tot[r]

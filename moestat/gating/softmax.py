@@ -64,8 +64,13 @@ def softmax_gate_direction(coef, tau, Xg, w, ctl, free, log_w):
     candidate ``coef + direction`` is checked in the next E-step's pass.
     """
     grad, negH, q = _gate_stats(log_w, tau, w, Xg, free)
+    return _full_direction(coef, grad, negH, ctl), q
+
+
+def _full_direction(coef, grad, negH, ctl):
+    """The Newton direction of rows 1..k-1 (masked statistics), with the reference row 0 not moving."""
     d = newton.newton_direction(grad, negH, ctl.ridge)
-    return jnp.concatenate([jnp.zeros_like(coef[:1]), d], axis=0), q
+    return jnp.concatenate([jnp.zeros_like(coef[:1]), d], axis=0)
 
 
 class SoftmaxCoefficients:
@@ -147,8 +152,7 @@ class Softmax(SoftmaxCoefficients, Gate):
         m = params.coef.shape[0] - 1
         grad, negH = newton.softmax_stats_from_moments(linear, gram, m)
         grad, negH = mask_newton(grad, negH, jnp.logical_not(fixed.coef)[1:])
-        d = newton.newton_direction(grad, negH, ctl.ridge)
-        return SoftmaxParams(coef=jnp.concatenate([jnp.zeros_like(params.coef[:1]), d], axis=0))
+        return SoftmaxParams(coef=_full_direction(params.coef, grad, negH, ctl))
 
     def m_step(self, params, tau, Xg, w, ctl, max_halvings, fixed, log_w=None):
         free = jnp.logical_not(fixed.coef)
