@@ -7,8 +7,8 @@ gate's guard objective, + the experts' Gram statistics, + the whole gate
 M-step, + the whole expert M-step, and the full iteration; then the whole
 compiled EM loop (``em.fit_restarts``): the default (gate guard checked in the
 next E-step, statistics from one contraction with the designs' product
-features, ``em._moment_pass``), the same with the direct products
-(``em._direct_pass``), and the in-step guard with its own pass.  Minimum over
+features, ``em._moment_sweep``), the same with the direct products
+(``em._direct_sweep``), and the in-step guard with its own pass.  Minimum over
 repetitions, interleaved so that a load change hits every variant alike.
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/em_breakdown.py [n ...]      # default 100000

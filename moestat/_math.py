@@ -68,12 +68,19 @@ def _log_positive_jvp(primals, tangents):
     return log_positive(x), t / x
 
 
+def kshifted_exp(a):
+    """(m, e, s) for a (k, ...) array: m the max over the first axis (0 where not finite), e = exp(a - m),
+    s = sum of e; then log sum exp(a) = m + log s and softmax(a) = e / s."""
+    m = kmax(a)
+    m = jnp.where(jnp.isfinite(m), m, 0.0)
+    e = jnp.exp(a - m[None])
+    return m, e, ksum(e)
+
+
 def klogsumexp(a):
     """log sum_i exp(a_i) over the first axis with a max shift; -inf rows stay -inf."""
-    m = kmax(a)
-    m_safe = jnp.where(jnp.isfinite(m), m, 0.0)
-    s = ksum(jnp.exp(a - m_safe[None]))
-    return m_safe + log_positive(s)
+    m, _, s = kshifted_exp(a)
+    return m + log_positive(s)
 
 
 def klog_softmax(a):

@@ -97,6 +97,11 @@ def time_numpy(Xd, y, iters: int):
     return {"ns_per_point_iter": dt / (Xd.shape[0] * iters) * 1e9, "iterations": iters, "trace": trace}
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def one_core() -> int:
     """Pin this process (and the threads XLA starts later) to one CPU; returns the CPUs it may use.
 
@@ -105,7 +110,7 @@ def one_core() -> int:
     benchmark file of 2026-11-25).
     """
     if not hasattr(os, "sched_setaffinity"):   # macOS / Windows: no affinity API; the file's CPU/wall ratio tells
-        return os.cpu_count() or 1
+        return usable_cpus()
     allowed = sorted(os.sched_getaffinity(0))
     os.sched_setaffinity(0, {allowed[0]})
     return 1
@@ -120,7 +125,7 @@ def main(argv=None) -> int:
     ap.add_argument("--all-cores", action="store_true",
                     help="do not pin the process to one CPU (by default it is, so the figure is one core's)")
     args = ap.parse_args(argv)
-    cores = one_core() if not args.all_cores else len(os.sched_getaffinity(0))
+    cores = one_core() if not args.all_cores else usable_cpus()
     from threadpoolctl import threadpool_limits
 
     import jax
@@ -138,7 +143,8 @@ def main(argv=None) -> int:
             m = time_numpy(Xd, y, args.numpy_iters)
             common = min(len(m["trace"]), j["iterations"])
             dll = float(np.max(np.abs(j["trace"][:common] - m["trace"][:common]) / np.abs(m["trace"][:common])))
-            row = {"n": n, "padded_n": j["padded_n"], "cores": cores, "jax_ns_per_point_iter": round(j["ns_per_point_iter"], 2),
+            row = {"n": n, "padded_n": j["padded_n"], "cores": cores,
+                   "jax_ns_per_point_iter": round(j["ns_per_point_iter"], 2),
                    "numpy_ns_per_point_iter": round(m["ns_per_point_iter"], 2),
                    "speedup": round(m["ns_per_point_iter"] / j["ns_per_point_iter"], 2),
                    "jax_compile_s": round(j["compile_s"], 3), "jax_cpu_over_wall": round(j["cpu_over_wall"], 2),

@@ -248,23 +248,21 @@ def _fit_one_speculative(params0: MoEParams, data: Data, ctl: EMControl, fixed: 
 
     With experts whose M-step needs only weighted moments (Gaussian linear /
     polynomial) and a small design, the statistics of the whole iteration come
-    from one contraction per design (:func:`_moment_pass`).
+    from one contraction per design (:func:`_moment_sweep`).
     """
     f = data.w.dtype
     tmap = jax.tree_util.tree_map
-    gate_pass = _moment_pass(data, ctl, fixed, cfg) if _use_moments(data, cfg) else _direct_pass(data, ctl, fixed, cfg)
+    sweep = _moment_sweep(data, ctl, fixed, cfg) if _use_moments(data, cfg) else _direct_sweep(data, ctl, fixed, cfg)
 
     def cond(s: _SpecState):
         return jnp.logical_and(jnp.logical_not(s.base.done), s.base.it < cfg.max_iter)
 
     def body(s: _SpecState):
         b = s.base
-        ll, tau, checked, direction, expert_step = gate_pass(b.params, s.tau_prev, s.q_prev)
-        ok = jnp.logical_or(jnp.logical_not(s.pending), checked)
         # the M-step is computed before the branch (wasted on the rare rejected iterations): data-sized arrays
         # used inside a lax.cond branch are copied on XLA:CPU (+13 ns/point measured at n = 1e5)
-        d, q0 = direction()
-        e = expert_step()
+        ll, tau, checked, (d, q0), e = sweep(b.params, s.tau_prev, s.q_prev)
+        ok = jnp.logical_or(jnp.logical_not(s.pending), checked)
 
         def accept(s):
             conv = jnp.logical_and(b.it > 0, ll - b.obj_prev <= ctl.tol * jnp.abs(ll))
@@ -294,42 +292,38 @@ def _fit_one_speculative(params0: MoEParams, data: Data, ctl: EMControl, fixed: 
         jnp.asarray(False))
     s = lax.while_loop(cond, body, init)
     # stopped by max_iter with a candidate still unchecked: check it once (else keep the gate it came from)
-    bad = jnp.logical_and(s.pending, jnp.logical_not(gate_pass(s.base.params, s.tau_prev, s.q_prev)[2]))
+    bad = jnp.logical_and(s.pending, jnp.logical_not(sweep(s.base.params, s.tau_prev, s.q_prev)[2]))
     params = s.base.params._replace(gate=_select(bad, s.gate_from, s.base.params.gate))
     return FitResult(params=params, loglik=loglik(params, data, cfg), n_iter=s.base.it,
                      converged=s.base.done, trace=s.base.trace)
 
 
-def _direct_pass(data: Data, ctl: EMControl, fixed: MoEParams, cfg: EMConfig):
-    """The speculative loop's pass for any expert: E-step, guard test, and the M-step on the whole arrays.
+def _direct_sweep(data: Data, ctl: EMControl, fixed: MoEParams, cfg: EMConfig):
+    """The speculative loop's iteration for any expert: E-step, guard test and M-step on the whole arrays.
 
-    Returns ``pass(params, tau_prev, q_prev) -> (ll, tau, passes_guard, direction(), expert_step())``:
-    the guard tests the gate at ``params`` under the previous responsibilities against ``q_prev``.
+    Returns ``sweep(params, tau_prev, q_prev) -> (ll, tau, passes_guard, (gate direction, gate objective),
+    expert params)``: the guard tests the gate at ``params`` under the previous responsibilities against
+    ``q_prev``; the gate direction and the experts' update are the M-step from ``params``.
     """
-    def gate_pass(params, tau_prev, q_prev):
+    def sweep(params, tau_prev, q_prev):
         lg = cfg.gate.e_step_terms(params.gate, data.Xg)
         ll, tau, _, _, _ = _e_step_from(lg, params, data, cfg)
         ok = newton.no_decrease(jnp.dot(ksum(tau_prev * lg), data.w), q_prev, ctl.ls_eps)
-
-        def direction():
-            return cfg.gate.direction(params.gate, tau, data.Xg, data.w, ctl, fixed.gate, lg)
-
-        def expert_step():
-            return cfg.expert.m_step(params.expert, tau, data.X, data.y, data.w, ctl, cfg.max_halvings,
-                                     fixed.expert)
-        return ll, tau, ok, direction, expert_step
-    return gate_pass
+        gate = cfg.gate.direction(params.gate, tau, data.Xg, data.w, ctl, fixed.gate, lg)
+        expert = cfg.expert.m_step(params.expert, tau, data.X, data.y, data.w, ctl, cfg.max_halvings, fixed.expert)
+        return ll, tau, ok, gate, expert
+    return sweep
 
 
 def _use_moments(data: Data, cfg: EMConfig) -> bool:
-    """The moment pass applies: experts with a moment M-step, designs small enough (static: shapes only)."""
+    """The moment sweep applies: experts with a moment M-step, designs small enough (static: shapes only)."""
     N = data.w.shape[-1]
     return (getattr(cfg.expert, "moment_design", None) == "Xy" and moments.worthwhile(data.Xg.shape[0], N)
             and moments.worthwhile(data.X.shape[0] + 1, N))
 
 
-def _moment_pass(data: Data, ctl: EMControl, fixed: MoEParams, cfg: EMConfig):
-    """The speculative loop's pass for moment experts: every statistic from one contraction per design.
+def _moment_sweep(data: Data, ctl: EMControl, fixed: MoEParams, cfg: EMConfig):
+    """:func:`_direct_sweep` for moment experts: every statistic from one contraction per design.
 
     The E-step keeps the gate probabilities from its log-sum-exp; the softmax
     Newton rows, the gate objective at the iterate and under the previous
@@ -341,7 +335,7 @@ def _moment_pass(data: Data, ctl: EMControl, fixed: MoEParams, cfg: EMConfig):
     total = jnp.sum(data.w)
     pg = data.Xg.shape[0]
 
-    def gate_pass(params, tau_prev, q_prev):
+    def sweep(params, tau_prev, q_prev):
         lg, probs = cfg.gate.log_weights_and_probs(params.gate, data.Xg)
         ll, tau, _, _, _ = _e_step_from(lg, params, data, cfg)
         # the Newton rows, then the gate objective at the iterate under tau and under the previous tau
@@ -350,15 +344,11 @@ def _moment_pass(data: Data, ctl: EMControl, fixed: MoEParams, cfg: EMConfig):
         tot, lin, gram = moments.split(moments.contract(rows, Fg), pg)
         r = rows.shape[0] - 2
         ok = newton.no_decrease(tot[r + 1], q_prev, ctl.ls_eps)
-
-        def direction():
-            return cfg.gate.direction_from_moments(params.gate, lin[:r], gram[:r], ctl, fixed.gate), tot[r]
-
-        def expert_step():
-            Me = moments.contract(tau * data.w, Fe)
-            return cfg.expert.m_step_from_moments(params.expert, Me, total, ctl, fixed.expert)
-        return ll, tau, ok, direction, expert_step
-    return gate_pass
+        gate = cfg.gate.direction_from_moments(params.gate, lin[:r], gram[:r], ctl, fixed.gate), tot[r]
+        expert = cfg.expert.m_step_from_moments(params.expert, moments.contract(tau * data.w, Fe), total, ctl,
+                                                fixed.expert)
+        return ll, tau, ok, gate, expert
+    return sweep
 
 
 @partial(jax.jit, static_argnames=("cfg", "batch_size"))
@@ -388,9 +378,10 @@ def params_from_resp(tau, base: MoEParams, data: Data, ctl: EMControl, fixed: Mo
         # (xfails) no observed-likelihood gate moves here: they ignore t, and top-K's re-routing moves made these
         # 25 steps cost more than the whole EM run (topk cross test, n = 30000, 4 starts: fit 30 s -> 6-7 s on a
         # loaded 2-core machine; best start 5.0 -> 6.2 above the truth, seed 11); EM runs them from iteration 1
-        out = lax.fori_loop(0, n_steps, lambda _, p: m_step(p, t, data, cfg, ctl, fixed, observed=False), base)
-        # (relu5) gates flagged hold_in_starts start at base (Gate.hold_in_starts); static switch
-        return out._replace(gate=base.gate) if getattr(cfg.gate, "hold_in_starts", False) else out
+        if getattr(cfg.gate, "hold_in_starts", False):   # (relu5) the gate stays at base; static switch
+            return base._replace(expert=lax.fori_loop(0, n_steps, lambda _, e: cfg.expert.m_step(
+                e, t, data.X, data.y, data.w, ctl, cfg.max_halvings, fixed.expert), base.expert))
+        return lax.fori_loop(0, n_steps, lambda _, p: m_step(p, t, data, cfg, ctl, fixed, observed=False), base)
     return lax.map(one, tau, batch_size=batch_size)
 
 

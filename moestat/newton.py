@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from . import moments
-from ._math import ksum, log_positive
+from ._math import klogsumexp, ksum
 
 
 def linear_newton_stats(g_eta, C, X):
@@ -63,10 +63,6 @@ def softmax_newton_stats(pi, target, w, X):
     return M[:m], _assemble_blocks(M[m:].reshape(P, p, p), m)
 
 
-def _curvature_pairs(m: int):
-    return [(i, j) for i in range(m) for j in range(i, m)]
-
-
 def softmax_moment_rows(pi, target, w):
     """(m + P, N) per-point weight rows of the softmax Newton statistics, m = C - 1, P = m(m+1)/2.
 
@@ -77,7 +73,7 @@ def softmax_moment_rows(pi, target, w):
     m = pi.shape[0] - 1
     pf = pi[1:]
     wp = pf * w
-    curv = [wp[i] * ((1.0 if i == j else 0.0) - pf[j]) for i, j in _curvature_pairs(m)]
+    curv = [wp[i] * ((1.0 if i == j else 0.0) - pf[j]) for i, j in moments.pairs(m)]
     return jnp.concatenate([w * (target[1:] - pf), jnp.stack(curv)]) if m else jnp.zeros((0,) + w.shape, w.dtype)
 
 
@@ -95,7 +91,7 @@ def _assemble_blocks(blocks, m: int):
     if m == 0:
         return jnp.zeros((0, 0), blocks.dtype)
     grid = [[None] * m for _ in range(m)]
-    for b, (i, j) in enumerate(_curvature_pairs(m)):
+    for b, (i, j) in enumerate(moments.pairs(m)):
         grid[i][j] = blocks[b]
         grid[j][i] = blocks[b].T
     return jnp.block(grid)
@@ -104,11 +100,7 @@ def _assemble_blocks(blocks, m: int):
 def softmax_objective(B, target, w, X):
     """sum_n w_n sum_c t_cn log softmax_c(B x_n), B (C, p); targets sum to one per point."""
     eta = B @ X
-    m = eta[0]
-    for i in range(1, eta.shape[0]):
-        m = jnp.maximum(m, eta[i])
-    lse = m + log_positive(ksum(jnp.exp(eta - m[None])))
-    return jnp.dot(ksum(target * eta) - lse, w)
+    return jnp.dot(ksum(target * eta) - klogsumexp(eta), w)
 
 
 def newton_direction(grad, negH, ridge):

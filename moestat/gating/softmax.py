@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import newton
-from .._math import klogsumexp, kmax, ksum, log_positive
+from .._math import klogsumexp, ksum, kshifted_exp, log_positive
 from .base import Gate, mask_newton, register, softmax_log_weights
 
 
@@ -134,10 +134,7 @@ class Softmax(SoftmaxCoefficients, Gate):
     def log_weights_and_probs(self, params, Xg):
         """(log g, g), both (k, N), from one set of k exponentials (the E-step keeps g for the Newton rows)."""
         eta = params.coef @ Xg
-        m = kmax(eta)
-        m = jnp.where(jnp.isfinite(m), m, 0.0)
-        e = jnp.exp(eta - m[None])
-        s = ksum(e)
+        m, e, s = kshifted_exp(eta)
         return eta - (m + log_positive(s))[None], e / s[None]
 
     def moment_rows(self, probs, tau, w):
