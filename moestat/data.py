@@ -271,11 +271,6 @@ class Block:
         return out
 
 
-def _formula_manager():
-    from statsmodels.formula._manager import FormulaManager
-    return FormulaManager()
-
-
 def _drop_intercept(df: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
     for name in ("Intercept", "(Intercept)", "1"):
         if name in df.columns:
@@ -293,7 +288,7 @@ def _formula_rhs(spec: Any, frame: Any) -> pd.DataFrame:
 
 
 def parse_formula(formula: str, data: Any, name: str) -> tuple[pd.DataFrame | None, pd.DataFrame, Any]:
-    """Evaluate ``"y ~ x1 + x2"`` or ``"~ z"`` with statsmodels' formula machinery.
+    """Evaluate ``"y ~ x1 + x2"`` or ``"~ z"`` with patsy's public formula API (as statsmodels does).
 
     Returns (lhs or None, rhs with the intercept column if any, rhs design spec).
     Missing values are an error (not dropped silently).
@@ -303,18 +298,18 @@ def parse_formula(formula: str, data: Any, name: str) -> tuple[pd.DataFrame | No
     if not isinstance(data, (pd.DataFrame, dict)):
         raise TypeError("data must be a pandas DataFrame or a dict of columns, got %s" % type(data).__name__)
     import patsy
-    fm = _formula_manager()
+    keep_na = patsy.NAAction(NA_types=[])  # missing values reach the validators, which name them
     try:
         if "~" not in formula:
             raise ValueError("%s formula %r has no '~'" % (name, formula))
         if not formula.split("~", 1)[0].strip():
-            rhs = fm.get_matrices(formula, data, pandas=True, na_action=patsy.NAAction(NA_types=[]))
+            rhs = patsy.dmatrix(formula, data, NA_action=keep_na, return_type="dataframe")
             lhs = None
         else:
-            lhs, rhs = fm.get_matrices(formula, data, pandas=True, na_action=patsy.NAAction(NA_types=[]))
+            lhs, rhs = patsy.dmatrices(formula, data, NA_action=keep_na, return_type="dataframe")
     except patsy.PatsyError as exc:  # unknown column, bad syntax
         raise ValueError("cannot evaluate %s formula %r: %s" % (name, formula, exc)) from None
-    spec = rhs.design_info if hasattr(rhs, "design_info") else fm.spec
+    spec = rhs.design_info
     return lhs, rhs, spec
 
 
