@@ -9,6 +9,7 @@ from . import _jax  # noqa: F401  (float64 on import)
 from . import datasets, experts, gating
 from .em import MoEParams
 from .model import ConvergenceWarning, DegenerateFitWarning, GaussianMoE, MoEWarning
+from .model import RestartWarning
 from .multinomial_moe import MultinomialMoE, MultinomialResults
 from .results import MoEResults
 from .inference import InferenceWarning, bootstrap, bootstrap_lrt
@@ -24,4 +25,5 @@ __all__ = [
     "MoEWarning", "MultinomialMoE", "MultinomialResults",
     "datasets", "experts", "gating", "models", "simulate",
     "InferenceWarning", "bootstrap", "bootstrap_lrt", "select_k",
+    "RestartWarning",
 ]

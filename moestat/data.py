@@ -11,7 +11,9 @@ exact and fits of different n inside one bucket share one compiled program.
 """
 from __future__ import annotations
 
+import decimal
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Sequence
 
@@ -168,12 +170,74 @@ def _where_bad(a: np.ndarray) -> str:
     return "%d non-finite value(s) (NaN or inf), first at %s" % (int(bad.sum()), where)
 
 
+def numeric_objects(arr: np.ndarray, name: str, columns: Sequence[str] | None = None) -> np.ndarray:
+    """Float64 values of an object array that holds numbers (what ``df.values`` gives for a mixed frame).
+
+    Parameters
+    ----------
+    arr : ndarray of dtype object, shape (n,) or (n, d)
+        Real numbers (Python, NumPy, ``Decimal``, ``Fraction``, bools), or
+        missing values (``None``, ``pd.NA``, NaN), which become NaN for the
+        caller's non-finite check to report.
+    name : str
+        The argument's name, for messages.
+    columns : sequence of str, optional
+        Column names (a DataFrame's); default: column numbers.
+
+    Returns
+    -------
+    ndarray of float64, the shape of ``arr``
+
+    Raises
+    ------
+    TypeError
+        Naming the first column that holds a value that is not a real number
+        (text, a complex number, a date, ...), its row and the value.
+
+    Examples
+    --------
+    >>> numeric_objects(np.array([[1, 2.5], [3, None]], dtype=object), "X")
+    array([[1. , 2.5],
+           [3. , nan]])
+    """
+    arr = np.asarray(arr, dtype=object)
+    out = np.empty(arr.shape, dtype=np.float64)
+    cols = arr.reshape(arr.shape[0], -1) if arr.ndim else arr.reshape(1, 1)
+    flat = out.reshape(cols.shape)
+    for j in range(cols.shape[1]):
+        col = cols[:, j]
+        missing = np.asarray(pd.isna(pd.Series(col, dtype=object)), dtype=bool)
+        ok = np.fromiter((m or isinstance(v, (numbers.Real, np.bool_, decimal.Decimal)) for v, m in zip(col, missing)),
+                         dtype=bool, count=col.shape[0])
+        if not ok.all():
+            i = int(np.argmin(ok))
+            where = "" if arr.ndim < 2 else (" column %r" % columns[j] if columns is not None and j < len(columns)
+                                              else " column %d" % j)
+            raise TypeError("%s%s must be numeric: row %d holds %r (%s); convert it (e.g. pd.to_numeric) or "
+                            "encode categories with a formula" % (name, where, i, col[i], type(col[i]).__name__))
+        vals = np.full(col.shape[0], np.nan)
+        vals[~missing] = [float(v) for v in col[~missing]]
+        flat[:, j] = vals
+    return out
+
+
 def as_float_matrix(a: Any, name: str) -> np.ndarray:
-    """A 2-d float64 matrix from an array-like; clear errors for wrong types and NaN/inf."""
-    if isinstance(a, (pd.DataFrame, pd.Series)):
+    """A 2-d float64 matrix from an array-like; clear errors for wrong types and NaN/inf.
+
+    Object arrays of numbers (a mixed DataFrame's ``.values``) are converted;
+    text or other non-numeric content is refused naming its column
+    (:func:`numeric_objects`).
+    """
+    columns = None
+    if isinstance(a, pd.DataFrame):
+        columns = [str(c) for c in a.columns]
+        a = a.to_numpy()
+    elif isinstance(a, pd.Series):
         a = a.to_numpy()
     arr = np.asarray(a)
-    if arr.dtype == object or arr.dtype.kind in "USO":
+    if arr.dtype == object:
+        arr = numeric_objects(arr, name, columns)
+    if arr.dtype.kind in "USV":
         raise TypeError("%s must be numeric, got values of dtype %s" % (name, arr.dtype))
     if arr.dtype.kind == "b":
         arr = arr.astype(np.float64)
@@ -198,6 +262,8 @@ def as_weights(weights: Any, n: int) -> np.ndarray:
     if weights is None:
         return np.ones(n)
     w = np.asarray(weights.to_numpy() if isinstance(weights, pd.Series) else weights)
+    if w.dtype == object:
+        w = numeric_objects(w, "weights")
     if w.dtype.kind not in "fiub":
         raise TypeError("weights must be numeric, got dtype %s" % w.dtype)
     w = w.astype(np.float64).reshape(-1)

@@ -36,6 +36,10 @@ class DegenerateFitWarning(MoEWarning):
     """A start (or the reported fit) sits at a spurious, degenerate maximum."""
 
 
+class RestartWarning(MoEWarning):
+    """Only one of several starts reached the best log-likelihood: more starts may find a higher maximum."""
+
+
 def _check_int(value, name, minimum):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError("%s must be an integer, got %r" % (name, value))

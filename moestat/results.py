@@ -257,7 +257,8 @@ class MoEResults:
                 ("BIC:", "%.4f" % self.bic), ("ICL:", "%.4f" % self.icl),
                 ("Converged:", str(self.converged)),
                 ("Iterations:", "%d%s" % (self.n_iter, " + %d Newton" % self.n_polish if self.n_polish else "")),
-                ("Starts:", "%d (best: %d)" % (len(self.restarts), self.best_start))] + (
+                ("Starts:", "%d (best: %d; %d reached its log-lik.)" % (len(self.restarts), self.best_start,
+                                                                         self.n_best_starts))] + (
                 [("Likelihood:", "joint of (x, y)")] if self.model.gate.joint else [])  # (experts branch)
 
     def summary(self, alpha: float = 0.05) -> "Summary":
@@ -288,6 +289,39 @@ class MoEResults:
                           % ((small + 1).tolist(), np.round(wts[small], 3).tolist()), MoEWarning, stacklevel=3)
         if self.algorithm == "em":  # CEM / SEM end at many nearby points by design: not a uniqueness issue
             self._check_unique()
+            self._check_restarts()
+
+    #: relative tolerance within which a start counts as reaching the best log-likelihood
+    BEST_START_RTOL = 1e-6
+
+    @property
+    def n_best_starts(self) -> int:
+        """Number of starts whose EM log-likelihood is within ``BEST_START_RTOL`` of the chosen start's.
+
+        Only starts of the chosen start's kind count (degenerate or not).  A
+        value of 1 among several starts means the reported maximum was found
+        once: more starts (``n_init``) may find a higher one -- the check a
+        flexmix or mclust user makes by hand.
+
+        Returns
+        -------
+        int
+            Between 1 and ``len(restarts)``.
+        """
+        r = self.restarts
+        ll = r["loglik"].to_numpy(dtype=float)
+        best = ll[self.best_start]
+        kind = r["degenerate"].to_numpy() == bool(r.loc[self.best_start, "degenerate"])
+        near = np.isfinite(ll) & (ll >= best - self.BEST_START_RTOL * max(1.0, abs(best))) & kind
+        return max(1, int(near.sum()))
+
+    def _check_restarts(self):
+        """Warn when only one of several starts reached the reported maximum."""
+        from .model import RestartWarning
+        if len(self.restarts) > 1 and self.n_best_starts == 1:
+            warnings.warn("only 1 of %d starts reached the best log-likelihood (%.4f); a higher maximum may exist: "
+                          "refit with more starts (n_init) or compare res.restarts"
+                          % (len(self.restarts), self.loglik), RestartWarning, stacklevel=4)
 
     def _check_unique(self):
         """Warn when another start reaches the same log-likelihood with a different fitted model."""

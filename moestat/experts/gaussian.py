@@ -101,7 +101,10 @@ class GaussianLinear(Expert):
 
     def check_y(self, y, name="y"):
         y = np.asarray(y)
-        if y.dtype == object or y.dtype.kind in "USb" or y.dtype.kind not in "fiu":
+        if y.dtype == object:
+            from ..data import numeric_objects
+            y = numeric_objects(y, name)
+        if y.dtype.kind in "USb" or y.dtype.kind not in "fiu":
             raise TypeError("%s must be numeric for Gaussian experts, got dtype %s" % (name, y.dtype))
         y = y.astype(np.float64)
         if not np.all(np.isfinite(y)):

@@ -10,7 +10,7 @@ laptop, a process pool or a Dask cluster.  Command line: ``moestat reproduce``.
 """
 from .runner import RunExistsError, RunResult, analyse, run_experiment
 from .spec import Spec, available_specs, load_spec
-from .store import Store
+from .store import Store, StoreError
 
-__all__ = ["RunExistsError", "RunResult", "Spec", "Store", "analyse", "available_specs", "load_spec",
+__all__ = ["RunExistsError", "RunResult", "Spec", "Store", "StoreError", "analyse", "available_specs", "load_spec",
            "run_experiment"]

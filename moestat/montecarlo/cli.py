@@ -18,7 +18,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Reproduce a published convergence-rate experiment: simulate from the true MoE, fit, "
                     "measure the Voronoi/density losses over replicates and sample sizes, fit the slopes. "
                     "Results are stored in DIR/results.sqlite as each replicate finishes; --resume completes "
-                    "an interrupted run.")
+                    "an interrupted run. Exit status: 0 done, 1 the store or an output file cannot be used "
+                    "(not a results database, unwritable, disk full), 2 a bad spec or option, 130 interrupted.")
     p.add_argument("experiment", nargs="?", help="a shipped experiment name (see --list) or a path to a JSON spec")
     p.add_argument("--list", action="store_true", help="list the shipped experiments and exit")
     p.add_argument("--quick", action="store_true", help="the small grid (about a minute on 2 cores)")
@@ -59,6 +60,7 @@ def run(args) -> int:
         print("moestat reproduce: name an experiment (see --list)", file=sys.stderr)
         return 2
     from .runner import RunExistsError, format_slopes, run_experiment
+    from .store import StoreError
     _terminate_as_interrupt()
     try:
         res = run_experiment(args.experiment, quick=args.quick, out_dir=args.out, workers=args.workers,
@@ -68,6 +70,14 @@ def run(args) -> int:
     except (RunExistsError, ValueError) as exc:
         print("moestat reproduce: %s" % exc, file=sys.stderr)
         return 2
+    except StoreError as exc:
+        print("moestat reproduce: %s" % exc, file=sys.stderr)
+        return 1
+    except OSError as exc:  # an output file (CSV, figure) that cannot be written: a full disk, a read-only folder
+        where = exc.filename if exc.filename is not None else (args.out or "the output folder")
+        print("moestat reproduce: cannot write %s: %s; the stored results are intact -- rerun with --resume"
+              % (where, exc.strerror or exc), file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("\nmoestat reproduce: interrupted; finished replicates are stored -- rerun with --resume",
               file=sys.stderr)

@@ -8,6 +8,7 @@ early.  Results are written to the store as each task finishes.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -24,7 +25,7 @@ from .analysis import error_slopes, local_slopes, loss_slopes
 from .executors import make_executor
 from .progress import Progress
 from .spec import Spec, load_spec
-from .store import Store
+from .store import Store, StoreError
 from .worker import run_task
 
 #: a task aims at about this many data points (blocks of small-n replicates)
@@ -126,8 +127,14 @@ def run_experiment(experiment, *, quick: bool = False, out_dir: str | None = Non
         experiment_for(spec.raw)
     except (ValueError, TypeError) as exc:
         raise ValueError("experiment %r cannot be set up: %s" % (spec.name, exc)) from None
+    except (KeyError, IndexError, AttributeError) as exc:
+        raise ValueError("experiment %r cannot be set up: a field of the spec is missing or malformed (%s: %s)"
+                         % (spec.name, type(exc).__name__, exc)) from None
     out_dir = out_dir or os.path.join("runs", "%s-%s%s" % (spec.name, spec.protocol, "-quick" if quick else ""))
-    os.makedirs(out_dir, exist_ok=True)
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as exc:
+        raise StoreError("cannot create the output folder %s: %s" % (out_dir, exc.strerror or exc)) from None
     grid = spec.grid(quick)
     R = int(replicates or spec.replicates(quick))
     store = Store(os.path.join(out_dir, "results.sqlite"))
@@ -236,12 +243,16 @@ def analyse(spec: Spec, store: Store, out_dir: str, quick: bool, grid, R: int, f
     tag = "%s-%s%s" % (spec.name, spec.protocol, "-quick" if quick else "")
     paths = {"slopes": os.path.join(out_dir, "slopes.csv"), "results": os.path.join(out_dir, "results.csv"),
              "local": os.path.join(out_dir, "local_slopes.csv"), "params": os.path.join(out_dir, "param_slopes.csv")}
-    slopes.to_csv(paths["slopes"], index=False)
-    store.export_csv(spec.hash, paths["results"], grid, R)
+    with replacing(paths["slopes"]) as tmp:
+        slopes.to_csv(tmp, index=False)
+    with replacing(paths["results"]) as tmp:
+        store.export_csv(spec.hash, tmp, grid, R)
     if local:
-        pd.concat(local).to_csv(paths["local"], index=False)
+        with replacing(paths["local"]) as tmp:
+            pd.concat(local).to_csv(tmp, index=False)
     if len(df):
-        error_slopes(df).to_csv(paths["params"], index=False)
+        with replacing(paths["params"]) as tmp:
+            error_slopes(df).to_csv(tmp, index=False)
     files += list(paths.values())
     if figures and fig_input:
         sub = "%s protocol (%s), %s grid: %d sizes %d..%d, %d replicates, %d failed fits" % (
@@ -249,12 +260,34 @@ def analyse(spec: Spec, store: Store, out_dir: str, quick: bool, grid, R: int, f
             else "random restarts, best likelihood", "quick" if quick else "full", len(grid), int(grid.min()),
             int(grid.max()), R, int(slopes["failures"].max()) if len(slopes) else 0)
         from .plots import slope_figure
-        files.append(slope_figure(fig_input, spec.title, sub, os.path.join(out_dir, tag + ".png")))
-    with open(os.path.join(out_dir, "run.json"), "w") as fh:
+        figure = os.path.join(out_dir, tag + ".png")
+        with replacing(figure) as tmp:
+            slope_figure(fig_input, spec.title, sub, tmp)
+        files.append(figure)
+    with replacing(os.path.join(out_dir, "run.json")) as tmp, open(tmp, "w") as fh:
         json.dump({"experiment": spec.name, "spec_hash": spec.hash, "protocol": spec.protocol, "quick": quick,
                    "grid": [int(v) for v in grid], "replicates": R, "stored": int(len(df)), "wall_s": wall,
                    "spec": spec.raw}, fh, indent=1)
     return RunResult(spec=spec, out_dir=out_dir, slopes=slopes, files=files, wall_s=wall)
+
+
+@contextlib.contextmanager
+def replacing(path: str):
+    """Write an output file through a temporary sibling that replaces ``path`` only when complete.
+
+    Yields the temporary path (same folder and extension, so writers that read
+    the extension still work).  An interrupted or failed write (a full disk)
+    leaves the previous ``path`` as it was and removes the partial file.
+    """
+    folder, base = os.path.split(path)
+    stem, ext = os.path.splitext(base)
+    tmp = os.path.join(folder, ".%s.partial-%d%s" % (stem, os.getpid(), ext))
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def format_slopes(slopes: pd.DataFrame) -> str:

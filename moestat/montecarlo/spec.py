@@ -42,6 +42,8 @@ import numpy as np
 HARNESS_VERSION = 1
 PROTOCOLS = ("paper", "mle")
 REQUIRED = ("name", "truth", "fit", "grid", "replicates", "losses")
+#: most sample sizes one grid part may ask for
+MAX_GRID = 10_000
 
 
 def spec_dir():
@@ -59,11 +61,31 @@ def available_specs() -> dict[str, Any]:
 
 
 def load_spec(name_or_path: str) -> "Spec":
-    """A spec by name (shipped) or by path to a JSON file."""
+    """A spec by name (shipped) or by path to a JSON file.
+
+    Raises
+    ------
+    ValueError
+        Naming the file and the fault when it cannot be read, is not valid
+        JSON, or is not a valid spec (a missing or malformed field); or when
+        the name is neither a file nor a shipped experiment.
+    """
     if os.path.exists(name_or_path):
-        with open(name_or_path) as fh:
-            raw = json.load(fh)
-        return Spec(raw)
+        try:
+            with open(name_or_path, encoding="utf-8") as fh:
+                text = fh.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError("cannot read the spec file %s: %s"
+                             % (name_or_path, getattr(exc, "strerror", None) or exc)) from None
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError("the spec file %s is not valid JSON: %s at line %d, column %d"
+                             % (name_or_path, exc.msg, exc.lineno, exc.colno)) from None
+        try:
+            return Spec(raw)
+        except ValueError as exc:
+            raise ValueError("the spec file %s: %s" % (name_or_path, exc)) from None
     specs = available_specs()
     if name_or_path not in specs:
         raise ValueError("unknown experiment %r; available: %s (or give a path to a JSON spec)"
@@ -77,12 +99,12 @@ def expand_grid(parts) -> np.ndarray:
         parts = [parts]
     out = []
     for p in parts:
-        if "linspace" in p:
-            lo, hi, num = p["linspace"]
-            out.append(np.linspace(float(lo), float(hi), int(num)))
-        elif "geomspace" in p:
-            lo, hi, num = p["geomspace"]
-            out.append(np.geomspace(float(lo), float(hi), int(num)))
+        if "linspace" in p or "geomspace" in p:
+            key = "linspace" if "linspace" in p else "geomspace"
+            lo, hi, num = p[key]
+            if not 1 <= int(num) <= MAX_GRID:
+                raise ValueError("grid part %r: the number of sizes must be between 1 and %d" % (p, MAX_GRID))
+            out.append((np.linspace if key == "linspace" else np.geomspace)(float(lo), float(hi), int(num)))
         elif "values" in p:
             out.append(np.asarray(p["values"], dtype=float))
         else:
@@ -117,9 +139,18 @@ class Spec:
     raw: dict
 
     def __post_init__(self):
+        if not isinstance(self.raw, dict):
+            raise ValueError("a spec must be a JSON object, got %s" % type(self.raw).__name__)
         missing = [f for f in REQUIRED if f not in self.raw]
         if missing:
             raise ValueError("spec %r lacks field(s): %s" % (self.raw.get("name", "?"), ", ".join(missing)))
+        if not isinstance(self.raw["name"], str) or not self.raw["name"]:
+            raise ValueError("spec field 'name' must be a non-empty string, got %r" % (self.raw["name"],))
+        for key, kind in (("truth", dict), ("fit", dict), ("grid", dict), ("replicates", dict), ("losses", list),
+                          ("x", dict), ("protocols", dict)):
+            if key in self.raw and not isinstance(self.raw[key], kind):
+                raise ValueError("spec %r: field %r must be a JSON %s, got %r"
+                                 % (self.name, key, "object" if kind is dict else "array", self.raw[key]))
         self.raw = copy.deepcopy(self.raw)
         p = self.raw.setdefault("protocol", "mle")
         if p not in PROTOCOLS:
@@ -127,9 +158,21 @@ class Spec:
         for mode in ("full", "quick"):
             if mode not in self.raw["grid"] or mode not in self.raw["replicates"]:
                 raise ValueError("spec %r needs grid.%s and replicates.%s" % (self.name, mode, mode))
+            try:
+                self.grid(mode == "quick")
+            except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+                raise ValueError("spec %r: grid.%s is malformed: %s" % (self.name, mode, exc)) from None
+            r = self.raw["replicates"][mode]
+            if isinstance(r, bool) or not isinstance(r, int) or r < 1:
+                raise ValueError("spec %r: replicates.%s must be a positive integer, got %r" % (self.name, mode, r))
+        if not all(isinstance(l, dict) and isinstance(l.get("name"), str) for l in self.raw["losses"]):
+            raise ValueError("spec %r: every entry of 'losses' must be an object with a 'name'" % self.name)
         names = [l["name"] for l in self.raw["losses"]]
         if len(set(names)) != len(names):
             raise ValueError("loss names must be unique, got %s" % names)
+        if "seed" in self.raw and (isinstance(self.raw["seed"], bool) or not isinstance(self.raw["seed"], int)
+                                   or self.raw["seed"] < 0):
+            raise ValueError("spec %r: seed must be a non-negative integer, got %r" % (self.name, self.raw["seed"]))
 
     # ------------------------------------------------------------------ fields
     @property

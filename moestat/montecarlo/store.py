@@ -6,13 +6,20 @@ primary key means a replicate is never stored twice, and a restarted run asks
 the store which (n, replicate) pairs are missing and computes only those.
 Floats go through JSON with ``repr`` precision, so the stored values
 round-trip exactly.
+
+A file that cannot serve as the store -- not a SQLite database, a database of
+another program, an unwritable folder, a full disk -- raises
+:class:`StoreError` naming the file and the fault, and is never modified: an
+existing file is inspected read-only before it is opened for writing.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
 import time
+from urllib.request import pathname2url
 
 import pandas as pd
 
@@ -35,18 +42,110 @@ CREATE TABLE IF NOT EXISTS meta (
 #: columns that describe how a result was computed, not what it is (differ between runs)
 VOLATILE = ("seconds", "host", "finished")
 
+#: the first 16 bytes of every SQLite 3 database file
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+class StoreError(RuntimeError):
+    """The results file cannot be used: not a database, another program's database, unwritable, or full.
+
+    The message names the file and the fault; the file is left as it was.
+    """
+
+
+def _expected_columns() -> dict[str, list[str]]:
+    """{table: column names} of :data:`SCHEMA`."""
+    con = sqlite3.connect(":memory:")
+    try:
+        con.executescript(SCHEMA)
+        return {t: [c[1] for c in con.execute("PRAGMA table_info(%s)" % t)]
+                for (t,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                        "AND name NOT LIKE 'sqlite_%'")}
+    finally:
+        con.close()
+
+
+def check_store_file(path: str) -> None:
+    """Raise :class:`StoreError` unless ``path`` is absent, empty, or a moestat results database.
+
+    The file is only read (opened read-only), so a foreign file is never changed.
+    """
+    if not os.path.lexists(path):
+        return
+    if os.path.isdir(path):
+        raise StoreError("%s is a folder, not a results database" % path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(SQLITE_MAGIC))
+    except OSError as exc:
+        raise StoreError("cannot read %s: %s" % (path, exc.strerror or exc)) from None
+    if not head:
+        return  # an empty file is an empty database to SQLite
+    if head != SQLITE_MAGIC:
+        raise StoreError("%s is not a SQLite database (not a moestat results store); move it away or choose "
+                         "another output folder" % path)
+    try:
+        con = sqlite3.connect("file:%s?mode=ro" % pathname2url(os.path.abspath(path)), uri=True)
+        try:
+            tables = {t: [c[1] for c in con.execute("PRAGMA table_info(%s)" % t)]
+                      for (t,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                              "AND name NOT LIKE 'sqlite_%'")}
+        finally:
+            con.close()
+    except sqlite3.Error as exc:
+        raise StoreError("%s is a damaged or unreadable SQLite database: %s" % (path, exc)) from None
+    expected = _expected_columns()
+    foreign = sorted(set(tables) - set(expected))
+    if foreign:
+        raise StoreError("%s is a SQLite database of another program (tables %s), not a moestat results store; "
+                         "move it away or choose another output folder" % (path, ", ".join(foreign)))
+    for t, cols in tables.items():
+        if cols != expected[t]:
+            raise StoreError("%s holds a table %r with columns (%s), not those of a moestat results store (%s)"
+                             % (path, t, ", ".join(cols), ", ".join(expected[t])))
+
 
 class Store:
-    """A results database at ``path`` (created if missing)."""
+    """A results database at ``path`` (created if missing).
+
+    Raises
+    ------
+    StoreError
+        When ``path`` is not a moestat results database, or cannot be created
+        or opened for writing; the file is not modified.
+    """
 
     def __init__(self, path: str):
         self.path = os.fspath(path)
         d = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(d, exist_ok=True)
-        self.con = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
-        self.con.execute("PRAGMA journal_mode=WAL")
-        self.con.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable against a killed process
-        self.con.executescript(SCHEMA)
+        try:
+            os.makedirs(d, exist_ok=True)
+        except OSError as exc:
+            raise StoreError("cannot create the folder %s: %s" % (d, exc.strerror or exc)) from None
+        check_store_file(self.path)
+        if not os.path.exists(self.path) and not os.access(d, os.W_OK):
+            raise StoreError("cannot create %s: the folder is not writable" % self.path)
+        self.con = None
+        try:
+            self.con = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+            self.con.execute("PRAGMA journal_mode=WAL")
+            self.con.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable against a killed process
+            self.con.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            if self.con is not None:
+                self.con.close()
+            raise StoreError("cannot open %s for writing: %s" % (self.path, exc)) from None
+
+    @contextlib.contextmanager
+    def _writing(self):
+        """Turn SQLite write failures (disk full, read-only file, I/O error) into a :class:`StoreError`."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            if self.con.in_transaction:
+                self.con.execute("ROLLBACK")
+            raise StoreError("cannot write to %s: %s; the results stored before are intact"
+                             % (self.path, exc)) from None
 
     def close(self):
         self.con.close()
@@ -59,8 +158,9 @@ class Store:
 
     # ------------------------------------------------------------------ writing
     def register(self, spec) -> None:
-        self.con.execute("INSERT OR IGNORE INTO specs VALUES (?, ?, ?, ?)",
-                         (spec.hash, spec.name, spec.to_json(), time.time()))
+        with self._writing():
+            self.con.execute("INSERT OR IGNORE INTO specs VALUES (?, ?, ?, ?)",
+                             (spec.hash, spec.name, spec.to_json(), time.time()))
 
     def write(self, spec_hash: str, rows: list[dict]) -> int:
         """Store finished replicates in one transaction; returns how many were new."""
@@ -69,28 +169,32 @@ class Store:
                  json.dumps(r["errors"]), json.dumps(r["params"]), r["loglik"], r["n_iter"], int(r["converged"]),
                  int(r["degenerate"]), r["start"], r["n_starts"], r.get("error"), r["seconds"], r.get("host"), now)
                 for r in rows]
-        cur = self.con.cursor()
-        cur.execute("BEGIN IMMEDIATE")
-        try:
-            before = self.con.total_changes
-            cur.executemany("INSERT OR IGNORE INTO results VALUES (%s)" % ",".join("?" * 17), vals)
-            new = self.con.total_changes - before
-            cur.execute("COMMIT")
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
+        with self._writing():
+            cur = self.con.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                before = self.con.total_changes
+                cur.executemany("INSERT OR IGNORE INTO results VALUES (%s)" % ",".join("?" * 17), vals)
+                new = self.con.total_changes - before
+                cur.execute("COMMIT")
+            except BaseException:
+                if self.con.in_transaction:
+                    cur.execute("ROLLBACK")
+                raise
         return new
 
     def delete(self, spec_hash: str) -> None:
         """Discard every stored result, session and meta entry of a spec (one transaction)."""
-        cur = self.con.cursor()
-        cur.execute("BEGIN IMMEDIATE")
-        for table in ("results", "sessions", "meta"):
-            cur.execute("DELETE FROM %s WHERE hash = ?" % table, (spec_hash,))
-        cur.execute("COMMIT")
+        with self._writing():
+            cur = self.con.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            for table in ("results", "sessions", "meta"):
+                cur.execute("DELETE FROM %s WHERE hash = ?" % table, (spec_hash,))
+            cur.execute("COMMIT")
 
     def set_meta(self, spec_hash: str, key: str, value) -> None:
-        self.con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?, ?)", (spec_hash, key, json.dumps(value)))
+        with self._writing():
+            self.con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?, ?)", (spec_hash, key, json.dumps(value)))
 
     def get_meta(self, spec_hash: str, key: str, default=None):
         row = self.con.execute("SELECT value FROM meta WHERE hash = ? AND key = ?", (spec_hash, key)).fetchone()
@@ -99,12 +203,15 @@ class Store:
     # ------------------------------------------------------------------ sessions (wall time across resumes)
     def start_session(self, spec_hash: str, executor: str, workers: int, quick: bool) -> int:
         now = time.time()
-        cur = self.con.execute("INSERT INTO sessions (hash, started, updated, executor, workers, quick) "
-                               "VALUES (?, ?, ?, ?, ?, ?)", (spec_hash, now, now, executor, workers, int(quick)))
+        with self._writing():
+            cur = self.con.execute("INSERT INTO sessions (hash, started, updated, executor, workers, quick) "
+                                   "VALUES (?, ?, ?, ?, ?, ?)", (spec_hash, now, now, executor, workers, int(quick)))
         return int(cur.lastrowid)
 
     def touch_session(self, sid: int, done: int) -> None:
-        self.con.execute("UPDATE sessions SET updated = ?, done = done + ? WHERE id = ?", (time.time(), done, sid))
+        with self._writing():
+            self.con.execute("UPDATE sessions SET updated = ?, done = done + ? WHERE id = ?",
+                             (time.time(), done, sid))
 
     def wall_seconds(self, spec_hash: str) -> float:
         """Wall time of all sessions of a spec (a killed session counts until its last write)."""
