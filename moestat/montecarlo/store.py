@@ -123,7 +123,8 @@ class Store:
         except OSError as exc:
             raise StoreError("cannot create the folder %s: %s" % (d, exc.strerror or exc)) from None
         check_store_file(self.path)
-        if not os.path.exists(self.path) and not os.access(d, os.W_OK):
+        effective = os.access in os.supports_effective_ids  # judge as this process, not its real user
+        if not os.path.exists(self.path) and not os.access(d, os.W_OK, effective_ids=effective):
             raise StoreError("cannot create %s: the folder is not writable" % self.path)
         self.con = None
         try:
