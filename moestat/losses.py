@@ -38,6 +38,7 @@ shrunk away) is an admissible limit, a softmax loss never exceeds sum_j m*_j;
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -235,8 +236,8 @@ class _Evaluator:
         S = (fit.mass[None, :, None] * onehot).sum(1)                                        # (T, k*)
         w = fit.mass[None, :] if rule.weighted else np.ones_like(fit.mass)[None, :]
         W = ((w * term)[:, :, None] * onehot).sum(1)                                         # (T, k*)
-        if rule.weighted:
-            W = W * s[:, None]
+        if rule.weighted:  # s = 0 (every mass shrunk away) removes the parameter terms, however large
+            W = np.where(s[:, None] > 0, W * s[:, None], 0.0)
         mass = np.abs(s[:, None] * S - true.mass[None])
         if rule.mass == "over":
             mass = np.where(sizes > 1, mass, 0.0)
@@ -263,7 +264,7 @@ class _Evaluator:
         cand = np.stack(cand, axis=1)                                                         # (T, C)
         vals = np.stack([self.total(self.cell_contrib(cells, sizes, term, cand[:, c]))
                          for c in range(cand.shape[1])], axis=1)
-        best = np.argmin(vals, axis=1)
+        best = np.argmin(np.where(np.isnan(vals), np.inf, vals), axis=1)
         idx = np.arange(cand.shape[0])
         return cand[idx, best], vals[idx, best]
 
@@ -305,7 +306,22 @@ def voronoi_loss(fit: Atoms, true: Atoms, rule: VoronoiRule, *, rb: Callable = r
     Returns
     -------
     VoronoiResult
+        ``value`` is finite, or ``inf`` (with a :class:`moestat.MoEWarning`)
+        when a parameter term overflows float64 (a fitted parameter so far
+        from the truth that its power exceeds 1.8e308); never NaN.
     """
+    with np.errstate(over="ignore", invalid="ignore"):
+        res = _voronoi_loss(fit, true, rule, rb, translation)
+    if not math.isfinite(res.value):
+        from .model import MoEWarning
+        warnings.warn("the Voronoi loss overflows float64 (largest fitted |parameter| %.3g): reported as inf"
+                      % max(float(np.abs(b).max(initial=0.0)) for b in fit.blocks.values()), MoEWarning,
+                      stacklevel=2)
+        res.value = math.inf
+    return res
+
+
+def _voronoi_loss(fit, true, rule, rb, translation) -> VoronoiResult:
     ev = _Evaluator(fit, true, rule, rb)
     if translation is None:
         translation = fit.gate == "softmax"

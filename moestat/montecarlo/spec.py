@@ -173,6 +173,10 @@ class Spec:
         if "seed" in self.raw and (isinstance(self.raw["seed"], bool) or not isinstance(self.raw["seed"], int)
                                    or self.raw["seed"] < 0):
             raise ValueError("spec %r: seed must be a non-negative integer, got %r" % (self.name, self.raw["seed"]))
+        try:
+            self.protocol_settings()
+        except (TypeError, AttributeError) as exc:
+            raise ValueError("spec %r: the protocol settings are malformed: %s" % (self.name, exc)) from None
 
     # ------------------------------------------------------------------ fields
     @property
