@@ -117,6 +117,23 @@ def run_experiment(experiment, *, quick: bool = False, out_dir: str | None = Non
         How a worker fits a task (see :mod:`moestat.montecarlo.worker`).
     throttle : float
         Pause (seconds) after each stored task -- to watch or test interruption.
+
+    Returns
+    -------
+    RunResult
+        The slopes table, the output files and the number of replicates computed.
+
+    Raises
+    ------
+    ValueError
+        A spec file or spec that cannot be read or set up (the message names the file or field).
+    RunExistsError
+        ``out_dir`` holds results of this experiment and neither ``resume`` nor ``overwrite`` is set.
+    StoreError
+        ``out_dir/results.sqlite`` is not a moestat results database, or the folder or the
+        database cannot be written (read-only, disk full); replicates stored before stay intact.
+    OSError
+        An output file (CSV, JSON, figure) cannot be written; the previous file is kept whole.
     """
     stream = stream or sys.stderr
     log = lambda msg: print(msg, file=stream, flush=True)  # noqa: E731
