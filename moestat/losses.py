@@ -90,6 +90,8 @@ class Atoms:
     def __post_init__(self):
         self.mass = np.asarray(self.mass, dtype=np.float64).reshape(-1)
         k = self.mass.shape[0]
+        if k == 0:
+            raise ValueError("a mixing measure needs at least one atom, got none")
         if self.gate not in GATE_KINDS:
             raise ValueError("Atoms.gate must be one of %s, got %r" % (", ".join(GATE_KINDS), self.gate))
         blocks = {}

@@ -216,8 +216,11 @@ def test_bootstrap_with_drawn_options(small_fit, B, kind, seed):
 
 
 @settings(max_examples=40, **SETTINGS)
-@given(st.integers(0, 5), st.integers(0, 5), st.integers(0, 3), st.sampled_from(["softmax", "none", "sigmoid"]),
-       st.sampled_from(["D1", "D2", "D3", "Dbar", "D9"]), st.integers(0, 2 ** 16), st.sampled_from(SPECIAL + [1.0]))
+@example(k_fit=0, k_true=1, d=1, gate="softmax", kind="D1", seed=0, special=1e300)   # no fitted atom
+@example(k_fit=1, k_true=2, d=0, gate="none", kind="D1", seed=0, special=1e300)      # overflow
+@given(st.integers(1, 5), st.integers(1, 5), st.integers(0, 3), st.sampled_from(["softmax", "none", "sigmoid"]),
+       st.sampled_from(["D1", "D2", "D3", "D1", "D2", "Dbar", "D9"]), st.integers(0, 2 ** 16),
+       st.sampled_from([1.0] * 6 + SPECIAL))
 def test_losses_on_drawn_atoms(k_fit, k_true, d, gate, kind, seed, special):
     rng = np.random.default_rng(seed)
 
@@ -232,6 +235,7 @@ def test_losses_on_drawn_atoms(k_fit, k_true, d, gate, kind, seed, special):
     with no_hang(), only_moestat_warnings() as caught:
         try:
             value = theory_loss(kind, {"moe": atoms(k_fit)}, {"moe": atoms(k_true)}).value
+            event("computed")
         except DOCUMENTED as exc:
             assert str(exc)
             return
