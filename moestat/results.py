@@ -307,6 +307,12 @@ class MoEResults:
         -------
         int
             Between 1 and ``len(restarts)``.
+
+        Examples
+        --------
+        >>> res = ms.GaussianMoE(2).fit(x, y, n_init=10)      # doctest: +SKIP
+        >>> res.n_best_starts                                  # doctest: +SKIP
+        4
         """
         r = self.restarts
         ll = r["loglik"].to_numpy(dtype=float)

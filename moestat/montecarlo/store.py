@@ -69,6 +69,16 @@ def check_store_file(path: str) -> None:
     """Raise :class:`StoreError` unless ``path`` is absent, empty, or a moestat results database.
 
     The file is only read (opened read-only), so a foreign file is never changed.
+
+    Parameters
+    ----------
+    path : str
+        The results database a run would open.
+
+    Examples
+    --------
+    >>> check_store_file("runs/k2/results.sqlite")   # doctest: +SKIP
+    StoreError: runs/k2/results.sqlite is not a SQLite database (not a moestat results store); ...
     """
     if not os.path.lexists(path):
         return
