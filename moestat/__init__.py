@@ -11,6 +11,7 @@ from .em import MoEParams
 from .model import ConvergenceWarning, DegenerateFitWarning, GaussianMoE, MoEWarning
 from .multinomial_moe import MultinomialMoE, MultinomialResults
 from .results import MoEResults
+from .persistence import load
 from .inference import InferenceWarning, bootstrap, bootstrap_lrt
 from .selection import select_k
 from .sampling import simulate
@@ -24,4 +25,5 @@ __all__ = [
     "MoEWarning", "MultinomialMoE", "MultinomialResults",
     "datasets", "experts", "gating", "models", "simulate",
     "InferenceWarning", "bootstrap", "bootstrap_lrt", "select_k",
+    "load",
 ]

@@ -99,7 +99,7 @@ def test_user_init_and_fixed_gate(sim_df, sim_fit):
     P = sim_fit.params
     start = ms.MoEParams(gate=P.gate._replace(coef=np.zeros_like(P.gate.coef)), expert=P.expert)
     fixed = ms.GaussianMoE(2).fit("y ~ x", data=sim_df, init=start, fixed={"gate": True})
-    np.testing.assert_array_equal(fixed.params.gate.coef, 0.0)
+    np.testing.assert_array_equal(fixed.params_tree.gate.coef, 0.0)
     assert fixed.df == 6 and fixed.loglik < sim_fit.loglik
     with pytest.raises(ValueError, match="fixed parameters need starting values"):
         ms.GaussianMoE(2).fit("y ~ x", data=sim_df, fixed={"gate": True})
@@ -115,12 +115,12 @@ def test_degenerate_start_is_detected_and_skipped(sim_df):
     with pytest.warns(ms.DegenerateFitWarning, match="the reported fit is degenerate"):
         kept = ms.GaussianMoE(3).fit("y ~ x", data=sim_df, n_init=3, seed=3, init="random",
                                      prefer_nondegenerate=False)
-    assert kept.loglik > res.loglik and np.sqrt(kept.params.expert.sigma2).min() < 0.05
+    assert kept.loglik > res.loglik and np.sqrt(kept.params_tree.expert.sigma2).min() < 0.05
     # a variance bound rules the spurious maximum out
     with warnings.catch_warnings():
         warnings.simplefilter("error", ms.DegenerateFitWarning)
         bounded = ms.GaussianMoE(3, min_variance=0.05).fit("y ~ x", data=sim_df, n_init=3, seed=3, init="random")
-    assert np.sqrt(bounded.params.expert.sigma2).min() >= np.sqrt(0.05) - 1e-12
+    assert np.sqrt(bounded.params_tree.expert.sigma2).min() >= np.sqrt(0.05) - 1e-12
 
 
 def test_collapsed_expert_is_kept_with_a_warning(sim_df):
@@ -128,7 +128,7 @@ def test_collapsed_expert_is_kept_with_a_warning(sim_df):
     R[np.arange(len(sim_df)), sim_df.z.to_numpy() - 1] = 1.0
     with pytest.warns(ms.MoEWarning, match=r"expert\(s\) \[3\] carry almost no data"):
         res = ms.GaussianMoE(3).fit("y ~ x", data=sim_df, init=R, max_iter=50)
-    assert res.params.expert.coef.shape[0] == 3  # never deleted
+    assert res.params_tree.expert.coef.shape[0] == 3  # never deleted
 
 
 def test_warns_when_the_best_fit_is_not_unique():

@@ -87,7 +87,7 @@ def test_classifier_wrapper_encodes_labels_and_cross_validates():
     assert clf.score(X, y) == pytest.approx(np.mean(clf.classes_[P.argmax(1)] == y))
     scores = cross_val_score(MoEClassifier(model_class=_StandInClassifierMoE), X, y, cv=3)
     assert np.all(scores > 0.5)
-    with pytest.raises(ValueError, match="y has a single class"):
+    with pytest.raises(ValueError, match="y has one class"):
         MoEClassifier(model_class=_StandInClassifierMoE).fit(X, np.zeros(300))
     with pytest.raises(ValueError, match="_StandInClassifierMoE does not take min_variance"):
         MoEClassifier(model_class=_StandInClassifierMoE, min_variance=0.1).fit(X, y)

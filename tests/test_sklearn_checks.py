@@ -1,0 +1,30 @@
+"""scikit-learn's own conformance suite (``parametrize_with_checks``) on the moestat wrappers.
+
+Each estimator is checked with few starts and iterations so that the suite
+stays quick; expected failures are declared through scikit-learn's own
+``expected_failed_checks`` mechanism, each with its reason.
+"""
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("sklearn")
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+from moestat.sklearn import MoEClassifier, MoERegressor  # noqa: E402
+
+ESTIMATORS = [MoERegressor(n_experts=2, n_init=1, max_iter=100), MoEClassifier(n_experts=2, n_init=1, max_iter=100)]
+
+EXPECTED_FAILURES = {
+    "MoERegressor": {},
+    "MoEClassifier": {},
+}
+
+
+def _expected(est):
+    return EXPECTED_FAILURES[type(est).__name__]
+
+
+@parametrize_with_checks(ESTIMATORS, expected_failed_checks=_expected)
+def test_sklearn_conformance(estimator, check):
+    check(estimator)
