@@ -7,6 +7,12 @@ experts, ``moestat.MultinomialMoE``) follow the scikit-learn protocol --
 ``Pipeline``, ``cross_val_score`` and ``GridSearchCV``.  The fitted moestat
 results (standard errors, summary, ...) are in ``results_``.
 
+Input is validated as scikit-learn does (``validate_data``: sparse input is
+refused, object arrays of numbers are converted, a column y warns).  When the
+training data have no more distinct rows than a ``n_experts`` model has free
+parameters, the largest number of experts they identify is fitted instead,
+with a :class:`FewerExpertsWarning` (``n_experts_`` records it).
+
 scikit-learn passes one matrix X; ``gate_features`` / ``expert_features``
 choose which of its columns (indices, or names for DataFrames) enter the gate
 and the experts (default: all columns in both).
@@ -24,6 +30,7 @@ Examples
 """
 from __future__ import annotations
 
+import copy
 import inspect
 import warnings
 
@@ -36,6 +43,8 @@ try:
     from sklearn.utils.validation import check_is_fitted, validate_data
 except ImportError as exc:  # pragma: no cover - exercised only without scikit-learn
     raise ImportError("moestat.sklearn needs scikit-learn: pip install 'moestat[sklearn]'") from exc
+
+from .model import MoEWarning
 
 
 def _columns(X, which, name):
@@ -61,7 +70,7 @@ def _columns(X, which, name):
     return arr[:, which]
 
 
-class FewerExpertsWarning(UserWarning):
+class FewerExpertsWarning(MoEWarning):
     """The training data identify fewer experts than ``n_experts``; the fit uses fewer (``n_experts_``)."""
 
 
@@ -143,13 +152,23 @@ class _MoEEstimator(BaseEstimator):
         rows = np.column_stack([d.X, d.Xg, np.asarray(d.y, dtype=np.float64)])[d.w > 0]
         distinct = np.unique(rows, axis=0).shape[0]
         p, pg = d.X.shape[1], d.Xg.shape[1]
+
+        def n_params(k):   # the design has bound the model to the data (e.g. the classes of y)
+            sized = copy.copy(model)
+            sized.n_experts = k
+            return sized.n_params(p, pg)
+
         k = self.n_experts
-        while k > 1 and self._make_model(k).n_params(p, pg) >= distinct:
+        while k > 1 and n_params(k) >= distinct:
             k -= 1
+        if n_params(1) >= distinct:
+            raise ValueError("too few observations: %d distinct row(s) (n_samples=%d) cannot identify even one "
+                             "expert with %d free parameters (%d expert and %d gate columns)"
+                             % (distinct, int(np.sum(d.w > 0)), n_params(1), p, pg))
         if k < self.n_experts:
             warnings.warn("%d distinct observations identify at most %d expert(s) with %d expert and %d gate "
                           "columns: fitting n_experts_=%d instead of n_experts=%d"
-                          % (distinct, k, p, pg, k, self.n_experts, ), FewerExpertsWarning, stacklevel=3)
+                          % (distinct, k, p, pg, k, self.n_experts), FewerExpertsWarning, stacklevel=3)
         return k
 
     def _predict_kind(self, X, kind):

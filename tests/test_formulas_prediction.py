@@ -100,8 +100,8 @@ def test_sample_from_the_fitted_model():
     _, res = sim_moe2_fit()
     new = pd.DataFrame({"x": np.full(500, 0.05)})   # the fitted size: no new programs
     y, z = res.sample(new, seed=1, return_labels=True)
-    g = res.predict(new.iloc[:1], kind="gate")[0]
-    m = res.predict(new.iloc[:1], kind="experts")[0]
+    g = res.predict(new.iloc[:1], kind="gate").to_numpy()[0]
+    m = res.predict(new.iloc[:1], kind="experts").to_numpy()[0]
     sd_mix = np.sqrt(g @ (res.params_tree.expert.sigma2 + m ** 2) - (g @ m) ** 2)
     assert abs(z.mean() - g[1]) < 4 * np.sqrt(g[0] * g[1] / 500)
     assert abs(y.mean() - g @ m) < 4 * sd_mix / np.sqrt(500)

@@ -15,9 +15,11 @@ from moestat.sklearn import MoEClassifier, MoERegressor  # noqa: E402
 
 ESTIMATORS = [MoERegressor(n_experts=2, n_init=1, max_iter=100), MoEClassifier(n_experts=2, n_init=1, max_iter=100)]
 
+_NO_MLE = ("30 features on 27 rows (9 distinct): even one expert has more parameters than distinct "
+           "observations, so no maximum-likelihood fit exists and fit refuses the data")
 EXPECTED_FAILURES = {
-    "MoERegressor": {},
-    "MoEClassifier": {},
+    "MoERegressor": {"check_sample_weight_equivalence_on_dense_data": _NO_MLE},
+    "MoEClassifier": {"check_sample_weight_equivalence_on_dense_data": _NO_MLE},
 }
 
 
