@@ -79,7 +79,7 @@ class _MoEEstimator(BaseEstimator):
 
     def __init__(self, n_experts=2, gating="softmax", expert=None, *, gate_features=None, expert_features=None,
                  intercept=True, gate_intercept=True, min_variance=None, ridge=0.0, n_init=10, seed=0, tol=1e-8,
-                 max_iter=2000, algorithm="em", model_class=None):
+                 max_iter=2000, algorithm="em", polish=True, model_class=None):
         self.n_experts = n_experts
         self.gating = gating
         self.expert = expert
@@ -94,6 +94,7 @@ class _MoEEstimator(BaseEstimator):
         self.tol = tol
         self.max_iter = max_iter
         self.algorithm = algorithm
+        self.polish = polish
         self.model_class = model_class
 
     def _make_model(self, n_experts):
@@ -130,19 +131,21 @@ class _MoEEstimator(BaseEstimator):
         self.n_experts_ = k
         self.results_ = self.model_.fit(Xe, y, gate_X=Xg, weights=sample_weight, n_init=self.n_init,
                                         seed=self.seed, tol=self.tol, max_iter=self.max_iter,
-                                        algorithm=self.algorithm)
+                                        algorithm=self.algorithm, polish=self.polish)
         self.n_iter_ = max(1, int(getattr(self.results_, "n_iter", 1)))
         return self
 
     def _experts_for(self, Xe, Xg, y, sample_weight):
         """``n_experts``, or fewer (with a warning) when the data cannot identify that many.
 
-        A k-expert model needs more distinct observations (rows of expert
-        covariates, gate covariates and response with positive weight) than
-        free parameters; duplicated rows add no information, so they are
+        A k-expert model (k >= 2) needs more distinct observations (rows of
+        expert covariates, gate covariates and response with positive weight)
+        than free parameters; duplicated rows add no information, so they are
         counted once, and a weighted fit and the same data with repeated rows
-        choose the same k.  Only moestat models are sized; other
-        ``model_class`` objects get ``n_experts`` as given.
+        choose the same k.  One expert needs at least as many distinct rows as
+        parameters (a Gaussian expert's p coefficients then leave a positive
+        residual variance); below that, ValueError.  Only moestat models are
+        sized; other ``model_class`` objects get ``n_experts`` as given.
         """
         from .model import MoEModel
         model = self._make_model(self.n_experts)
@@ -161,7 +164,7 @@ class _MoEEstimator(BaseEstimator):
         k = self.n_experts
         while k > 1 and n_params(k) >= distinct:
             k -= 1
-        if n_params(1) >= distinct:
+        if n_params(1) > distinct:   # one expert: at least as many distinct rows as parameters
             raise ValueError("too few observations: %d distinct row(s) (n_samples=%d) cannot identify even one "
                              "expert with %d free parameters (%d expert and %d gate columns)"
                              % (distinct, int(np.sum(d.w > 0)), n_params(1), p, pg))
@@ -204,7 +207,7 @@ _PARAMS_DOC = """
     intercept, gate_intercept : bool
     min_variance : float, optional (Gaussian experts only)
     ridge : float
-    n_init, seed, tol, max_iter, algorithm : passed to ``fit``
+    n_init, seed, tol, max_iter, algorithm, polish : passed to ``fit``
     model_class : class, optional
         The moestat estimator to wrap (default %s).
 """
@@ -282,4 +285,5 @@ class MoEClassifier(ClassifierMixin, _MoEEstimator):
 
     def predict(self, X):
         """The most probable class."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        P = self.predict_proba(X)
+        return self.classes_[np.argmax(P, axis=1)]

@@ -13,7 +13,9 @@ from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 from moestat.sklearn import MoEClassifier, MoERegressor  # noqa: E402
 
-ESTIMATORS = [MoERegressor(n_experts=2, n_init=1, max_iter=100), MoEClassifier(n_experts=2, n_init=1, max_iter=100)]
+# one start, few iterations and no Newton polish: each check fits new shapes, and compiling dominates
+ESTIMATORS = [MoERegressor(n_experts=2, n_init=1, max_iter=100, polish=False),
+              MoEClassifier(n_experts=2, n_init=1, max_iter=100, polish=False)]
 
 _NO_MLE = ("30 features on 27 rows (9 distinct): even one expert has more parameters than distinct "
            "observations, so no maximum-likelihood fit exists and fit refuses the data")
