@@ -58,7 +58,7 @@ def test_singleton_groups_equal_ungrouped(sim_df, sim_fit):
     res = ms.GaussianMoE(2).fit("y ~ x", data=sim_df, groups=np.arange(len(sim_df))[::-1])
     assert abs(res.loglik - sim_fit.loglik) < 1e-9
     assert abs(res.bic - sim_fit.bic) < 1e-8 and abs(res.icl - sim_fit.icl) < 1e-6
-    np.testing.assert_allclose(res.params_tree.expert.coef, sim_fit.params.expert.coef, atol=1e-7)
+    np.testing.assert_allclose(res.params_tree.expert.coef, sim_fit.params_tree.expert.coef, atol=1e-7)
 
 
 def test_grouped_fit_matches_numpy_likelihood_and_is_an_mle(grouped):
