@@ -50,7 +50,7 @@ def main():
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
                         res = T.model.fit(x, y, n_init=4, seed=r, polish=False)
-                    rows.append(dict(gate=g, expert=e, n=n, rep=r, error=param_error(T.model, res.params, T.params),
+                    rows.append(dict(gate=g, expert=e, n=n, rep=r, error=param_error(T.model, res.params_tree, T.params),
                                      ll_gain=res.loglik - T.loglik(x, y), n_iter=res.n_iter,
                                      seconds=time.time() - t0))
                     print("%-14s %-7s n=%-7d rep=%d err=%.4f ll_gain=%.3f it=%d %.1fs" % tuple(

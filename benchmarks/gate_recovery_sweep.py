@@ -57,7 +57,7 @@ def main():
                     warnings.simplefilter("ignore", ms.MoEWarning)
                     res = model.fit(x, y, n_init=4, seed=seed)
                 wall = time.perf_counter() - t
-                err = aligned_error(model, res.params, P)
+                err = aligned_error(model, res.params_tree, P)
                 gain = res.loglik - loglik_at(model, P, x, y)
                 errs.append(err)
                 rows.append({"case": case, "n": n, "rep": r, "error": err, "ll_minus_true": gain,

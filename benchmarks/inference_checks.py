@@ -31,7 +31,7 @@ import moestat as ms  # noqa: E402
 def fit_sim_moe2():
     df = ms.datasets.load_sim_moe2()
     res = ms.GaussianMoE(2).fit("y ~ x", data=df)
-    return df, res if res.params.expert.coef[0, 1] > 0 else res.relabel([1, 0])
+    return df, res if res.params_tree.expert.coef[0, 1] > 0 else res.relabel([1, 0])
 
 
 def check_reference(res):
@@ -98,7 +98,7 @@ def check_sampling(reps, out):
         warnings.simplefilter("ignore", ms.MoEWarning)
         for r in range(reps):
             res = ms.GaussianMoE(2).fit("y ~ x", data=simulate_sim_moe2_truth(500, rng))
-            res = res if res.params.expert.coef[0, 1] > 0 else res.relabel([1, 0])
+            res = res if res.params_tree.expert.coef[0, 1] > 0 else res.relabel([1, 0])
             f = res.summary_frame()
             est.append(f["estimate"].to_numpy())
             se.append(f["std_err"].to_numpy())

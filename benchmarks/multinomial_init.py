@@ -81,8 +81,8 @@ def fit(strategy, x, y):
     if strategy == "nogate":
         r0 = plain.fit(x, y, gate_X=np.zeros((len(y), 0)), n_init=N_INIT)
         gc = np.zeros((k, x.shape[1] + 1))
-        gc[:, 0] = r0.params.gate.coef[:, 0]
-        return plain.fit(x, y, init=MoEParams(gate=SoftmaxParams(coef=gc), expert=r0.params.expert))
+        gc[:, 0] = r0.params_tree.gate.coef[:, 0]
+        return plain.fit(x, y, init=MoEParams(gate=SoftmaxParams(coef=gc), expert=r0.params_tree.expert))
     if strategy == "gate_voronoi":
         return _GateVoronoi(k).fit(x, y, n_init=N_INIT)
     raise ValueError(strategy)

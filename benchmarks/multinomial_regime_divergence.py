@@ -16,6 +16,6 @@ for reg in (1, 2):
             X = np.column_stack([np.ones(n), x])
             ref = direct_mle(X, X, y, mr.gate_coefficients(), mr.expert_coefficients(reg))[0]
             res = ms.MultinomialMoE(2).fit(x, y)
-            big += np.abs(res.params.expert.coef).max() > 30 or np.abs(res.params.gate.coef).max() > 30
+            big += np.abs(res.params_tree.expert.coef).max() > 30 or np.abs(res.params_tree.gate.coef).max() > 30
             above += res.loglik > ref + 1e-4
         print("regime %d n %d: %d/%d fits with |coef| > 30, %d/%d above the truth-started optimum (%.0fs)" % (reg, n, big, R, above, R, time.time() - t0), flush=True)

@@ -12,6 +12,7 @@ from .model import ConvergenceWarning, DegenerateFitWarning, GaussianMoE, MoEWar
 from .model import RestartWarning
 from .multinomial_moe import MultinomialMoE, MultinomialResults
 from .results import MoEResults
+from .persistence import load
 from .inference import InferenceWarning, bootstrap, bootstrap_lrt
 from .selection import select_k
 from .sampling import simulate
@@ -25,5 +26,5 @@ __all__ = [
     "MoEWarning", "MultinomialMoE", "MultinomialResults",
     "datasets", "experts", "gating", "models", "simulate",
     "InferenceWarning", "bootstrap", "bootstrap_lrt", "select_k",
-    "RestartWarning",
+    "RestartWarning", "load",
 ]

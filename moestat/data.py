@@ -314,6 +314,21 @@ class Block:
     intercept: bool
     formula: str | None = None
     spec: Any = None
+    #: the fitted data's columns that the formula names; patsy's spec does not pickle, so it is rebuilt
+    #: from them when a pickled block is loaded
+    source: Any = None
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        if self.formula is not None and self.source is not None:
+            state["spec"] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if self.spec is None and self.formula is not None and self.source is not None:
+            f = self.formula if "~" in self.formula else "~ " + self.formula
+            self.spec = parse_formula(f, self.source, "formula")[2]
 
     def matrix(self, raw: Any, name: str, data: Any = None) -> np.ndarray:
         """Design matrix (without intercept column) for new data in this block's encoding."""
@@ -379,6 +394,20 @@ def parse_formula(formula: str, data: Any, name: str) -> tuple[pd.DataFrame | No
     return lhs, rhs, spec
 
 
+def formula_columns(formula: str, data: Any) -> pd.DataFrame:
+    """The columns of ``data`` that ``formula`` names (as identifiers or quoted in ``Q("...")``)."""
+    import io
+    import tokenize
+    names = set()
+    for tok in tokenize.generate_tokens(io.StringIO(formula).readline):
+        if tok.type == tokenize.NAME:
+            names.add(tok.string)
+        elif tok.type == tokenize.STRING:
+            names.add(tok.string.strip("\"'"))
+    frame = pd.DataFrame(data) if isinstance(data, dict) else data
+    return frame[[c for c in frame.columns if c in names]].copy()
+
+
 @dataclass
 class Design:
     """The validated, unpadded inputs of one fit (row-major, intercepts included)."""
@@ -439,7 +468,7 @@ def build_design(X: Any, y: Any, gate_X: Any, weights: Any, data: Any, *,
         x_raw = as_float_matrix(rhs_noint.to_numpy() if rhs_noint.shape[1] else np.empty((rhs.shape[0], 0)), "X")
         x_names = [str(c) for c in rhs_noint.columns]
         expert_block = Block(names=(["Intercept"] if has_int else []) + x_names, intercept=has_int,
-                             formula=X, spec=spec)
+                             formula=X, spec=spec, source=formula_columns(X, data))
         if lhs is not None:
             if lhs.shape[1] != 1:
                 raise ValueError("the formula's left-hand side must be one column, got %d" % lhs.shape[1])
@@ -469,7 +498,7 @@ def build_design(X: Any, y: Any, gate_X: Any, weights: Any, data: Any, *,
         g_raw, g_names = x_raw, list(x_names)
         g_int = gate_intercept if not expert_formula else has_int
         gate_block = Block(names=(["Intercept"] if g_int else []) + g_names, intercept=g_int,
-                           formula=expert_block.formula, spec=expert_block.spec)
+                           formula=expert_block.formula, spec=expert_block.spec, source=expert_block.source)
     elif isinstance(gate_X, str):
         gdata = data
         _, grhs, gspec = parse_formula(gate_X if "~" in gate_X else "~ " + gate_X, gdata, "gate_X")
@@ -477,7 +506,7 @@ def build_design(X: Any, y: Any, gate_X: Any, weights: Any, data: Any, *,
         g_raw = as_float_matrix(g_df.to_numpy() if g_df.shape[1] else np.empty((grhs.shape[0], 0)), "gate_X")
         g_names = [str(c) for c in g_df.columns]
         gate_block = Block(names=(["Intercept"] if g_int else []) + g_names, intercept=g_int,
-                           formula=gate_X, spec=gspec)
+                           formula=gate_X, spec=gspec, source=formula_columns(gate_X, gdata))
     else:
         g_raw = as_float_matrix(gate_X, "gate_X")
         g_names = _column_names(gate_X, "z", g_raw.shape[1])
@@ -496,14 +525,22 @@ def build_design(X: Any, y: Any, gate_X: Any, weights: Any, data: Any, *,
     if Gmat.shape[1] == 0:
         raise ValueError("the gate design has no columns (no covariates and no intercept)")
     return Design(X=Xmat, Xg=Gmat, y=y_arr, w=w, expert_block=expert_block, gate_block=gate_block,
-                  gate_same_as_expert=gate_same, y_name=y_name)
+                  gate_same_as_expert=gate_same, y_name=y_name,
+                  extra={"row_index": row_index(data if expert_formula else X, n)})
+
+
+def row_index(src: Any, n: int) -> pd.Index | None:
+    """The pandas row index of ``src`` (DataFrame or Series with n rows), else None."""
+    if isinstance(src, (pd.DataFrame, pd.Series)) and len(src.index) == n:
+        return src.index
+    return None
 
 
 def drop_gate_intercept(design: Design) -> Design:
     """(experts branch) The design without the gate's intercept column, for gates that take raw covariates."""
     b = design.gate_block
     design.Xg = design.Xg[:, 1:]
-    design.gate_block = Block(names=b.names[1:], intercept=False, formula=b.formula, spec=b.spec)
+    design.gate_block = Block(names=b.names[1:], intercept=False, formula=b.formula, spec=b.spec, source=b.source)
     return design
 
 

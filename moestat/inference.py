@@ -103,6 +103,7 @@ class Information:
     cov_theta: np.ndarray
     jacobian: np.ndarray
     messages: list = field(default_factory=list)
+    masks: Any = None   # the free-entry masks of theta (parametrization._Masks)
 
     @property
     def index(self) -> pd.MultiIndex:
@@ -201,7 +202,7 @@ def observed_information(res, rtol: float = 1e-10, warn: bool = True) -> Informa
                         "of %s are set to NaN" % (kind, lam_min, names or "the affected parameters"))
     messages += _stationarity(g, cov_t, res) + _boundary(res, bound.expert)
     info = Information(rows=rows.drop(columns="estimate"), estimate=est, cov=cov, theta=theta, grad=g,
-                       hessian=H, cov_theta=cov_t, jacobian=J, messages=messages)
+                       hessian=H, cov_theta=cov_t, jacobian=J, messages=messages, masks=m)
     if warn:
         for msg in messages:
             warnings.warn(msg, InferenceWarning, stacklevel=3)

@@ -139,9 +139,18 @@ class MultinomialResults(MoEResults):
         return np.asarray(self.info["classes"])
 
     def predict(self, X=None, gate_X=None, kind: str = "proba", y=None, data=None):
-        """Predictions for new (or the fitted) covariates; see the class docstring for ``kind``."""
+        """Predictions for new (or the fitted) covariates; see the class docstring for ``kind``.
+
+        A pandas DataFrame as new data keeps its row index (class-probability columns named by class).
+        """
+        return super().predict(X, gate_X, kind=kind, y=y, data=data)
+
+    def _columns(self, kind, m):
+        return list(self.classes) if kind in ("proba", "mean") else super()._columns(kind, m)
+
+    def _predict_values(self, X, gate_X, kind, y, data):
         if kind not in ("proba", "mean", "experts", "class"):
-            return super().predict(X, gate_X, kind=kind, y=y, data=data)
+            return super()._predict_values(X, gate_X, kind, y, data)
         dat, n, _ = self._new_data(X, gate_X, y, data)
         P = self._device_params
         gate = np.exp(np.asarray(self.model.gate.log_weights(P.gate, dat.Xg)))[:, :n]       # (k, n)

@@ -49,9 +49,26 @@ class MoEResults:
 
     # ------------------------------------------------------------------ basics
     @property
-    def params(self) -> em.MoEParams:
+    def params_tree(self) -> em.MoEParams:
         """Canonical parameters (PyTree of NumPy arrays; softmax reference expert 0 has gate row 0)."""
         return self.params_internal
+
+    @property
+    def params(self) -> pd.Series:
+        """The reported estimates as a labelled Series (index: block, expert, term), as statsmodels.
+
+        Same rows and order as :attr:`bse`, :meth:`cov_params` and
+        :meth:`summary_frame` (sigma, not sigma^2); the PyTree is :attr:`params_tree`.
+        """
+        f = self.params_frame()
+        return pd.Series(f["estimate"].to_numpy(), index=pd.MultiIndex.from_frame(f[["block", "expert", "term"]]),
+                         name="estimate")
+
+    @property
+    def param_names(self) -> list[str]:
+        """Flat names of :attr:`params`, ``"<block><expert>:<term>"`` (e.g. ``"expert2:x"``), for constraints."""
+        from .hypothesis import param_names
+        return param_names(self.params_frame())
 
     @property
     def n_experts(self) -> int:
@@ -78,8 +95,8 @@ class MoEResults:
     def df(self) -> int:
         """Number of free parameters (fixed parameters excluded)."""
         n = self.model.n_params(self.design.X.shape[1], self.design.Xg.shape[1])
-        pairs = [(self.fixed.gate, self.model.gate.free_mask(self.params.gate)),
-                 (self.fixed.expert, self.model.expert.free_mask(self.params.expert))]
+        pairs = [(self.fixed.gate, self.model.gate.free_mask(self.params_tree.gate)),
+                 (self.fixed.expert, self.model.expert.free_mask(self.params_tree.expert))]
         n_fixed = sum(int(np.sum(np.asarray(f) & np.asarray(m)))
                       for fx, fr in pairs
                       for f, m in zip(jax.tree_util.tree_leaves(fx), jax.tree_util.tree_leaves(fr)))
@@ -147,7 +164,32 @@ class MoEResults:
             means, (n, k)), "gate" (gating probabilities, (n, k)), "posterior"
             (responsibilities given y, (n, k)), "labels" (MAP expert given y,
             (n,)), "logpdf" (predictive log density of y, (n,)).
+
+        When the new data come as a pandas DataFrame (``X`` or ``data``), the
+        result keeps its row index, as in statsmodels: a Series for (n,)
+        kinds, a DataFrame (columns expert1..expertk) for (n, k) kinds.
         """
+        return self._labelled(self._predict_values(X, gate_X, kind, y, data), self._row_labels(X, data), kind)
+
+    def _row_labels(self, X, data):
+        """The row index of new pandas input (``data``, else ``X``), or None."""
+        from .data import row_index
+        src = data if data is not None else X
+        return None if src is None else row_index(src, len(src) if hasattr(src, "index") else -1)
+
+    def _columns(self, kind, m):
+        return ["expert%d" % (i + 1) for i in range(m)]
+
+    def _labelled(self, out, labels, kind):
+        """(n,) -> Series and (n, m) -> DataFrame with the pandas row index ``labels`` (None: as is)."""
+        out = np.asarray(out)
+        if labels is None or out.ndim > 2 or out.shape[0] != len(labels):
+            return out
+        if out.ndim == 1:
+            return pd.Series(out, index=labels, name=kind)
+        return pd.DataFrame(out, index=labels, columns=self._columns(kind, out.shape[1]))
+
+    def _predict_values(self, X, gate_X, kind, y, data):
         if kind not in KINDS:
             raise ValueError("kind must be one of %s, got %r" % (", ".join(map(repr, KINDS)), kind))
         dat, n, has_y = self._new_data(X, gate_X, y, data)
@@ -190,9 +232,9 @@ class MoEResults:
     def params_frame(self) -> pd.DataFrame:
         """Estimates as a table: block ("gate" | "expert"), expert (1-based), term, estimate."""
         rows = [("expert", i + 1, t, v) for i, t, v in
-                self.model.expert.describe(self.params.expert, self.design.expert_block.names)]
+                self.model.expert.describe(self.params_tree.expert, self.design.expert_block.names)]
         rows += [("gate", i + 1, t, v) for i, t, v in
-                 self.model.gate.describe(self.params.gate, self.design.gate_block.names)]
+                 self.model.gate.describe(self.params_tree.gate, self.design.gate_block.names)]
         return pd.DataFrame(rows, columns=["block", "expert", "term", "estimate"])
 
     # ------------------------------------------------------------------ inference (moestat.inference)
@@ -264,6 +306,184 @@ class MoEResults:
     def summary(self, alpha: float = 0.05) -> "Summary":
         """A printable summary: fit statistics and one coefficient table per block (with SEs, z, p, CIs)."""
         return Summary(self, alpha)
+
+    # ------------------------------------------------------------------ statsmodels vocabulary
+    @property
+    def llf(self) -> float:
+        """Log-likelihood at the estimate (statsmodels' name for :attr:`loglik`)."""
+        return self.loglik
+
+    @property
+    def _n_scale(self) -> int:
+        """Number of expert dispersion parameters (one sigma per Gaussian expert, none for multinomial)."""
+        f = self.params_frame()
+        return int(((f["block"] == "expert") & (f["term"] == "sigma")).sum())
+
+    @property
+    def _n_null_mean(self) -> int:
+        """Mean parameters of the null model: 1 (the mean of y) or C - 1 (class frequencies)."""
+        return 1 if self.model.expert.response == "continuous" else len(self.info["classes"]) - 1
+
+    @property
+    def df_model(self) -> int:
+        """Model degrees of freedom, as statsmodels counts them: free parameters other than the experts'
+        dispersions and the null model's constant(s) (OLS: p - 1; MNLogit: (C - 1)(p - 1) for k = 1)."""
+        return self.df - self._n_scale - self._n_null_mean
+
+    @property
+    def df_resid(self) -> float:
+        """Residual degrees of freedom: nobs minus the free parameters other than the dispersions
+        (OLS: n - p; MNLogit: n - (C - 1) p for k = 1)."""
+        return self.nobs - (self.df - self._n_scale)
+
+    @cached_property
+    def llnull(self) -> float:
+        """Log-likelihood of the null model: one expert, intercept only, no covariates (same case weights).
+
+        Gaussian experts: y ~ N(mu, s^2) at the weighted MLE; multinomial
+        experts: the weighted class frequencies (statsmodels' ``llnull``).
+        """
+        w = self.design.w
+        W = w.sum()
+        if self.model.expert.response == "continuous":
+            y = np.asarray(self.design.y, dtype=np.float64)
+            mu = w @ y / W
+            s2 = w @ (y - mu) ** 2 / W
+            return float(-0.5 * W * (np.log(2.0 * np.pi * s2) + 1.0))
+        codes = np.asarray(self._data.y)[: self.design.n]
+        Wc = np.bincount(codes, weights=w, minlength=len(self.info["classes"]))
+        Wc = Wc[Wc > 0]
+        return float(Wc @ np.log(Wc / W))
+
+    @property
+    def prsquared(self) -> float:
+        """McFadden's likelihood-ratio pseudo-R^2, 1 - llf / llnull (statsmodels' ``prsquared``)."""
+        return 1.0 - self.llf / self.llnull
+
+    def pseudo_rsquared(self, kind: str = "mcf") -> float:
+        """Likelihood-ratio pseudo-R^2: "mcf" (McFadden, 1 - llf/llnull) or "cs" (Cox-Snell,
+        1 - exp(2 (llnull - llf) / nobs)), as statsmodels' GLM results offer."""
+        if kind == "mcf":
+            return self.prsquared
+        if kind == "cs":
+            return float(1.0 - np.exp(2.0 * (self.llnull - self.llf) / self.nobs))
+        raise ValueError("kind must be 'mcf' or 'cs', got %r" % (kind,))
+
+    @property
+    def fittedvalues(self):
+        """Fitted mixture means at the fitted rows ((n,); class probabilities (n, C) for multinomial
+        experts), with the data's pandas index when the fit had one."""
+        return self._labelled(self._predict_values(None, None, "mean", None, None),
+                              self.design.extra.get("row_index"), "fittedvalues")
+
+    @property
+    def resid(self):
+        """Response residuals y - fittedvalues (multinomial experts: class indicators minus probabilities)."""
+        fit = np.asarray(self.fittedvalues)
+        if fit.ndim == 1:
+            out = np.asarray(self.design.y, dtype=np.float64) - fit
+        else:
+            out = np.eye(fit.shape[1])[np.asarray(self._data.y)[: self.design.n]] - fit
+        return self._labelled(out, self.design.extra.get("row_index"), "resid")
+
+    def t_test(self, r_matrix, alpha: float = 0.05):
+        """Wald z-tests of linear hypotheses R params = q, one per row, as statsmodels' ``t_test``.
+
+        Parameters
+        ----------
+        r_matrix : str, list of str, array (m, P) or tuple (R, q)
+            Constraints on the parameters named in :attr:`param_names`, e.g.
+            ``"expert1:x = expert2:x"`` or ``["expert1:x = 0", "expert2:x = 0"]``.
+        alpha : float
+            Level of the reported confidence intervals.
+
+        Returns
+        -------
+        statsmodels.stats.contrast.ContrastResults
+            ``effect`` (m,), ``sd`` (m,), ``statistic`` (m,) z values, ``pvalue`` (two-sided normal).
+
+        Examples
+        --------
+        >>> import moestat as ms
+        >>> res = ms.GaussianMoE(2).fit("y ~ x", data=ms.datasets.load_sim_moe2())
+        >>> t = res.t_test("expert1:x = expert2:x")
+        >>> bool(t.pvalue < 0.05)
+        True
+        """
+        from .hypothesis import t_test
+        return t_test(self, r_matrix, alpha)
+
+    def wald_test(self, r_matrix, scalar: bool = True):
+        """Joint Wald chi2 test of R params = q (statsmodels' ``wald_test(..., use_f=False)``).
+
+        Parameters
+        ----------
+        r_matrix : str, list of str, array (m, P) or tuple (R, q)
+            As in :meth:`t_test`; all rows are tested jointly.
+        scalar : bool
+            Accepted for statsmodels compatibility; the statistic is always a float.
+
+        Returns
+        -------
+        statsmodels.stats.contrast.ContrastResults
+            ``statistic`` (chi2), ``df_denom`` (number of constraints), ``pvalue``.
+
+        Examples
+        --------
+        >>> import moestat as ms
+        >>> res = ms.GaussianMoE(2).fit("y ~ x", data=ms.datasets.load_sim_moe2())
+        >>> w = res.wald_test(["expert1:x = 0", "expert2:x = 0"])
+        >>> w.df_denom
+        2
+        """
+        from .hypothesis import wald_test
+        return wald_test(self, r_matrix)
+
+    def get_prediction(self, X=None, gate_X=None, data=None):
+        """Mixture means with delta-method intervals and predictive intervals (:mod:`moestat.prediction`).
+
+        Parameters
+        ----------
+        X, gate_X, data : new covariates as for :meth:`predict` (default: the fitted rows)
+
+        Returns
+        -------
+        moestat.prediction.PredictionResults
+            ``summary_frame(alpha)`` has columns mean, mean_se, mean_ci_lower,
+            mean_ci_upper, obs_ci_lower, obs_ci_upper (n rows; the new data's
+            pandas index when it had one).
+
+        Examples
+        --------
+        >>> import moestat as ms
+        >>> import pandas as pd
+        >>> res = ms.GaussianMoE(2).fit("y ~ x", data=ms.datasets.load_sim_moe2())
+        >>> f = res.get_prediction(pd.DataFrame({"x": [0.2, 0.8]})).summary_frame(alpha=0.1)
+        >>> list(f.columns)[:2]
+        ['mean', 'mean_se']
+        """
+        from .prediction import get_prediction
+        return get_prediction(self, X, gate_X, data)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path, remove_data: bool = False) -> None:
+        """Pickle the results to ``path`` (load them with :func:`moestat.load`), as statsmodels' ``save``.
+
+        Parameters
+        ----------
+        path : str or path-like
+        remove_data : bool
+            Not supported (the fitted data are needed for standard errors and
+            fitted values); passing True raises ValueError.
+        """
+        from .persistence import save
+        if remove_data:
+            raise ValueError("remove_data=True is not supported: the results need the fitted data")
+        save(self, path)
+
+    def __getstate__(self):
+        from .persistence import results_state
+        return results_state(self)
 
     def _warn_about_fit(self):
         from .model import ConvergenceWarning, DegenerateFitWarning, MoEWarning

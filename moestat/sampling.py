@@ -5,7 +5,7 @@ Two entry points:
 * :func:`simulate` (``ms.simulate``) takes an estimator, parameters and
   covariates in any form ``fit`` accepts, and draws y with JAX keys exactly as
   :meth:`moestat.results.MoEResults.sample` does, so
-  ``simulate(model, res.params, X, seed=s)`` equals ``res.sample(X, seed=s)``.
+  ``simulate(model, res.params_tree, X, seed=s)`` equals ``res.sample(X, seed=s)``.
 * :func:`simulate_data` draws (x, y, z) from gate and expert families with given
 parameters; the Monte Carlo harness and the true models of the published
 experiments use it.
@@ -181,7 +181,7 @@ def simulate(model, params: em.MoEParams, X: Any, gate_X: Any = None, seed: int 
     ----------
     model : GaussianMoE (or another moestat estimator); gives the gate, the experts and the intercepts
     params : MoEParams
-        Parameters in the model's layout (e.g. ``res.params`` or ``model.base_params``-shaped arrays).
+        Parameters in the model's layout (e.g. ``res.params_tree`` or ``model.base_params``-shaped arrays).
     X, gate_X, data : covariates as for ``fit`` (arrays, DataFrames; formulas need a response column)
     seed : int
     return_labels : bool

@@ -7,6 +7,12 @@ experts, ``moestat.MultinomialMoE``) follow the scikit-learn protocol --
 ``Pipeline``, ``cross_val_score`` and ``GridSearchCV``.  The fitted moestat
 results (standard errors, summary, ...) are in ``results_``.
 
+Input is validated as scikit-learn does (``validate_data``: sparse input is
+refused, object arrays of numbers are converted, a column y warns).  When the
+training data have no more distinct rows than a ``n_experts`` model has free
+parameters, the largest number of experts they identify is fitted instead,
+with a :class:`FewerExpertsWarning` (``n_experts_`` records it).
+
 scikit-learn passes one matrix X; ``gate_features`` / ``expert_features``
 choose which of its columns (indices, or names for DataFrames) enter the gate
 and the experts (default: all columns in both).
@@ -24,16 +30,21 @@ Examples
 """
 from __future__ import annotations
 
+import copy
 import inspect
+import warnings
 
 import numpy as np
 import pandas as pd
 
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-    from sklearn.utils.validation import check_is_fitted
+    from sklearn.utils.multiclass import check_classification_targets
+    from sklearn.utils.validation import check_is_fitted, validate_data
 except ImportError as exc:  # pragma: no cover - exercised only without scikit-learn
     raise ImportError("moestat.sklearn needs scikit-learn: pip install 'moestat[sklearn]'") from exc
+
+from .model import MoEWarning
 
 
 def _columns(X, which, name):
@@ -59,12 +70,16 @@ def _columns(X, which, name):
     return arr[:, which]
 
 
+class FewerExpertsWarning(MoEWarning):
+    """The training data identify fewer experts than ``n_experts``; the fit uses fewer (``n_experts_``)."""
+
+
 class _MoEEstimator(BaseEstimator):
     """Shared fit/predict plumbing; subclasses set the default moestat model class."""
 
     def __init__(self, n_experts=2, gating="softmax", expert=None, *, gate_features=None, expert_features=None,
                  intercept=True, gate_intercept=True, min_variance=None, ridge=0.0, n_init=10, seed=0, tol=1e-8,
-                 max_iter=2000, algorithm="em", model_class=None):
+                 max_iter=2000, algorithm="em", polish=True, model_class=None):
         self.n_experts = n_experts
         self.gating = gating
         self.expert = expert
@@ -79,9 +94,10 @@ class _MoEEstimator(BaseEstimator):
         self.tol = tol
         self.max_iter = max_iter
         self.algorithm = algorithm
+        self.polish = polish
         self.model_class = model_class
 
-    def _make_model(self):
+    def _make_model(self, n_experts):
         """The wrapped moestat estimator; options it does not take are left out unless the user set them."""
         cls = self._model_class()
         kw = {"gating": self.gating, "intercept": self.intercept, "gate_intercept": self.gate_intercept,
@@ -92,30 +108,88 @@ class _MoEEstimator(BaseEstimator):
                 del kw[key]
             elif key not in accepted:
                 raise ValueError("%s does not take %s" % (cls.__name__, key))
-        return cls(self.n_experts, **{k: v for k, v in kw.items() if k in accepted})
+        return cls(n_experts, **{k: v for k, v in kw.items() if k in accepted})
 
     def _split(self, X):
-        if X is None:
-            raise ValueError("X is required")
         return (_columns(X, self.expert_features, "expert_features"),
                 _columns(X, self.gate_features, "gate_features"))
 
+    def _frame(self, X, arr):
+        """The validated array, as a DataFrame with the fitted column names when X came as one."""
+        if isinstance(X, pd.DataFrame) and hasattr(self, "feature_names_in_"):
+            return pd.DataFrame(arr, columns=self.feature_names_in_, index=X.index)
+        return arr
+
     def _fit_model(self, X, y, sample_weight):
-        if isinstance(X, pd.DataFrame):
-            self.feature_names_in_ = np.asarray(X.columns, dtype=object)
-        Xa = X if isinstance(X, pd.DataFrame) else np.asarray(X)
-        self.n_features_in_ = 1 if Xa.ndim == 1 else Xa.shape[1]
-        Xe, Xg = self._split(X)
-        self.model_ = self._make_model()
+        Xv, y = validate_data(self, X, y, accept_sparse=False, dtype=np.float64, y_numeric=self._y_numeric)
+        y = self._encode_y(y)
+        if sample_weight is not None:
+            sample_weight = np.asarray(sample_weight, dtype=np.float64)
+        Xe, Xg = self._split(self._frame(X, Xv))
+        k = self._experts_for(Xe, Xg, y, sample_weight)
+        self.model_ = self._make_model(k)
+        self.n_experts_ = k
         self.results_ = self.model_.fit(Xe, y, gate_X=Xg, weights=sample_weight, n_init=self.n_init,
                                         seed=self.seed, tol=self.tol, max_iter=self.max_iter,
-                                        algorithm=self.algorithm)
+                                        algorithm=self.algorithm, polish=self.polish)
+        self.n_iter_ = max(1, int(getattr(self.results_, "n_iter", 1)))
         return self
+
+    def _experts_for(self, Xe, Xg, y, sample_weight):
+        """``n_experts``, or fewer (with a warning) when the data cannot identify that many.
+
+        A k-expert model (k >= 2) needs more distinct observations (rows of
+        expert covariates, gate covariates and response with positive weight)
+        than free parameters; duplicated rows add no information, so they are
+        counted once, and a weighted fit and the same data with repeated rows
+        choose the same k.  One expert needs at least as many distinct rows as
+        parameters (a Gaussian expert's p coefficients then leave a positive
+        residual variance); below that, ValueError.  Only moestat models are
+        sized; other ``model_class`` objects get ``n_experts`` as given.
+        """
+        from .model import MoEModel
+        model = self._make_model(self.n_experts)
+        if not isinstance(model, MoEModel):
+            return self.n_experts
+        d = model.design(Xe, y, gate_X=Xg, weights=sample_weight)
+        rows = np.column_stack([d.X, d.Xg, np.asarray(d.y, dtype=np.float64)])[d.w > 0]
+        distinct = np.unique(rows, axis=0).shape[0]
+        p, pg = d.X.shape[1], d.Xg.shape[1]
+
+        def n_params(k):   # the design has bound the model to the data (e.g. the classes of y)
+            sized = copy.copy(model)
+            sized.n_experts = k
+            return sized.n_params(p, pg)
+
+        k = self.n_experts
+        while k > 1 and n_params(k) >= distinct:
+            k -= 1
+        if n_params(1) > distinct:   # one expert: at least as many distinct rows as parameters
+            raise ValueError("too few observations: %d distinct row(s) (n_samples=%d) cannot identify even one "
+                             "expert with %d free parameters (%d expert and %d gate columns)"
+                             % (distinct, int(np.sum(d.w > 0)), n_params(1), p, pg))
+        if k < self.n_experts:
+            warnings.warn("%d distinct observations identify at most %d expert(s) with %d expert and %d gate "
+                          "columns: fitting n_experts_=%d instead of n_experts=%d"
+                          % (distinct, k, p, pg, k, self.n_experts), FewerExpertsWarning, stacklevel=3)
+        return k
 
     def _predict_kind(self, X, kind):
         check_is_fitted(self, "results_")
-        Xe, Xg = self._split(X)
-        return self.results_.predict(Xe, gate_X=Xg, kind=kind)
+        Xv = validate_data(self, X, accept_sparse=False, dtype=np.float64, reset=False)
+        Xe, Xg = self._split(self._frame(X, Xv))
+        return np.asarray(self.results_.predict(Xe, gate_X=Xg, kind=kind))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = False          # dense designs only; sparse input is refused
+        tags.input_tags.allow_nan = False       # missing values are refused, not imputed
+        tags.input_tags.categorical = False
+        tags.input_tags.string = False
+        tags.target_tags.multi_output = False
+        tags.target_tags.single_output = True
+        tags.non_deterministic = False          # a given seed gives the same fit
+        return tags
 
     def predict_gate(self, X):
         """(n, k) gating probabilities."""
@@ -133,7 +207,7 @@ _PARAMS_DOC = """
     intercept, gate_intercept : bool
     min_variance : float, optional (Gaussian experts only)
     ridge : float
-    n_init, seed, tol, max_iter, algorithm : passed to ``fit``
+    n_init, seed, tol, max_iter, algorithm, polish : passed to ``fit``
     model_class : class, optional
         The moestat estimator to wrap (default %s).
 """
@@ -143,6 +217,11 @@ class MoERegressor(RegressorMixin, _MoEEstimator):
     """Mixture of Gaussian-regression experts as a scikit-learn regressor; ``predict`` is the mixture mean."""
 
     __doc__ += _PARAMS_DOC % "moestat.GaussianMoE"
+
+    _y_numeric = True
+
+    def _encode_y(self, y):
+        return y
 
     def _model_class(self):
         if self.model_class is not None:
@@ -173,6 +252,8 @@ class MoEClassifier(ClassifierMixin, _MoEEstimator):
 
     __doc__ += _PARAMS_DOC % "moestat.MultinomialMoE"
 
+    _y_numeric = False
+
     def _model_class(self):
         if self.model_class is not None:
             return self.model_class
@@ -184,15 +265,15 @@ class MoEClassifier(ClassifierMixin, _MoEEstimator):
 
     def fit(self, X, y, sample_weight=None):
         """Encode the labels, then fit by EM (``n_init`` starts); ``sample_weight`` are case weights."""
-        y = y.to_numpy() if isinstance(y, (pd.Series, pd.DataFrame)) else np.asarray(y)
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = y[:, 0]
-        if y.ndim != 1:
-            raise ValueError("y must be one-dimensional class labels, got shape %s" % (y.shape,))
+        return self._fit_model(X, y, sample_weight)
+
+    def _encode_y(self, y):
+        """Class labels -> codes 0..C-1 (``classes_``); continuous or single-class y is refused."""
+        check_classification_targets(y)
         self.classes_, codes = np.unique(y, return_inverse=True)
         if self.classes_.size < 2:
-            raise ValueError("y has a single class (%r): a classifier needs at least two" % (self.classes_[0],))
-        return self._fit_model(X, codes, sample_weight)
+            raise ValueError("y has one class (%r): a classifier needs at least two" % (self.classes_[0],))
+        return codes
 
     def predict_proba(self, X):
         """(n, C) class probabilities, columns in the order of ``classes_``."""
@@ -204,4 +285,5 @@ class MoEClassifier(ClassifierMixin, _MoEEstimator):
 
     def predict(self, X):
         """The most probable class."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        P = self.predict_proba(X)
+        return self.classes_[np.argmax(P, axis=1)]

@@ -22,7 +22,7 @@ def np_loglik(X, Xg, y, gate_coef, coef, sigma, w=None):
 
 def positive_slope_first(res):
     """Relabel a 2-expert sim_moe2 fit so that expert 1 has the positive slope (the reference's labelling)."""
-    return res if res.params.expert.coef[0, 1] > 0 else res.relabel([1, 0])
+    return res if res.params_tree.expert.coef[0, 1] > 0 else res.relabel([1, 0])
 
 
 @functools.lru_cache(maxsize=None)

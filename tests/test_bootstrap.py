@@ -55,9 +55,9 @@ def test_results_do_not_depend_on_the_number_of_workers():
 def test_replicate_draws_depend_on_seed_and_index_only():
     _, res = sim_moe2_fit()
     w = np.random.default_rng(3).integers(0, 3, res.design.n).astype(float)
-    wres = ms.GaussianMoE(2).fit("y ~ x", data=ms.datasets.load_sim_moe2(), weights=w, init=res.params)
+    wres = ms.GaussianMoE(2).fit("y ~ x", data=ms.datasets.load_sim_moe2(), weights=w, init=res.params_tree)
     for kind in ("empirical", "parametric"):
-        spec = inference._spec_for(wres, kind, 5, [], sampler=(wres._cfg, wres.params))
+        spec = inference._spec_for(wres, kind, 5, [], sampler=(wres._cfg, wres.params_tree))
         W, Y = inference._replicate_data(spec, np.array([0, 1, 2, 3]))
         W3, Y3 = inference._replicate_data(spec, np.array([3]))
         np.testing.assert_array_equal(W[3], W3[0])
@@ -119,7 +119,7 @@ def test_vectorised_batches_match_sequential_fits():
     """The GPU path (replicates vmapped, batch_size = chunk) gives the fits of the CPU path (lax.map one by one)."""
     import dataclasses
     _, res = sim_moe2_fit()
-    P = jax_host(res.params)
+    P = jax_host(res.params_tree)
     job = inference.FitJob(model=res.model, cfg=res._cfg, given=P, base=P, fixed=jax_host(res.fixed))
     spec = inference._spec_for(res, "parametric", 2, [job], sampler=(res._cfg, P))
     seq = inference.run_chunk(dataclasses.replace(spec, batch_size=1), list(range(16)))[0]

@@ -49,7 +49,7 @@ def test_fit_beats_truth_and_error_shrinks(gate, expert):
         ll_true = T.loglik(x, y, weights=w)
         assert res.loglik >= ll_true - 1e-8 * abs(ll_true), (lo, hi, res.loglik, ll_true)
         assert monotone(res) >= -1e-12
-        err = param_error(T.model, res.params, T.params)
+        err = param_error(T.model, res.params_tree, T.params)
         if (lo, hi) == (0, n_small):   # the fit is the maximum: direct maximisation finds nothing more
             gain = scipy_gain(res)
             assert gain <= 1e-8 * abs(res.loglik), gain
@@ -79,6 +79,6 @@ def test_em_agrees_with_direct_maximisation_stacked_gelu_relu():
         warnings.simplefilter("ignore", ms.MoEWarning)
         res = model.fit(x, y, init=params, polish=False, tol=1e-12, max_iter=5000)   # the truth's basin
     assert res.converged and monotone(res) >= -1e-12 and res.loglik >= T.loglik(x, y)
-    assert np.all(res.params.expert.blocks[1].coef[:, 0] == 0.0)   # eta0 = 0 is held
+    assert np.all(res.params_tree.expert.blocks[1].coef[:, 0] == 0.0)   # eta0 = 0 is held
     gain = scipy_gain(res)
     assert gain <= 1e-8 * abs(res.loglik), gain

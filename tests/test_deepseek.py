@@ -74,7 +74,7 @@ def test_overspecified_model_contains_the_truth_and_em_climbs_from_it(setting):
     assert res.loglik >= ll_true and monotone(res) >= -1e-12
     assert res.df == model.n_params(2, 2)
     if setting in ("thm1", "thm3"):                  # routed eta2 ReLU(eta1 x): eta0 stays 0
-        assert np.all(res.params.expert.blocks[1].coef[:, 0] == 0.0)
+        assert np.all(res.params_tree.expert.blocks[1].coef[:, 0] == 0.0)
 
 
 def test_random_starts_reach_the_true_likelihood_thm1():

@@ -78,7 +78,7 @@ def test_padding_is_exact(sim_df):
     small = make_data(d.X, d.Xg, d.y, d.w)
     big = make_data(d.X, d.Xg, d.y, d.w, N=4096)
     res = ms.GaussianMoE(2).fit(sim_df[["x"]], sim_df["y"])
-    P = jax.tree_util.tree_map(jnp.asarray, res.params)
+    P = jax.tree_util.tree_map(jnp.asarray, res.params_tree)
     cfg = model.config()
     assert float(em.loglik(P, small, cfg)) == pytest.approx(float(em.loglik(P, big, cfg)), rel=1e-13)
     assert float(em.loglik(P, small, cfg)) == pytest.approx(res.loglik, rel=1e-12)

@@ -219,7 +219,7 @@ def test_new_sizes_in_a_bucket_reuse_the_program_and_padding_is_exact():
     size = em.fit_restarts._cache_size()
     res2 = model.fit(x, y, n_init=3, polish=False, tol=1e-12)
     assert em.fit_restarts._cache_size() == size            # no recompilation inside the bucket
-    assert res2.params.expert.coef.dtype == np.float64 and np.asarray(res2.loglik_trace).dtype == np.float64
+    assert res2.params_tree.expert.coef.dtype == np.float64 and np.asarray(res2.loglik_trace).dtype == np.float64
     # the log-likelihood does not depend on how much padding the data carry
     d = res.design
     P = jax.tree_util.tree_map(jnp.asarray, res.params_internal)

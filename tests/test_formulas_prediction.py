@@ -43,9 +43,9 @@ def test_formula_with_categorical_terms_and_a_gate_formula():
     new = pd.DataFrame({"x": [0.1, -0.4, 0.7], "g": ["c", "a", "c"], "z": [0.0, 1.0, -2.0]})
     X = np.column_stack([np.ones(3), new.g == "b", new.g == "c", new.x]).astype(float)
     Xg = np.column_stack([np.ones(3), new.z])
-    eta = Xg @ res.params.gate.coef.T
+    eta = Xg @ res.params_tree.gate.coef.T
     gate = np.exp(eta - logsumexp(eta, axis=1, keepdims=True))
-    means = X @ res.params.expert.coef.T
+    means = X @ res.params_tree.expert.coef.T
     np.testing.assert_allclose(res.predict(new, kind="gate"), gate, rtol=1e-12)
     np.testing.assert_allclose(res.predict(new, kind="experts"), means, rtol=1e-12)
     np.testing.assert_allclose(res.predict(new), (gate * means).sum(1), rtol=1e-12)
@@ -77,7 +77,7 @@ def test_formula_term_names_and_intercepts():
 def test_prediction_kinds_against_numpy():
     df, res = sim_moe2_fit()
     new = pd.DataFrame({"x": [-0.9, -0.1, 0.3, 0.8], "y": [0.5, -1.0, 0.2, -1.5]})
-    P = res.params
+    P = res.params_tree
     X = np.column_stack([np.ones(4), new.x])
     eta = X @ P.gate.coef.T
     lg = eta - logsumexp(eta, axis=1, keepdims=True)
@@ -100,14 +100,14 @@ def test_sample_from_the_fitted_model():
     _, res = sim_moe2_fit()
     new = pd.DataFrame({"x": np.full(500, 0.05)})   # the fitted size: no new programs
     y, z = res.sample(new, seed=1, return_labels=True)
-    g = res.predict(new.iloc[:1], kind="gate")[0]
-    m = res.predict(new.iloc[:1], kind="experts")[0]
-    sd_mix = np.sqrt(g @ (res.params.expert.sigma2 + m ** 2) - (g @ m) ** 2)
+    g = res.predict(new.iloc[:1], kind="gate").to_numpy()[0]
+    m = res.predict(new.iloc[:1], kind="experts").to_numpy()[0]
+    sd_mix = np.sqrt(g @ (res.params_tree.expert.sigma2 + m ** 2) - (g @ m) ** 2)
     assert abs(z.mean() - g[1]) < 4 * np.sqrt(g[0] * g[1] / 500)
     assert abs(y.mean() - g @ m) < 4 * sd_mix / np.sqrt(500)
     for i in range(2):   # within an expert: its mean and sigma
-        assert abs(y[z == i].mean() - m[i]) < 4 * np.sqrt(res.params.expert.sigma2[i] / (z == i).sum())
-        n_i, s_i = (z == i).sum(), np.sqrt(res.params.expert.sigma2[i])
+        assert abs(y[z == i].mean() - m[i]) < 4 * np.sqrt(res.params_tree.expert.sigma2[i] / (z == i).sum())
+        n_i, s_i = (z == i).sum(), np.sqrt(res.params_tree.expert.sigma2[i])
         assert abs(np.std(y[z == i]) - s_i) < 4 * s_i / np.sqrt(2 * n_i)
     np.testing.assert_array_equal(res.sample(new, seed=1), y)
     assert not np.array_equal(res.sample(new, seed=2), y)

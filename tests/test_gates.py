@@ -43,7 +43,7 @@ def test_fit_beats_truth_and_errors_shrink(case, expert):
         res = quiet_fit(model, x, y, n_init=N_INIT, seed=seed)
         ll_true = loglik_at(model, P, x, y)
         assert res.loglik >= ll_true - 1e-9 * abs(ll_true), (n, res.loglik, ll_true)
-        errors.append(aligned_error(model, res.params, P))
+        errors.append(aligned_error(model, res.params_tree, P))
     assert errors[1] < 0.3 * errors[0], errors       # sqrt(300 / 30000) = 0.1 expected
 
 
@@ -56,7 +56,7 @@ def test_em_agrees_with_scipy(case, expert):
     x, y = simulate_data(model, P, N_SMALL, 21)
     res = quiet_fit(model, x, y, n_init=N_INIT, seed=1)
     cfg, dat = res._cfg, res._data
-    params = jax.tree_util.tree_map(jnp.asarray, res.params)
+    params = jax.tree_util.tree_map(jnp.asarray, res.params_tree)
     masks = parametrization.free_masks(cfg, params, res.fixed)
     theta0 = np.asarray(parametrization.pack(cfg, params, masks))
 
@@ -214,13 +214,13 @@ def test_modified_softmax_predict_applies_transform():
     x, y = simulate_data(model, P, N_SMALL, 51)
     res = quiet_fit(model, x, y, n_init=N_INIT)
     xn = np.array([-1.5, 0.0, 0.7])
-    c = res.params.gate.coef
+    c = res.params_tree.gate.coef
     eta = c[:, :1] + c[:, 1:2] * (1.0 / (1.0 + np.exp(-xn)))[None]
     expect = np.exp(eta - np.log(np.exp(eta).sum(0)))
     np.testing.assert_allclose(res.predict(xn, kind="gate"), expect.T, rtol=1e-12)
     # experts use the raw x
     np.testing.assert_allclose(res.predict(xn, kind="experts"),
-                               (res.params.expert.coef @ np.vstack([np.ones(3), xn])).T, rtol=1e-12)
+                               (res.params_tree.expert.coef @ np.vstack([np.ones(3), xn])).T, rtol=1e-12)
 
 
 def test_normalized_sigmoid_closed_form_curvature_matches_autodiff():
@@ -250,7 +250,7 @@ def test_topk_weights_ties_and_finite_derivatives():
     res = quiet_fit(model, x, y, n_init=N_INIT)
     assert np.all(np.isfinite(res.responsibilities))
     assert (res.responsibilities == 0).sum(axis=1).min() == 1        # one expert inactive at every point
-    theta, ll, g, H = parametrization.loglik_derivatives(res._cfg, jax.tree_util.tree_map(jnp.asarray, res.params),
+    theta, ll, g, H = parametrization.loglik_derivatives(res._cfg, jax.tree_util.tree_map(jnp.asarray, res.params_tree),
                                                          res._data, res.fixed)
     assert np.isfinite(ll) and np.all(np.isfinite(g)) and np.all(np.isfinite(H))
     assert ll == pytest.approx(res.loglik, rel=1e-12)
@@ -285,18 +285,18 @@ def test_temperature_fixed_equals_softmax_rescaled():
     temp = quiet_fit(model, x, y, n_init=N_INIT, seed=4)
     assert temp.loglik == pytest.approx(soft.loglik, abs=1e-7)
     # the two fits may label the experts differently (equal likelihoods): align soft's labels with temp's
-    te, se = np.asarray(temp.params.expert.coef), np.asarray(soft.params.expert.coef)
+    te, se = np.asarray(temp.params_tree.expert.coef), np.asarray(soft.params_tree.expert.coef)
     perm = [0, 1] if np.abs(te - se).max() < np.abs(te - se[::-1]).max() else [1, 0]
-    soft_gate = G.Softmax().canonical(G.Softmax().permute(jax.tree_util.tree_map(np.asarray, soft.params.gate),
+    soft_gate = G.Softmax().canonical(G.Softmax().permute(jax.tree_util.tree_map(np.asarray, soft.params_tree.gate),
                                                           np.array(perm)))
     np.testing.assert_allclose(te, se[perm], atol=1e-5)
-    np.testing.assert_allclose(temp.params.gate.coef, 0.5 * np.asarray(soft_gate.coef), atol=1e-5)
+    np.testing.assert_allclose(temp.params_tree.gate.coef, 0.5 * np.asarray(soft_gate.coef), atol=1e-5)
     assert temp.df == soft.df
     est = quiet_fit(ms.GaussianMoE(2, gating=G.TemperatureSoftmax(estimate_temperature=True)), x, y,
                     n_init=N_INIT, seed=4)
-    theta = soft.params.gate.coef[:, 1]
+    theta = soft.params_tree.gate.coef[:, 1]
     assert est.loglik == pytest.approx(soft.loglik, abs=1e-7)
-    assert np.exp(est.params.gate.log_temp) == pytest.approx(1.0 / np.linalg.norm(theta - theta.mean()), rel=1e-5)
+    assert np.exp(est.params_tree.gate.log_temp) == pytest.approx(1.0 / np.linalg.norm(theta - theta.mean()), rel=1e-5)
     assert est.params_frame()["term"].iloc[-1] == "temperature"
 
 
@@ -305,7 +305,7 @@ def test_temperature_schedule_anneals_to_its_end():
     x, y = simulate_data(model, P, N_SMALL, 95)
     sched = ms.GaussianMoE(2, gating=G.TemperatureSoftmax(schedule=(2.0, 0.5, 40)))
     res = quiet_fit(sched, x, y, n_init=N_INIT)
-    assert np.exp(res.params.gate.log_temp) == pytest.approx(0.5, rel=1e-12)
+    assert np.exp(res.params_tree.gate.log_temp) == pytest.approx(0.5, rel=1e-12)
     g = sched.gate
     lt = g.initial_log_temp()
     for _ in range(20):
@@ -318,12 +318,12 @@ def test_simulate_matches_results_sample():
     x, y = simulate_data(model, P, N_SMALL, 97)
     res = quiet_fit(model, x, y, n_init=N_INIT)
     xn = np.linspace(-2, 2, 25)
-    a, za = ms.simulate(model, res.params, xn, seed=5, return_labels=True)
+    a, za = ms.simulate(model, res.params_tree, xn, seed=5, return_labels=True)
     b, zb = res.sample(xn, seed=5, return_labels=True)
     np.testing.assert_array_equal(za, zb)
     np.testing.assert_allclose(a, b, rtol=0, atol=0)
     with pytest.raises(ValueError, match="do not match this model's shapes"):
-        ms.simulate(ms.GaussianMoE(3, gating="normalized_sigmoid"), res.params, xn)
+        ms.simulate(ms.GaussianMoE(3, gating="normalized_sigmoid"), res.params_tree, xn)
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -46,7 +46,7 @@ def test_gaussian_gate_joint_likelihood_full_and_diagonal():
     full = ms.GaussianMoE(2, gating=GaussianGate(covariance="full")).fit(x, y, n_init=3, polish=False, tol=1e-12)
     # the gate takes the raw covariates (no intercept) and the log-likelihood is the joint one of (x, y)
     assert full.design.gate_block.names == ["x1", "x2"] and full.design.Xg.shape == (300, 2)
-    g, e = full.params.gate, full.params.expert
+    g, e = full.params_tree.gate, full.params_tree.expert
     X1 = np.column_stack([np.ones(len(y)), x])
     dens = sum(g.weight[i] * multivariate_normal(g.mean[i], g.cov[i]).pdf(x)
                * norm.pdf(y, X1 @ e.coef[i], np.sqrt(e.sigma2[i])) for i in range(2))

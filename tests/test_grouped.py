@@ -58,22 +58,22 @@ def test_singleton_groups_equal_ungrouped(sim_df, sim_fit):
     res = ms.GaussianMoE(2).fit("y ~ x", data=sim_df, groups=np.arange(len(sim_df))[::-1])
     assert abs(res.loglik - sim_fit.loglik) < 1e-9
     assert abs(res.bic - sim_fit.bic) < 1e-8 and abs(res.icl - sim_fit.icl) < 1e-6
-    np.testing.assert_allclose(res.params.expert.coef, sim_fit.params.expert.coef, atol=1e-7)
+    np.testing.assert_allclose(res.params_tree.expert.coef, sim_fit.params_tree.expert.coef, atol=1e-7)
 
 
 def test_grouped_fit_matches_numpy_likelihood_and_is_an_mle(grouped):
     df, lab, res = grouped
-    assert abs(res.loglik - _np_grouped_loglik(res.params, df)) < 1e-8 * abs(res.loglik)
+    assert abs(res.loglik - _np_grouped_loglik(res.params_tree, df)) < 1e-8 * abs(res.loglik)
     assert monotone(res) >= -1e-12
     assert scipy_gain(res) <= 1e-8
     assert res.design.n_groups == G and res.nobs == G
     assert abs(res.bic - (-2 * res.loglik + np.log(G) * res.df)) < 1e-9
     # near the truth (labels are recovered up to order: expert 1 has the positive slope)
-    order = np.argsort(-res.params.expert.coef[:, 1])
+    order = np.argsort(-res.params_tree.expert.coef[:, 1])
     res = res.relabel(order) if not np.array_equal(order, [0, 1]) else res
-    np.testing.assert_allclose(res.params.expert.coef, COEF, atol=0.12)
-    np.testing.assert_allclose(np.sqrt(res.params.expert.sigma2), SIGMA, atol=0.06)
-    g = res.params.gate.coef[1] - res.params.gate.coef[0]
+    np.testing.assert_allclose(res.params_tree.expert.coef, COEF, atol=0.12)
+    np.testing.assert_allclose(np.sqrt(res.params_tree.expert.sigma2), SIGMA, atol=0.06)
+    g = res.params_tree.gate.coef[1] - res.params_tree.gate.coef[0]
     assert np.all(np.abs(g - GATE[1]) < 4 * res.bse.loc["gate"].to_numpy())
     assert "Groups:" in str(res.summary()) and "150" in str(res.summary())
 
@@ -171,9 +171,9 @@ def test_multinomial_grouped_fit_matches_numpy_likelihood():
     res = ms.MultinomialMoE(2, screen=1).fit("c ~ x", gate_X="~ z", data=df, groups="id", n_init=2)
     codes, _ = pd.factorize(df["id"])
     Zd = np.column_stack([np.ones(len(df)), df["z"]])
-    eta = Zd @ res.params.gate.coef.T
+    eta = Zd @ res.params_tree.gate.coef.T
     lg = eta - logsumexp(eta, axis=1, keepdims=True)
-    A = res.params.expert.coef                                                       # (k, C, p)
+    A = res.params_tree.expert.coef                                                       # (k, C, p)
     lin = np.einsum("kcp,np->nkc", A, np.column_stack([np.ones(len(df)), df["x"]]))
     lp = lin - logsumexp(lin, axis=2, keepdims=True)
     ld = lp[np.arange(len(df)), :, (df["c"] == "b").to_numpy().astype(int)]         # (n, k)

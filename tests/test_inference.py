@@ -105,7 +105,7 @@ def test_relabel_keeps_the_model_and_transforms_the_gate():
 def test_match_experts_undoes_a_permutation():
     _, res = sim_moe2_fit()
     cfg = res._cfg
-    P = res.params
+    P = res.params_tree
     swapped = permute_params(cfg, P, [1, 0])
     stack = jax.tree_util.tree_map(lambda a, b: np.stack([np.asarray(a), np.asarray(b)]), P, swapped)
     perms = match_experts(cfg, P, stack, res._data, scale=1.0)
@@ -115,7 +115,7 @@ def test_match_experts_undoes_a_permutation():
 def test_report_vectors_follow_describe_order():
     _, res = sim_moe2_fit()
     gate, expert = res.model.gate, res.model.expert
-    P = res.params
+    P = res.params_tree
     np.testing.assert_allclose(np.asarray(expert.report(P.expert)), [-1.0270437, 2.4928681, 0.5061453,
                                                                      0.9802232, -2.4967437, 0.4272666], atol=1e-6)
     np.testing.assert_allclose(np.asarray(gate.report(P.gate)), [0.2262795, 3.7826902], atol=1e-6)
@@ -130,13 +130,13 @@ def test_integer_weights_equal_duplicated_rows(mode):
     w = np.random.default_rng(3).integers(0, 3, len(df))
     assert 256 < w.sum() <= 512   # the duplicated data stay in sim_moe2's size bucket (no recompiling)
     dup = df.loc[np.repeat(np.arange(len(df)), w)]
-    kw = {"init": ref.params} if mode == "given start" else {}
+    kw = {"init": ref.params_tree} if mode == "given start" else {}
     a = ms.GaussianMoE(2).fit("y ~ x", data=df, weights=w, **kw)
     b = ms.GaussianMoE(2).fit("y ~ x", data=dup, **kw)
     a, b = positive_slope_first(a), positive_slope_first(b)
     assert a.nobs == b.nobs == w.sum()
     assert a.loglik == pytest.approx(b.loglik, rel=1e-9)
-    for u, v in zip(jax.tree_util.tree_leaves(a.params), jax.tree_util.tree_leaves(b.params)):
+    for u, v in zip(jax.tree_util.tree_leaves(a.params_tree), jax.tree_util.tree_leaves(b.params_tree)):
         np.testing.assert_allclose(u, v, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(a.bse, b.bse, rtol=1e-5)
     assert a.bic == pytest.approx(b.bic, rel=1e-9)
@@ -150,11 +150,11 @@ def test_zero_weight_equals_deleting_the_row():
     w = np.ones(len(df))
     drop = np.arange(0, len(df), 7)
     w[drop] = 0.0
-    a = ms.GaussianMoE(2).fit("y ~ x", data=df, weights=w, init=ref.params)
-    b = ms.GaussianMoE(2).fit("y ~ x", data=df.drop(index=drop), init=ref.params)
+    a = ms.GaussianMoE(2).fit("y ~ x", data=df, weights=w, init=ref.params_tree)
+    b = ms.GaussianMoE(2).fit("y ~ x", data=df.drop(index=drop), init=ref.params_tree)
     assert a.nobs == b.nobs == len(df) - drop.size
     assert a.loglik == pytest.approx(b.loglik, rel=1e-12)
-    np.testing.assert_allclose(a.params.expert.coef, b.params.expert.coef, rtol=1e-9)
+    np.testing.assert_allclose(a.params_tree.expert.coef, b.params_tree.expert.coef, rtol=1e-9)
     np.testing.assert_allclose(a.bse, b.bse, rtol=1e-8)
     np.testing.assert_allclose(a.responsibilities[w > 0], b.responsibilities, atol=1e-10)
 
@@ -172,13 +172,13 @@ def test_singular_information_warns_and_gives_nan():
     assert rest["std_err"].notna().all() and (rest["std_err"] > 0).all()
     # the identified combination (each expert's mean) is the responsibility-weighted mean of y
     tau = res.responsibilities
-    np.testing.assert_allclose(res.params.expert.coef.sum(1), tau.T @ df["y"].to_numpy() / tau.sum(0), rtol=1e-6)
+    np.testing.assert_allclose(res.params_tree.expert.coef.sum(1), tau.T @ df["y"].to_numpy() / tau.sum(0), rtol=1e-6)
 
 
 def test_boundary_and_non_stationary_fits_warn():
     df, _ = sim_moe2_fit()
     res = ms.GaussianMoE(2, min_variance=0.2).fit("y ~ x", data=df)   # expert 2's MLE variance is 0.183
-    assert res.params.expert.sigma2[1] == 0.2
+    assert res.params_tree.expert.sigma2[1] == 0.2
     with pytest.warns(InferenceWarning, match=r"sigma2 of expert\(s\) \[2\] is on a bound"):
         se = res.bse
     assert np.isnan(se[("expert", 2, "sigma")]) and np.isfinite(se.drop(("expert", 2, "sigma"))).all()

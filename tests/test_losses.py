@@ -83,9 +83,9 @@ def test_shifted_fitted_model_same_loss():
     res = ms.GaussianMoE(2).fit(x, y, n_init=2, seed=0, polish=False)
     setup = ModelSetup.from_spec({"gate": "softmax", "expert": "linear", "k": 2})
     # whichever expert the fit made its reference, the loss takes the best common shift
-    v0 = theory_loss("D1", model_atoms(setup, res.params), truth()).value
-    coef = np.asarray(res.params.gate.coef) + np.array([1.7, -3.2])        # every row shifted
-    shifted = res.params._replace(gate=res.params.gate._replace(coef=coef))
+    v0 = theory_loss("D1", model_atoms(setup, res.params_tree), truth()).value
+    coef = np.asarray(res.params_tree.gate.coef) + np.array([1.7, -3.2])        # every row shifted
+    shifted = res.params_tree._replace(gate=res.params_tree.gate._replace(coef=coef))
     v1 = theory_loss("D1", model_atoms(setup, shifted), truth()).value
     assert 0 < v0 < 0.5
     assert v1 == pytest.approx(v0, rel=1e-9)

@@ -43,7 +43,7 @@ def test_default_fit_reaches_direct_mle(rep, steep_fit):
     res = steep_fit[4] if rep == STEEP_REPS[0] else ms.MultinomialMoE(2).fit(x, y)
     assert abs(res.loglik - ref) < 1e-4
     # the same maximum, not only the same height (up to the labels of the two experts)
-    gate, experts = res.params.gate.coef, res.params.expert.coef
+    gate, experts = res.params_tree.gate.coef, res.params_tree.expert.coef
     if np.abs(experts[::-1] - A).max() < np.abs(experts - A).max():
         gate, experts = -gate, experts[::-1]          # swap: the gate log-odds change sign
     np.testing.assert_allclose(gate, G, atol=1e-3 * np.abs(G).max())
@@ -79,7 +79,7 @@ def test_one_expert_matches_mnlogit():
     res = ms.MultinomialMoE(1).fit(x, labels)
     ref = sm.MNLogit(y, sm.add_constant(x)).fit(disp=0, method="newton", tol=1e-12, maxiter=100)
     assert res.loglik == pytest.approx(ref.llf, abs=1e-8)
-    np.testing.assert_allclose(res.params.expert.coef[0, 1:], np.asarray(ref.params).T, atol=1e-7)
+    np.testing.assert_allclose(res.params_tree.expert.coef[0, 1:], np.asarray(ref.params).T, atol=1e-7)
     assert list(res.classes) == ["apple", "banana", "cherry"]
     assert res.params_frame()["term"].tolist()[:3] == ["banana:Intercept", "banana:x1", "banana:x2"]
     # observed-information standard errors in the free parametrisation (inverse negative Hessian)
@@ -236,11 +236,11 @@ def test_coefficient_box_keeps_fit_bounded_and_monotone():
     monotone, the polish holds coefficients on the box fixed, and the family reports the expert on the box."""
     x, y = mnlogit_data()
     res = ms.MultinomialMoE(1, max_abs_coef=0.5).fit(x, y)
-    coef = res.params.expert.coef
+    coef = res.params_tree.expert.coef
     assert np.abs(coef).max() <= 0.5 + 1e-12 and np.isclose(np.abs(coef).max(), 0.5)
     fam = res.model.expert
-    assert fam.experts_on_box(res.params.expert).tolist() == [True]
-    assert fam.feasible(res.params.expert, None)
+    assert fam.experts_on_box(res.params_tree.expert).tolist() == [True]
+    assert fam.feasible(res.params_tree.expert, None)
     tr = res.loglik_trace
     assert np.all(np.diff(tr) >= -1e-12 * np.abs(tr[1:]))
     free = ms.MultinomialMoE(1).fit(x, y)

@@ -28,7 +28,7 @@ def regime2_tanh():
 def test_modified_gate_reaches_direct_mle(regime2_tanh):
     x, y, (ll, G, A), res = regime2_tanh
     assert abs(res.loglik - ll) < 1e-4
-    gate, experts = res.params.gate.coef, res.params.expert.coef
+    gate, experts = res.params_tree.gate.coef, res.params_tree.expert.coef
     if np.abs(experts[::-1] - A).max() < np.abs(experts - A).max():
         gate, experts = -gate, experts[::-1]
     np.testing.assert_allclose(gate, G, atol=1e-3 * np.abs(G).max())
@@ -40,7 +40,7 @@ def test_modified_gate_monotone_and_predicts_on_transformed_inputs(regime2_tanh)
     tr = res.loglik_trace
     assert tr.size > 5 and np.all(np.diff(tr) >= -1e-12 * np.abs(tr[1:]))
     xn = np.linspace(-1, 1, 7)[:, None]
-    eta = res.params.gate.coef @ np.vstack([np.ones(7), np.tanh(xn[:, 0])])
+    eta = res.params_tree.gate.coef @ np.vstack([np.ones(7), np.tanh(xn[:, 0])])
     g = np.exp(eta - eta.max(0))
     g /= g.sum(0)
     np.testing.assert_allclose(res.predict(xn, kind="gate"), g.T, atol=1e-12)

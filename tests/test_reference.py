@@ -59,7 +59,7 @@ def _numpy_negll(theta, X, y):
 def test_direct_scipy_optimisation_does_not_improve(sim_fit, sim_df):
     X = np.column_stack([np.ones(len(sim_df)), sim_df.x.to_numpy()])
     y = sim_df.y.to_numpy()
-    p = sim_fit.params
+    p = sim_fit.params_tree
     theta0 = np.concatenate([p.gate.coef[1], p.expert.coef.ravel(), np.log(p.expert.sigma2)])
     ll_em = -_numpy_negll(theta0, X, y)
     assert ll_em == pytest.approx(sim_fit.loglik, abs=1e-9)

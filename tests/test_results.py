@@ -24,13 +24,13 @@ def test_criteria(sim_fit):
 
 def test_predict_kinds_are_consistent(sim_df, sim_fit):
     new = pd.DataFrame({"x": np.linspace(-1, 1, 7)})
-    gate = sim_fit.predict(new, kind="gate")
+    gate = sim_fit.predict(new, kind="gate").to_numpy()
     experts = sim_fit.predict(new, kind="experts")
     mean = sim_fit.predict(new)
     assert gate.shape == experts.shape == (7, 2)
     np.testing.assert_allclose(gate.sum(1), 1.0, rtol=1e-12)
-    np.testing.assert_allclose(mean, (gate * experts).sum(1), rtol=1e-12)
-    p = sim_fit.params
+    np.testing.assert_allclose(mean, (gate * experts).sum(axis=1), rtol=1e-12)
+    p = sim_fit.params_tree
     xd = np.column_stack([np.ones(7), new.x])
     np.testing.assert_allclose(experts, xd @ p.expert.coef.T, rtol=1e-12)
     eta = xd @ p.gate.coef.T
@@ -52,10 +52,10 @@ def test_sample_reproduces_the_fitted_model(sim_fit):
     y2 = sim_fit.sample(new, seed=1)
     np.testing.assert_array_equal(y1, y2)
     assert not np.array_equal(y1, sim_fit.sample(new, seed=2))
-    gate = sim_fit.predict(new.iloc[:1], kind="gate")[0]
+    gate = sim_fit.predict(new.iloc[:1], kind="gate").to_numpy()[0]
     assert np.mean(z1 == 1) == pytest.approx(gate[1], abs=0.015)
-    assert y1.mean() == pytest.approx(sim_fit.predict(new.iloc[:1])[0], abs=0.03)
-    sd = np.sqrt(sim_fit.params.expert.sigma2)
+    assert y1.mean() == pytest.approx(sim_fit.predict(new.iloc[:1]).iloc[0], abs=0.03)
+    sd = np.sqrt(sim_fit.params_tree.expert.sigma2)
     assert y1[z1 == 0].std() == pytest.approx(sd[0], rel=0.05)
 
 
@@ -96,10 +96,10 @@ def test_user_init_and_fixed_gate(sim_df, sim_fit):
     res_r = ms.GaussianMoE(2).fit("y ~ x", data=sim_df, init=R)
     assert res_r.loglik == pytest.approx(sim_fit.loglik, abs=1e-7)
     # hold the gate at zero (equal weights): a mixture of regressions with constant weights 1/2
-    P = sim_fit.params
+    P = sim_fit.params_tree
     start = ms.MoEParams(gate=P.gate._replace(coef=np.zeros_like(P.gate.coef)), expert=P.expert)
     fixed = ms.GaussianMoE(2).fit("y ~ x", data=sim_df, init=start, fixed={"gate": True})
-    np.testing.assert_array_equal(fixed.params.gate.coef, 0.0)
+    np.testing.assert_array_equal(fixed.params_tree.gate.coef, 0.0)
     assert fixed.df == 6 and fixed.loglik < sim_fit.loglik
     with pytest.raises(ValueError, match="fixed parameters need starting values"):
         ms.GaussianMoE(2).fit("y ~ x", data=sim_df, fixed={"gate": True})
@@ -115,12 +115,12 @@ def test_degenerate_start_is_detected_and_skipped(sim_df):
     with pytest.warns(ms.DegenerateFitWarning, match="the reported fit is degenerate"):
         kept = ms.GaussianMoE(3).fit("y ~ x", data=sim_df, n_init=3, seed=3, init="random",
                                      prefer_nondegenerate=False)
-    assert kept.loglik > res.loglik and np.sqrt(kept.params.expert.sigma2).min() < 0.05
+    assert kept.loglik > res.loglik and np.sqrt(kept.params_tree.expert.sigma2).min() < 0.05
     # a variance bound rules the spurious maximum out
     with warnings.catch_warnings():
         warnings.simplefilter("error", ms.DegenerateFitWarning)
         bounded = ms.GaussianMoE(3, min_variance=0.05).fit("y ~ x", data=sim_df, n_init=3, seed=3, init="random")
-    assert np.sqrt(bounded.params.expert.sigma2).min() >= np.sqrt(0.05) - 1e-12
+    assert np.sqrt(bounded.params_tree.expert.sigma2).min() >= np.sqrt(0.05) - 1e-12
 
 
 def test_collapsed_expert_is_kept_with_a_warning(sim_df):
@@ -128,7 +128,7 @@ def test_collapsed_expert_is_kept_with_a_warning(sim_df):
     R[np.arange(len(sim_df)), sim_df.z.to_numpy() - 1] = 1.0
     with pytest.warns(ms.MoEWarning, match=r"expert\(s\) \[3\] carry almost no data"):
         res = ms.GaussianMoE(3).fit("y ~ x", data=sim_df, init=R, max_iter=50)
-    assert res.params.expert.coef.shape[0] == 3  # never deleted
+    assert res.params_tree.expert.coef.shape[0] == 3  # never deleted
 
 
 def test_warns_when_the_best_fit_is_not_unique():

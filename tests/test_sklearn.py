@@ -87,7 +87,7 @@ def test_classifier_wrapper_encodes_labels_and_cross_validates():
     assert clf.score(X, y) == pytest.approx(np.mean(clf.classes_[P.argmax(1)] == y))
     scores = cross_val_score(MoEClassifier(model_class=_StandInClassifierMoE), X, y, cv=3)
     assert np.all(scores > 0.5)
-    with pytest.raises(ValueError, match="y has a single class"):
+    with pytest.raises(ValueError, match="y has one class"):
         MoEClassifier(model_class=_StandInClassifierMoE).fit(X, np.zeros(300))
     with pytest.raises(ValueError, match="_StandInClassifierMoE does not take min_variance"):
         MoEClassifier(model_class=_StandInClassifierMoE, min_variance=0.1).fit(X, y)
@@ -103,3 +103,23 @@ def test_classifier_with_multinomial_moe():
     P = clf.predict_proba(X)
     assert P.shape == (400, 2) and np.allclose(P.sum(1), 1.0)
     assert clf.score(X, np.array(["no", "yes"])[y]) > 0.75
+
+
+def test_tiny_data_fit_fewer_experts_with_a_warning():
+    from moestat.sklearn import FewerExpertsWarning
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(12, 2))
+    y = X @ [1.0, -1.0] + rng.normal(size=12)
+    # free parameters with 2 covariates (+ intercept): gate 3 (k - 1), experts 4 k -> k=3: 18, k=2: 11, k=1: 4
+    with pytest.warns(FewerExpertsWarning, match="12 distinct observations identify at most 2 expert"):
+        reg = MoERegressor(n_experts=3, n_init=1, polish=False).fit(X, y)
+    assert reg.n_experts_ == 2 and reg.results_.n_experts == 2
+    # duplicated rows carry no new information: 6 distinct rows, twice, identify one expert
+    with pytest.warns(FewerExpertsWarning, match="6 distinct observations identify at most 1 expert"):
+        reg = MoERegressor(n_experts=3, n_init=1, polish=False).fit(np.vstack([X[:6], X[:6]]), np.r_[y[:6], y[:6]])
+    assert reg.n_experts_ == 1
+    with pytest.raises(ValueError, match=r"3 distinct row\(s\) \(n_samples=3\) cannot identify even one expert"):
+        MoERegressor(n_experts=2).fit(X[:3], y[:3])
+    from scipy import sparse
+    with pytest.raises(TypeError, match="[Ss]parse"):
+        MoERegressor().fit(sparse.csr_matrix(X), y)

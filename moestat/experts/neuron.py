@@ -319,7 +319,7 @@ class ReLUExpert(GaussianNeuron):
     >>> z = rng.random(2000) < 1 / (1 + np.exp(-2 * x))
     >>> y = np.where(z, 2 * np.maximum(x - 1, 0), -np.maximum(-x, 0)) + 0.1 * rng.standard_normal(2000)
     >>> res = ms.GaussianMoE(2, expert="relu").fit(x, y, n_init=4)
-    >>> sorted(zip(res.params.expert.scale.tolist(), (res.params.expert.coef.round(1) + 0.0).tolist()))
+    >>> sorted(zip(res.params_tree.expert.scale.tolist(), (res.params_tree.expert.coef.round(1) + 0.0).tolist()))
     [(-1.0, [0.0, -1.0]), (1.0, [-2.0, 2.0])]
     """
 

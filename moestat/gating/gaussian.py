@@ -124,7 +124,7 @@ class GaussianGate(Gate):
     >>> x = np.where(z, rng.normal(-1, 0.3, 1500), rng.normal(1, 0.5, 1500))
     >>> y = np.where(z, 1 + 2 * x, -x) + 0.1 * rng.standard_normal(1500)
     >>> res = ms.GaussianMoE(2, gating="gaussian").fit(x, y, n_init=2)
-    >>> sorted(np.round(res.params.gate.weight, 1).tolist())
+    >>> sorted(np.round(res.params_tree.gate.weight, 1).tolist())
     [0.4, 0.6]
     """
 
