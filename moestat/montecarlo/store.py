@@ -47,6 +47,9 @@ class Store:
         self.con.execute("PRAGMA journal_mode=WAL")
         self.con.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable against a killed process
         self.con.executescript(SCHEMA)
+        # router summaries per replicate (moestat.routing); stores written before they existed get the column
+        if "routing" not in {r[1] for r in self.con.execute("PRAGMA table_info(results)")}:
+            self.con.execute("ALTER TABLE results ADD COLUMN routing TEXT")
 
     def close(self):
         self.con.close()
@@ -67,13 +70,14 @@ class Store:
         now = time.time()
         vals = [(spec_hash, r["n"], r["rep"], json.dumps(r["losses"]), json.dumps(r["loss_errors"]),
                  json.dumps(r["errors"]), json.dumps(r["params"]), r["loglik"], r["n_iter"], int(r["converged"]),
-                 int(r["degenerate"]), r["start"], r["n_starts"], r.get("error"), r["seconds"], r.get("host"), now)
+                 int(r["degenerate"]), r["start"], r["n_starts"], r.get("error"), r["seconds"], r.get("host"), now,
+                 None if r.get("routing") is None else json.dumps(r["routing"]))
                 for r in rows]
         cur = self.con.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
             before = self.con.total_changes
-            cur.executemany("INSERT OR IGNORE INTO results VALUES (%s)" % ",".join("?" * 17), vals)
+            cur.executemany("INSERT OR IGNORE INTO results VALUES (%s)" % ",".join("?" * 18), vals)
             new = self.con.total_changes - before
             cur.execute("COMMIT")
         except BaseException:
@@ -128,6 +132,7 @@ class Store:
             r = dict(zip(names, rec))
             for k in ("losses", "loss_errors", "errors", "params"):
                 r[k] = json.loads(r[k])
+            r["routing"] = None if r.get("routing") is None else json.loads(r["routing"])
             r["converged"], r["degenerate"] = bool(r["converged"]), bool(r["degenerate"])
             out.append(r)
         return out
@@ -146,6 +151,7 @@ class Store:
             flat.update({"loss_%s" % k: v for k, v in r["losses"].items()})
             flat.update({"lerr_%s" % k: v for k, v in r["loss_errors"].items()})
             flat.update({"err_%s" % k: v for k, v in r["errors"].items()})
+            flat.update({"route_%s" % k: v for k, v in (r["routing"] or {}).items()})
             if params:
                 flat["params"] = json.dumps(r["params"])
             recs.append(flat)
