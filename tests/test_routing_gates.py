@@ -168,9 +168,10 @@ def _fit_padded(model, x, y, N, seed, softmax_start=False):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ms.MoEWarning)
         params0 = model._starts(None, design, dat, base, ctl, fixed, cfg, N_INIT, seed, 1)
-        if softmax_start:
-            soft = ms.GaussianMoE(model.n_experts).fit(x, y, n_init=N_INIT, seed=seed).params
-            params0 = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, jnp.asarray(b)[None]]), params0, soft)
+    if softmax_start:                                # the softmax MLE, fitted on the same padded data
+        out, _ = _fit_padded(ms.GaussianMoE(model.n_experts), x, y, N, seed)
+        soft = jax.tree_util.tree_map(lambda a: jnp.asarray(a)[int(np.nanargmax(out.loglik))], out.params)
+        params0 = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b[None]]), params0, soft)
     keys = jax.random.split(jax.random.PRNGKey(seed), N_INIT + int(softmax_start))
     out = jax.device_get(em.fit_restarts(params0, dat, ctl, fixed, keys, cfg))
     return out, np.asarray(out.trace)
