@@ -197,3 +197,17 @@ def test_recovery_and_monotone_em(case):
             worst = min(worst, float(np.min(np.diff(t) / np.abs(t[1:]), initial=np.inf)))
     assert worst >= -1e-12, worst
     assert errors[1] < 0.4 * errors[0], errors                  # sqrt(300 / 8000) = 0.19 expected
+
+
+@pytest.mark.parametrize("gate, k", [(G.ExpertPrototyping(groups=2), 4), (G.EntropySwitched(k=2), 3)])
+def test_free_count_describe_and_report_agree(gate, k):
+    """Softmax coefficients with expert 0 the reference: (k - 1) pg free entries, listed alike by describe/report."""
+    base = gate.init_params(k, 2)
+    n_mask = int(np.sum(np.asarray(gate.free_mask(base).coef)))
+    assert gate.n_free_params(k, 2) == n_mask == (k - 1) * 2
+    coef = jnp.asarray(np.arange(2 * k, dtype=float).reshape(k, 2) + 1.0)
+    P = gate.canonical(G.SoftmaxParams(coef))
+    np.testing.assert_allclose(np.asarray(P.coef), np.asarray(coef - coef[:1]), rtol=0)
+    rows = gate.describe(jax.tree_util.tree_map(np.asarray, P), ["Intercept", "x"])
+    assert len(rows) == n_mask
+    np.testing.assert_allclose(np.asarray(gate.report(P)), [r[2] for r in rows], rtol=1e-12)

@@ -303,7 +303,8 @@ def _observed_newton(th, head, gate, logf, Xg, w, free, loglik, ctl, max_halving
     grad, negH = newton.softmax_newton_stats(jnp.exp(lw), post, w, Xg)
     grad, negH = mask_newton(grad, negH, free)
     if cells:
-        Z = _cell_null_space(jnp.concatenate([head, th], axis=0), Xg, w, free, gate)
+        Z = _cell_null_space(jnp.concatenate([head, th], axis=0), Xg, w, free, gate.k, gate.select,
+                             gate.boundary_swaps)
         d = Z @ newton.newton_direction(Z.T @ grad.ravel(), Z.T @ negH @ Z, ctl.ridge)
         d = d.reshape(th.shape)
     else:
@@ -322,7 +323,7 @@ def topk_swaps(v, live, K):
                                  for j in range(k)]) for i in range(k)])
 
 
-def _cell_null_space(coef, Xg, w, free, gate):
+def _cell_null_space(coef, Xg, w, free, K, select, boundary_swaps=None):
     """((k-1) pg, (k-1) pg) basis (zero columns padded) of the gate moves that keep every routing boundary.
 
     The top-K weights jump where the K-th and (K+1)-th ranked experts i, j swap, on the
@@ -330,15 +331,15 @@ def _cell_null_space(coef, Xg, w, free, gate):
     hyperplane iff d_i - d_j is parallel to b_i - b_j; for every pair that swaps at some live
     point, the components of d_i - d_j orthogonal to b_i - b_j are constrained to 0 (fixed
     coefficients too).  Columns of the result span the moves meeting all constraints.  The pairs
-    come from ``gate.boundary_swaps(v, live)`` (v the ranked scores), so gates with other routing
-    rules (expert prototyping: one winner per group) reuse the step.
+    come from ``boundary_swaps(v, live)`` (v the ranked scores; default :func:`topk_swaps` with K),
+    so gates with other routing rules (expert prototyping: one winner per group) reuse the step.
     """
     k, pg = coef.shape
     m = (k - 1) * pg
-    S = jnp.ones((pg,), coef.dtype) if gate.select == "scores" else jnp.ones((pg,), coef.dtype).at[0].set(0.0)
+    S = jnp.ones((pg,), coef.dtype) if select == "scores" else jnp.ones((pg,), coef.dtype).at[0].set(0.0)
     v = (coef * S[None]) @ Xg
     live = w > 0
-    swap = gate.boundary_swaps(v, live)
+    swap = topk_swaps(v, live, K) if boundary_swaps is None else boundary_swaps(v, live)
     # E[i] (pg, m): the map from a move of rows 1..k-1 (raveled) to the move d_i of row i (row 0 never moves)
     E = jnp.concatenate([jnp.zeros((pg, m), coef.dtype), jnp.eye(m, dtype=coef.dtype)], axis=0).reshape(k, pg, m)
     rows = [jnp.diag(1.0 - free.ravel().astype(coef.dtype))]
