@@ -53,9 +53,10 @@ def router_params(gate, params):
 
 
 def default_top_k(gate) -> int:
-    """The router's own number of active experts for top-K-type gates, else 1."""
+    """The router's own number of active experts for top-K-type gates (TopK and its subclasses), else 1."""
+    from .gating import TopK
     r, _ = router(gate)
-    return int(getattr(r, "k", 1))
+    return int(r.k) if isinstance(r, TopK) else 1
 
 
 @partial(jax.jit, static_argnames=("gate",))

@@ -241,7 +241,7 @@ def routing_of(exp: Experiment, n: int, rep: int, params) -> dict | None:
     """
     from ..routing import default_top_k, router_probs, routing_summary
     gate = exp.fit.gate
-    if getattr(gate, "joint", False):
+    if gate.joint:
         return None
     _, _, data = replicate_data(exp, n, rep)
     try:
