@@ -36,12 +36,9 @@ observed log-likelihood does not fall (the boundary-preserving move keeps
 the top-K hyperplanes of the sparse points only; it does not see the
 entropy surface, so the guard halves or rejects it when that surface moves
 across points).  Hence EM never lowers the log-likelihood.  The likelihood
-jumps where points switch and has poor local maxima: use several starts, and
-add the dense softmax fit as one (``init=`` a ``GaussianMoE(k)`` result; the
-gates share their parameters).  Measured with K = 2, threshold 0.3, q = 2
-(``tests/test_routing_gates.py``'s truth, n = 5000, seed 12): the best of 4
-k-means / random starts ended 4.0 below the true log-likelihood, EM from
-the softmax fit 3.8 above.
+jumps where points switch and has poor local maxima that k-means / random
+starts can miss: use several starts, and add the dense softmax fit as one
+(``init=`` a ``GaussianMoE(k)`` result; the two gates share their parameters).
 """
 from __future__ import annotations
 
