@@ -120,6 +120,7 @@ def test_entropy_switched_limits():
     (lambda: G.ExpertPrototyping(groups=1.5), ValueError, "groups must be a positive integer"),
     (lambda: G.ExpertPrototyping(combine="sum"), ValueError, "combine must be one of 'softmax', 'average'"),
     (lambda: G.ExpertPrototyping(select="slopes"), ValueError, "select must be 'scores'"),
+    (lambda: G.ExpertPrototyping(k=3), TypeError, "unexpected keyword argument 'k'"),
     (lambda: G.EntropySwitched(threshold=float("nan")), ValueError, "threshold must be a finite number"),
     (lambda: G.EntropySwitched(q=0.0), ValueError, "q must be > 0"),
     (lambda: G.EntropySwitched(q="2"), ValueError, "q must be a finite number"),

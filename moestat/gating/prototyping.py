@@ -45,7 +45,7 @@ maxima: use several starts.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import jax
@@ -105,6 +105,8 @@ class ExpertPrototyping(TopK):
 
     name = "expert_prototyping"
     summary_title: ClassVar[str] = "Gate (expert prototyping: log-odds against expert 1 where both are active)"
+    #: the number of active experts at every point, G (set from ``groups``; not a setting of its own)
+    k: int = field(default=2, init=False, repr=False)
     groups: int = 2
     combine: str = "softmax"
 
