@@ -38,7 +38,7 @@ from typing import NamedTuple
 import numpy as np
 
 __all__ = ["ExpertChoice", "capacity_overflow", "change_rate", "expert_choice_assignment", "jain_index",
-           "load_imbalance", "routing_sets", "saturation", "topk_assignment", "tsallis_entropy", "utilization"]
+           "load_imbalance", "saturation", "topk_assignment", "tsallis_entropy", "utilization"]
 
 _SUM_TOL = 1e-6
 
@@ -114,14 +114,6 @@ def topk_assignment(gate_probs, top_k: int) -> np.ndarray:
     out = np.zeros(p.shape, dtype=bool)
     np.put_along_axis(out, order[..., :K], True, axis=-1)
     return out
-
-
-routing_sets = topk_assignment
-
-
-def expert_load(sets) -> np.ndarray:
-    """(..., k) number of points routed to each expert."""
-    return np.asarray(sets).sum(-2)
 
 
 def utilization(gate_probs, top_k: int | None = None) -> np.ndarray:

@@ -1,7 +1,6 @@
 """Router diagnostics over fits: the gate recorded along EM, res.routing_report(), SharedRouted routers."""
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest

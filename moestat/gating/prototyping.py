@@ -54,7 +54,6 @@ import numpy as np
 
 from .._math import klogsumexp
 from .base import register
-from .softmax import SoftmaxParams
 from .topk import TopK
 
 COMBINE = ("softmax", "average")
@@ -153,4 +152,4 @@ class ExpertPrototyping(TopK):
         return []
 
 
-__all__ = ["ExpertPrototyping", "SoftmaxParams", "group_winner_mask", "prototype_log_weights"]
+__all__ = ["ExpertPrototyping", "group_winner_mask", "prototype_log_weights"]
