@@ -139,7 +139,9 @@ class Store:
 
     def frame(self, spec_hash: str, grid=None, replicates: int | None = None, params: bool = False) -> pd.DataFrame:
         """One row per replicate, losses as ``loss_<name>``, numerical errors as ``lerr_<name>``,
-        per-parameter errors as ``err_<group.block[j]>``; optionally restricted to a grid and replicate count."""
+        per-parameter errors as ``err_<group.block[j]>``, the fitted router's summary as ``route_<statistic>``
+        (:func:`moestat.routing.routing_summary`; NaN for rows stored without one); optionally restricted to a
+        grid and replicate count."""
         recs = []
         for r in self.rows(spec_hash):
             if grid is not None and r["n"] not in set(int(v) for v in grid):
