@@ -7,6 +7,7 @@ float64 (see :mod:`moestat._jax`).
 """
 from . import _jax  # noqa: F401  (float64 on import)
 from . import datasets, experts, gating
+from . import diagnostics  # router diagnostics (load balance, saturation, entropy)
 from .em import MoEParams
 from .model import ConvergenceWarning, DegenerateFitWarning, GaussianMoE, MoEWarning
 from .model import RestartWarning
@@ -28,3 +29,4 @@ __all__ = [
     "InferenceWarning", "bootstrap", "bootstrap_lrt", "select_k",
     "RestartWarning", "load",
 ]
+__all__ += ["diagnostics"]

@@ -40,6 +40,8 @@ class EMConfig:
     max_iter: int = 2000
     algorithm: str = "em"
     max_halvings: int = 8
+    #: keep the gate parameters of every iteration in ``FitResult.gate_trace`` (router diagnostics)
+    record_gate: bool = False
 
 
 class EMControl(NamedTuple):
@@ -67,6 +69,7 @@ class FitResult(NamedTuple):
     n_iter: Any      # M-steps taken
     converged: Any   # stopped by the tolerance (EM/CEM)
     trace: Any       # (max_iter,) log-likelihood before each M-step; NaN after the stop
+    gate_trace: Any = None  # with cfg.record_gate: gate params before each M-step (leading max_iter axis; NaN after)
 
 
 class _State(NamedTuple):
@@ -78,6 +81,7 @@ class _State(NamedTuple):
     key: Any
     best_params: MoEParams
     best_ll: Any
+    gate_trace: Any = None
 
 
 # --------------------------------------------------------------------------- pieces
@@ -179,6 +183,21 @@ def _select(pred, a, b):
     return jax.tree_util.tree_map(lambda x, y: jnp.where(pred, x, y), a, b)
 
 
+def _gate_trace0(gate_params, cfg: EMConfig):
+    """Empty per-iteration record of the gate parameters (NaN), or None when not recording."""
+    if not cfg.record_gate:
+        return None
+    return jax.tree_util.tree_map(lambda a: jnp.full((cfg.max_iter,) + jnp.shape(a), jnp.nan, jnp.result_type(a, 0.0)),
+                                  gate_params)
+
+
+def _record_gate(gate_trace, it, gate_params):
+    """The record with iteration ``it``'s gate parameters stored (None passes through)."""
+    if gate_trace is None:
+        return None
+    return jax.tree_util.tree_map(lambda tr, g: tr.at[it].set(g), gate_trace, gate_params)
+
+
 def fit_one(params0: MoEParams, data: Data, ctl: EMControl, fixed: MoEParams, key, cfg: EMConfig) -> FitResult:
     """Run EM/CEM/SEM from ``params0`` until the relative change is below ``ctl.tol`` or max_iter."""
     if _speculative(cfg, data):
@@ -203,17 +222,19 @@ def fit_one(params0: MoEParams, data: Data, ctl: EMControl, fixed: MoEParams, ke
         new = m_step(s.params, classify(tau, cfg.algorithm, sub), data, cfg, ctl, fixed, log_w=lg)
         params = _select(conv, s.params, new)
         trace = s.trace.at[s.it].set(ll)
-        return _State(params, obj, s.it + jnp.where(conv, 0, 1), conv, trace, key, best_params, best_ll)
+        return _State(params, obj, s.it + jnp.where(conv, 0, 1), conv, trace, key, best_params, best_ll,
+                      _record_gate(s.gate_trace, s.it, s.params.gate))
 
     init = _State(params0, jnp.asarray(-jnp.inf, f), jnp.asarray(0), jnp.asarray(False),
-                  jnp.full((cfg.max_iter,), jnp.nan, f), key, params0, jnp.asarray(-jnp.inf, f))
+                  jnp.full((cfg.max_iter,), jnp.nan, f), key, params0, jnp.asarray(-jnp.inf, f),
+                  _gate_trace0(params0.gate, cfg))
     s = lax.while_loop(cond, body, init)
     params = s.params
     if sem:
         last_ll = loglik(params, data, cfg)
         params = _select(last_ll >= s.best_ll, params, s.best_params)
     return FitResult(params=params, loglik=loglik(params, data, cfg), n_iter=s.it,
-                     converged=s.done, trace=s.trace)
+                     converged=s.done, trace=s.trace, gate_trace=s.gate_trace)
 
 
 class _SpecState(NamedTuple):
@@ -271,7 +292,8 @@ def _fit_one_speculative(params0: MoEParams, data: Data, ctl: EMControl, fixed: 
             g = tmap(lambda a, c: a + c, b.params.gate, d)
             params = _select(conv, b.params, MoEParams(gate=g, expert=e))
             base = _State(params, ll, b.it + jnp.where(conv, 0, 1), conv, b.trace.at[b.it].set(ll), b.key,
-                          _select(better, b.params, b.best_params), jnp.where(better, ll, b.best_ll))
+                          _select(better, b.params, b.best_params), jnp.where(better, ll, b.best_ll),
+                          _record_gate(b.gate_trace, b.it, b.params.gate))
             return _SpecState(base, tau, b.params.gate, d, q0, jnp.asarray(0), jnp.logical_not(conv))
 
         def reject(s):
@@ -287,7 +309,8 @@ def _fit_one_speculative(params0: MoEParams, data: Data, ctl: EMControl, fixed: 
     zero_gate = tmap(jnp.zeros_like, params0.gate)
     init = _SpecState(
         _State(params0, jnp.asarray(-jnp.inf, f), jnp.asarray(0), jnp.asarray(False),
-               jnp.full((cfg.max_iter,), jnp.nan, f), key, params0, jnp.asarray(-jnp.inf, f)),
+               jnp.full((cfg.max_iter,), jnp.nan, f), key, params0, jnp.asarray(-jnp.inf, f),
+               _gate_trace0(params0.gate, cfg)),
         jnp.zeros((cfg.k, data.w.shape[0]), f), params0.gate, zero_gate, jnp.asarray(0.0, f), jnp.asarray(0),
         jnp.asarray(False))
     s = lax.while_loop(cond, body, init)
@@ -295,7 +318,7 @@ def _fit_one_speculative(params0: MoEParams, data: Data, ctl: EMControl, fixed: 
     bad = jnp.logical_and(s.pending, jnp.logical_not(sweep(s.base.params, s.tau_prev, s.q_prev)[2]))
     params = s.base.params._replace(gate=_select(bad, s.gate_from, s.base.params.gate))
     return FitResult(params=params, loglik=loglik(params, data, cfg), n_iter=s.base.it,
-                     converged=s.base.done, trace=s.base.trace)
+                     converged=s.base.done, trace=s.base.trace, gate_trace=s.base.gate_trace)
 
 
 def _direct_sweep(data: Data, ctl: EMControl, fixed: MoEParams, cfg: EMConfig):

@@ -7,6 +7,7 @@ non-degenerate fit and returns a :class:`moestat.results.MoEResults`.
 """
 from __future__ import annotations
 
+import dataclasses
 import numbers
 import warnings
 from typing import Any
@@ -119,7 +120,7 @@ class MoEModel:
     def fit(self, X, y=None, gate_X=None, weights=None, *, data=None, n_init: int = 10, seed: int = 0,
             init: Any = None, tol: float = 1e-8, max_iter: int = 2000, algorithm: str = "em",
             fixed: dict | None = None, prefer_nondegenerate: bool = True, polish: bool = True,
-            batch_size: int | None = None, groups: Any = None):
+            batch_size: int | None = None, groups: Any = None, record_gate: bool = False):
         """Fit by EM from ``n_init`` starts; the best log-likelihood among non-degenerate fits wins.
 
         Parameters
@@ -170,6 +171,12 @@ class MoEModel:
             flexmix does (``nobs`` = sum of group weights); the degrees of
             freedom are unchanged.  Not available with joint (Gaussian) gates or
             ``algorithm="sem"``.  See docs/grouped.md.
+        record_gate : bool
+            Keep the gate parameters of every EM iteration (a (max_iter, gate size)
+            record, NaN after the stop; off by default) so that
+            ``res.routing_report()`` adds router saturation and change rate per
+            iteration (:mod:`moestat.routing`).  The routing sets are computed
+            afterwards on the data, not inside the loop.
         """
         n_init = _check_int(n_init, "n_init", 1)
         seed = _check_int(seed, "seed", 0)
@@ -203,7 +210,8 @@ class MoEModel:
             params0 = self._starts(init, design, dat, base, ctl, fixed_mask, cfg, n_init, seed, bs)
             m = jax.tree_util.tree_leaves(params0)[0].shape[0]
             keys = jax.random.split(jax.random.PRNGKey(seed), m)
-            out = em.fit_restarts(params0, dat, ctl, fixed_mask, keys, cfg, batch_size=min(bs, m))
+            run_cfg = dataclasses.replace(cfg, record_gate=True) if record_gate else cfg  # results keep cfg
+            out = em.fit_restarts(params0, dat, ctl, fixed_mask, keys, run_cfg, batch_size=min(bs, m))
             out = jax.device_get(out)
             restarts = self._restart_table(out, dat, cfg, info)
         best = self._choose(restarts, prefer_nondegenerate)
@@ -214,6 +222,7 @@ class MoEModel:
         res = self._results_class()(model=self, design=design, data=dat, cfg=cfg, ctl=ctl, info=info,
                          fit=fit, restarts=restarts, best=best, n_polish=n_polish,
                          fixed=fixed_mask, seed=seed, all_params=out.params)
+        res.gate_trace = fit.gate_trace   # (record_gate) the reported start's gate per EM iteration, else None
         res._warn_about_fit()
         return res
 

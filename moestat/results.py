@@ -485,6 +485,12 @@ class MoEResults:
         from .persistence import results_state
         return results_state(self)
 
+    def routing_report(self, top_k: int | None = None, q: float = 2.0):
+        """Router utilization, Jain index, load imbalance and gate entropy on the data; saturation and change
+        rate per EM iteration when fitted with ``record_gate=True`` (see :func:`moestat.routing.routing_report`)."""
+        from .routing import routing_report
+        return routing_report(self, top_k=top_k, q=q)
+
     def _warn_about_fit(self):
         from .model import ConvergenceWarning, DegenerateFitWarning, MoEWarning
         r = self.restarts

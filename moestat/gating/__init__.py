@@ -8,8 +8,11 @@ from .normalized_sigmoid import NormalizedSigmoid, NormalizedSigmoidParams
 from .topk import TopK
 from .temperature import TemperatureParams, TemperatureSchedule, TemperatureSoftmax
 from .activation import ActivationParams, ActivationSoftmax
+from .prototyping import ExpertPrototyping  # M6-T expert prototyping
+from .entropy_switched import EntropySwitched  # DynMoLE-style entropy-switched routing
 
 __all__ = ["ActivationParams", "ActivationSoftmax", "Gate", "GaussianGate", "GaussianGateParams", "ModifiedSoftmax",
            "NormalizedSigmoid", "NormalizedSigmoidParams", "SharedRouted", "SharedRoutedParams", "Softmax",
            "SoftmaxParams", "TemperatureParams", "TemperatureSchedule", "TemperatureSoftmax", "TopK", "available",
            "get_gate", "register"]
+__all__ += ["EntropySwitched", "ExpertPrototyping"]

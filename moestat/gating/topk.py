@@ -256,6 +256,10 @@ class TopK(SoftmaxCoefficients, Gate):
         th = _pattern_search(th, free, loglik)
         return params._replace(gate=SoftmaxParams(coef=jnp.concatenate([head, th], axis=0)))
 
+    def boundary_swaps(self, v, live):
+        """(k, k) booleans: expert pairs whose routing boundary some live point sits next to (see _cell_null_space)."""
+        return topk_swaps(v, live, self.k)
+
     def boundary(self, params, ctl) -> list[str]:
         if self.k == 1:
             return ["topk with K=1: the weights are 0 or 1, so only the routing partition is identified; the gate "
@@ -299,7 +303,8 @@ def _observed_newton(th, head, gate, logf, Xg, w, free, loglik, ctl, max_halving
     grad, negH = newton.softmax_newton_stats(jnp.exp(lw), post, w, Xg)
     grad, negH = mask_newton(grad, negH, free)
     if cells:
-        Z = _cell_null_space(jnp.concatenate([head, th], axis=0), Xg, w, free, gate.k, gate.select)
+        Z = _cell_null_space(jnp.concatenate([head, th], axis=0), Xg, w, free, gate.k, gate.select,
+                             gate.boundary_swaps)
         d = Z @ newton.newton_direction(Z.T @ grad.ravel(), Z.T @ negH @ Z, ctl.ridge)
         d = d.reshape(th.shape)
     else:
@@ -308,29 +313,39 @@ def _observed_newton(th, head, gate, logf, Xg, w, free, loglik, ctl, max_halving
     return th_new
 
 
-def _cell_null_space(coef, Xg, w, free, K, select):
+def topk_swaps(v, live, K):
+    """(k, k) booleans: pairs (i, j) that are the K-th and (K+1)-th ranked experts of v at some live point."""
+    k = v.shape[0]
+    active = topk_mask(v, K)
+    kth = jnp.argmin(jnp.where(active, v, jnp.inf), axis=0)
+    nxt = jnp.argmax(jnp.where(active, -jnp.inf, v), axis=0)
+    return jnp.stack([jnp.stack([jnp.any(live & (((kth == i) & (nxt == j)) | ((kth == j) & (nxt == i))))
+                                 for j in range(k)]) for i in range(k)])
+
+
+def _cell_null_space(coef, Xg, w, free, K, select, boundary_swaps=None):
     """((k-1) pg, (k-1) pg) basis (zero columns padded) of the gate moves that keep every routing boundary.
 
     The top-K weights jump where the K-th and (K+1)-th ranked experts i, j swap, on the
     hyperplane {x: (b_i - b_j)' x = 0} (slopes only for select="slopes").  A move d keeps that
     hyperplane iff d_i - d_j is parallel to b_i - b_j; for every pair that swaps at some live
     point, the components of d_i - d_j orthogonal to b_i - b_j are constrained to 0 (fixed
-    coefficients too).  Columns of the result span the moves meeting all constraints.
+    coefficients too).  Columns of the result span the moves meeting all constraints.  The pairs
+    come from ``boundary_swaps(v, live)`` (v the ranked scores; default :func:`topk_swaps` with K),
+    so gates with other routing rules (expert prototyping: one winner per group) reuse the step.
     """
     k, pg = coef.shape
     m = (k - 1) * pg
     S = jnp.ones((pg,), coef.dtype) if select == "scores" else jnp.ones((pg,), coef.dtype).at[0].set(0.0)
     v = (coef * S[None]) @ Xg
-    active = topk_mask(v, K)
-    kth = jnp.argmin(jnp.where(active, v, jnp.inf), axis=0)
-    nxt = jnp.argmax(jnp.where(active, -jnp.inf, v), axis=0)
     live = w > 0
+    swap = topk_swaps(v, live, K) if boundary_swaps is None else boundary_swaps(v, live)
     # E[i] (pg, m): the map from a move of rows 1..k-1 (raveled) to the move d_i of row i (row 0 never moves)
     E = jnp.concatenate([jnp.zeros((pg, m), coef.dtype), jnp.eye(m, dtype=coef.dtype)], axis=0).reshape(k, pg, m)
     rows = [jnp.diag(1.0 - free.ravel().astype(coef.dtype))]
     for i in range(k):
         for j in range(i + 1, k):
-            swaps = jnp.any(live & (((kth == i) & (nxt == j)) | ((kth == j) & (nxt == i))))
+            swaps = swap[i, j]
             u = (coef[i] - coef[j]) * S
             P = jnp.eye(pg, dtype=coef.dtype) - jnp.outer(u, u) / jnp.maximum(u @ u, 1e-300)
             rows.append(swaps.astype(coef.dtype) * (P @ (S[:, None] * (E[i] - E[j]))))

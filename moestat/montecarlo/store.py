@@ -30,7 +30,7 @@ CREATE TABLE IF NOT EXISTS results (
     hash TEXT NOT NULL, n INTEGER NOT NULL, rep INTEGER NOT NULL,
     losses TEXT NOT NULL, loss_errors TEXT NOT NULL, errors TEXT NOT NULL, params TEXT NOT NULL,
     loglik REAL, n_iter INTEGER, converged INTEGER, degenerate INTEGER, start INTEGER, n_starts INTEGER,
-    error TEXT, seconds REAL, host TEXT, finished REAL,
+    error TEXT, seconds REAL, host TEXT, finished REAL, routing TEXT,
     PRIMARY KEY (hash, n, rep));
 CREATE TABLE IF NOT EXISTS sessions (
     id INTEGER PRIMARY KEY AUTOINCREMENT, hash TEXT NOT NULL, started REAL NOT NULL, updated REAL NOT NULL,
@@ -38,6 +38,9 @@ CREATE TABLE IF NOT EXISTS sessions (
 CREATE TABLE IF NOT EXISTS meta (
     hash TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (hash, key));
 """
+
+#: trailing columns that stores written by earlier versions lack (added when such a store is opened)
+LEGACY_COLUMNS = {"results": ("routing",)}
 
 #: columns that describe how a result was computed, not what it is (differ between runs)
 VOLATILE = ("seconds", "host", "finished")
@@ -110,7 +113,7 @@ def check_store_file(path: str) -> None:
         raise StoreError("%s is a SQLite database of another program (tables %s), not a moestat results store; "
                          "move it away or choose another output folder" % (path, ", ".join(foreign)))
     for t, cols in tables.items():
-        if cols != expected[t]:
+        if cols != expected[t] and cols + list(LEGACY_COLUMNS.get(t, ())) != expected[t]:
             raise StoreError("%s holds a table %r with columns (%s), not those of a moestat results store (%s)"
                              % (path, t, ", ".join(cols), ", ".join(expected[t])))
 
@@ -142,6 +145,9 @@ class Store:
             self.con.execute("PRAGMA journal_mode=WAL")
             self.con.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable against a killed process
             self.con.executescript(SCHEMA)
+            # router summaries per replicate (moestat.routing); stores written before them get the column
+            if "routing" not in {r[1] for r in self.con.execute("PRAGMA table_info(results)")}:
+                self.con.execute("ALTER TABLE results ADD COLUMN routing TEXT")
         except sqlite3.Error as exc:
             if self.con is not None:
                 self.con.close()
@@ -178,14 +184,15 @@ class Store:
         now = time.time()
         vals = [(spec_hash, r["n"], r["rep"], json.dumps(r["losses"]), json.dumps(r["loss_errors"]),
                  json.dumps(r["errors"]), json.dumps(r["params"]), r["loglik"], r["n_iter"], int(r["converged"]),
-                 int(r["degenerate"]), r["start"], r["n_starts"], r.get("error"), r["seconds"], r.get("host"), now)
+                 int(r["degenerate"]), r["start"], r["n_starts"], r.get("error"), r["seconds"], r.get("host"), now,
+                 None if r.get("routing") is None else json.dumps(r["routing"]))
                 for r in rows]
         with self._writing():
             cur = self.con.cursor()
             cur.execute("BEGIN IMMEDIATE")
             try:
                 before = self.con.total_changes
-                cur.executemany("INSERT OR IGNORE INTO results VALUES (%s)" % ",".join("?" * 17), vals)
+                cur.executemany("INSERT OR IGNORE INTO results VALUES (%s)" % ",".join("?" * 18), vals)
                 new = self.con.total_changes - before
                 cur.execute("COMMIT")
             except BaseException:
@@ -246,13 +253,16 @@ class Store:
             r = dict(zip(names, rec))
             for k in ("losses", "loss_errors", "errors", "params"):
                 r[k] = json.loads(r[k])
+            r["routing"] = None if r.get("routing") is None else json.loads(r["routing"])
             r["converged"], r["degenerate"] = bool(r["converged"]), bool(r["degenerate"])
             out.append(r)
         return out
 
     def frame(self, spec_hash: str, grid=None, replicates: int | None = None, params: bool = False) -> pd.DataFrame:
         """One row per replicate, losses as ``loss_<name>``, numerical errors as ``lerr_<name>``,
-        per-parameter errors as ``err_<group.block[j]>``; optionally restricted to a grid and replicate count."""
+        per-parameter errors as ``err_<group.block[j]>``, the fitted router's summary as ``route_<statistic>``
+        (:func:`moestat.routing.routing_summary`; NaN for rows stored without one); optionally restricted to a
+        grid and replicate count."""
         recs = []
         for r in self.rows(spec_hash):
             if grid is not None and r["n"] not in set(int(v) for v in grid):
@@ -264,6 +274,7 @@ class Store:
             flat.update({"loss_%s" % k: v for k, v in r["losses"].items()})
             flat.update({"lerr_%s" % k: v for k, v in r["loss_errors"].items()})
             flat.update({"err_%s" % k: v for k, v in r["errors"].items()})
+            flat.update({"route_%s" % k: v for k, v in (r["routing"] or {}).items()})
             if params:
                 flat["params"] = json.dumps(r["params"])
             recs.append(flat)

@@ -233,6 +233,24 @@ def compute_losses(exp: Experiment, params):
 
 # --------------------------------------------------------------------------- the task
 
+def routing_of(exp: Experiment, n: int, rep: int, params) -> dict | None:
+    """Router summary of the fitted gate on the replicate's data (:func:`moestat.routing.routing_summary`).
+
+    K is the router's own (1 for dense gates); None for joint (Gaussian) gates, which route on the
+    covariates' density rather than a conditional router.
+    """
+    from ..routing import default_top_k, router_probs, routing_summary
+    gate = exp.fit.gate
+    if gate.joint:
+        return None
+    _, _, data = replicate_data(exp, n, rep)
+    try:
+        p = router_probs(gate, jax.tree_util.tree_map(to_device, params.gate), data.Xg, n)
+        return routing_summary(p, default_top_k(gate))
+    except ValueError:              # e.g. non-finite gate parameters of a failed fit: no summary
+        return None
+
+
 def _row(exp, n, rep, out, n_eff, S):
     best, degenerate = _choose(exp, n, out, n_eff)
     pick = lambda a: np.asarray(a)[best]  # noqa: E731
@@ -242,6 +260,7 @@ def _row(exp, n, rep, out, n_eff, S):
     row = {"n": int(n), "rep": int(rep), "loglik": ll, "n_iter": int(pick(out.n_iter)),
            "converged": bool(pick(out.converged)) and bool(np.isfinite(ll)), "degenerate": degenerate,
            "start": best, "n_starts": int(S), "params": params_to_json(params)}
+    row["routing"] = routing_of(exp, n, rep, params)
     try:
         row["losses"], row["loss_errors"], row["errors"] = compute_losses(exp, params)
         row["error"] = None
