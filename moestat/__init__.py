@@ -10,6 +10,7 @@ from . import datasets, experts, gating
 from .em import MoEParams
 from .model import ConvergenceWarning, DegenerateFitWarning, GaussianMoE, MoEWarning
 from .multinomial_moe import MultinomialMoE, MultinomialResults
+from .glm_moe import GLMMoE, GLMResults
 from .results import MoEResults
 from .inference import InferenceWarning, bootstrap, bootstrap_lrt
 from .selection import select_k
@@ -21,7 +22,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConvergenceWarning", "DeepSeekMoE", "DegenerateFitWarning", "GaussianMoE", "MoEParams", "MoEResults",
-    "MoEWarning", "MultinomialMoE", "MultinomialResults",
+    "MoEWarning", "MultinomialMoE", "MultinomialResults", "GLMMoE", "GLMResults",
     "datasets", "experts", "gating", "models", "simulate",
     "InferenceWarning", "bootstrap", "bootstrap_lrt", "select_k",
 ]
