@@ -37,8 +37,8 @@ def test_poisson_experts_under_every_gate(gate):
     ll_true = T.loglik(x, y)
     assert res.loglik >= ll_true - 1e-8 * abs(ll_true), (res.loglik, ll_true)
     assert monotone(res) >= -1e-12
-    # the true experts are recovered up to sampling error: largest coefficient error 0.62 (top-K, whose
-    # three experts overlap), below 0.1 for the other gates; a label swap or a lost expert is off by > 1.
+    # the true experts are recovered up to sampling error (top-K's three overlapping experts: largest
+    # coefficient error 0.62 on this sample); a label swap or a lost expert is off by more than 1.
     # (Gates such as the activation softmax are identified only weakly at this n: not compared.)
     true = np.asarray(T.params.expert.coef)
     err = min(np.abs(res.params.expert.coef[list(p)] - true).max() for p in _perms(T.model.gate, T.k))
