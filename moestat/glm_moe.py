@@ -196,8 +196,8 @@ class GLMMoE(MoEModel):
     >>> import moestat as ms
     >>> df = ms.datasets.load_npreg()
     >>> res = ms.GLMMoE(2, family="poisson").fit("yp ~ x", data=df, n_init=5)
-    >>> res.loglik > -1000
-    True
+    >>> round(res.loglik, 3)                 # flexmix's best: -440.551
+    -440.551
     """
 
     _default_expert = "poisson"
