@@ -400,6 +400,11 @@ class GLMResults(MoEResults):
                              "probabilities of 0 or 1" if fam.family == "binomial" else "means of 0"),
                           MoEWarning, stacklevel=4)
 
+    def _expert_difference(self, d):
+        # unpolished starts on a flat likelihood (e.g. a gate that hardly depends on x) end ~1e-2 sd(y)
+        # apart at the same maximum, so only a difference in means that matters counts as "distinct"
+        return d / np.sqrt(max(self.info.get("var_y", 1.0), 1e-300)), 0.05, "means (in sd(y))"
+
     def _header(self):
         fam = self.model.expert
         return super()._header() + [("Family:", "%s (%s link)" % (fam.family, fam.link))]
