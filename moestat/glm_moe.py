@@ -329,10 +329,11 @@ class GLMResults(MoEResults):
     def _glm_data(self, X, gate_X, y, data, offset, exposure, trials):
         """Encoded data with the auxiliary row set, as ``_new_data`` returns it."""
         fam = self.model.expert
-        if y is None and isinstance(data if data is not None else X, pd.DataFrame) and fam.family == "binomial" \
-                and self.design.expert_block.formula is not None and self.design.y_name not in \
-                (data if data is not None else X).columns:
-            parsed = _pair_formula(self.design.y_name + " ~ 1", data if data is not None else X)
+        frame = data if data is not None else X
+        if y is None and isinstance(frame, pd.DataFrame) and self.design.expert_block.formula is not None \
+                and self.design.y_name not in frame.columns:
+            # a (successes, failures) formula response, e.g. "cbind(s, f)": read it from the new frame
+            parsed = _pair_formula(self.design.y_name + " ~ 1", frame)
             y = None if parsed is None else parsed[2]
         succ, pair_trials = split_response(fam, y)
         dat, n, has_y = self._new_data(X, gate_X, succ, data)

@@ -104,6 +104,11 @@ def test_binomial_response_forms_agree():
         assert r.loglik == pytest.approx(fits[0].loglik, rel=1e-12)
         np.testing.assert_allclose(r.params.expert.coef, fits[0].params.expert.coef, rtol=1e-9)
     assert fits[2].design.y_name == "s + f"
+    # predict on new rows reads the (successes, failures) pair from the frame: log densities = scipy's
+    b = fits[3].params.expert.coef[0]
+    p_hat = 1.0 / (1.0 + np.exp(-(b[0] + b[1] * x[:5])))
+    np.testing.assert_allclose(fits[3].predict(df.iloc[:5], kind="logpdf"), st.binom.logpmf(s[:5], t[:5], p_hat),
+                               rtol=1e-10)
     assert list(fits[2].params_frame()["term"]) == ["Intercept", "x"]
     # 0/1 responses: the Bernoulli likelihood, equal to statsmodels' Logit
     yb = (s > t / 2).astype(int)

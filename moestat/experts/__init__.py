@@ -7,6 +7,6 @@ from .neuron import GaussianNeuron, GELUExpert, NeuronParams, ReLUExpert
 from .polynomial import GaussianPolynomial
 from .stacked import Stacked, StackedParams
 
-__all__ = ["BinomialGLM", "Expert", "GLMExpert", "GLMParams", "PoissonGLM", "GELUExpert", "GaussianLinear", "GaussianNeuron", "GaussianParams", "GaussianPolynomial",
-           "MultinomialLogistic", "MultinomialParams", "NeuronParams", "ReLUExpert", "Stacked", "StackedParams",
-           "available", "get_expert", "register"]
+__all__ = ["BinomialGLM", "Expert", "GELUExpert", "GLMExpert", "GLMParams", "GaussianLinear", "GaussianNeuron",
+           "GaussianParams", "GaussianPolynomial", "MultinomialLogistic", "MultinomialParams", "NeuronParams",
+           "PoissonGLM", "ReLUExpert", "Stacked", "StackedParams", "available", "get_expert", "register"]
