@@ -342,3 +342,24 @@ def test_bad_settings_are_clear_errors():
         ms.GaussianMoE(2, expert="poisson")
     with pytest.raises(TypeError, match="numeric counts"):
         ms.GLMMoE(1).fit(np.arange(4.0), np.array(["a", "b", "c", "d"]))
+
+
+# ------------------------------------------------------------------ simulation streams (Monte Carlo harness)
+
+def test_simulate_data_draws_counts_from_numpy_streams():
+    """Count experts draw y with NumPy's Poisson on the documented stream: (x, z, y) from SeedSequence.spawn(3)."""
+    from moestat.sampling import simulate_data
+    gate = ms.gating.get_gate("softmax")
+    P = ms.MoEParams(gate=ms.gating.SoftmaxParams(coef=np.array([[0.0, 0.0], [0.5, 2.0]])),
+                     expert=ms.experts.GLMParams(coef=np.array([[1.0, 0.5], [2.0, -0.5]])))
+    law = {"law": "uniform", "low": -2.0, "high": 2.0}
+    x, y, z = simulate_data(gate, ms.experts.PoissonGLM(), P, n=200, x_law=law, seed=[4, 200])
+    s_x, s_z, s_y = np.random.SeedSequence([4, 200]).spawn(3)
+    x_ref = np.random.default_rng(s_x).uniform(-2.0, 2.0, size=(200, 1))[:, 0]
+    eta = np.column_stack([np.zeros(200), 0.5 + 2.0 * x_ref])
+    g = np.exp(eta - logsumexp(eta, axis=1, keepdims=True))
+    z_ref = (np.random.default_rng(s_z).random(200)[:, None] > np.cumsum(g, axis=1)).sum(1)
+    mu = np.exp(np.array([1.0, 2.0])[z_ref] + np.array([0.5, -0.5])[z_ref] * x_ref)
+    np.testing.assert_allclose(x[:, 0], x_ref)
+    np.testing.assert_array_equal(z, z_ref)
+    np.testing.assert_array_equal(y, np.random.default_rng(s_y).poisson(mu))

@@ -20,9 +20,6 @@ import moestat as ms
 from _truths import _perms, monotone, n_experts, truth
 
 GATES = ms.gating.available()
-#: starts per fit; top-K's likelihood (k = 3, top 2) has many local maxima with Poisson experts: on this
-#: sample the best of 4 starts ended 0.25 below the truth (seed 1), the best of 16 ends 1.3 above it
-N_INIT = {"topk": 16}
 
 
 @pytest.mark.parametrize("gate", GATES)
@@ -33,13 +30,14 @@ def test_poisson_experts_under_every_gate(gate):
     assert np.all(y == np.round(y)) and y.min() >= 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ms.MoEWarning)
-        res = T.model.fit(x, y, n_init=N_INIT.get(gate, 4), seed=1, polish=False)
+        res = T.model.fit(x, y, n_init=4, seed=1, polish=False)
     ll_true = T.loglik(x, y)
     assert res.loglik >= ll_true - 1e-8 * abs(ll_true), (res.loglik, ll_true)
     assert monotone(res) >= -1e-12
-    # the true experts are recovered up to sampling error (top-K's three overlapping experts: largest
-    # coefficient error 0.62 on this sample); a label swap or a lost expert is off by more than 1.
+    # the true experts are recovered up to sampling error: largest coefficient error on these samples 0.44
+    # (top-K: three overlapping experts), 0.38 (shared + routed), at most 0.17 for the other gates; a label
+    # swap or a lost expert is off by more than 1.  The fits end 2.9-7.3 above the truth's log-likelihood.
     # (Gates such as the activation softmax are identified only weakly at this n: not compared.)
     true = np.asarray(T.params.expert.coef)
     err = min(np.abs(res.params.expert.coef[list(p)] - true).max() for p in _perms(T.model.gate, T.k))
-    assert err < 1.0, (err, res.params.expert.coef)
+    assert err < 0.6, (err, res.params.expert.coef)
