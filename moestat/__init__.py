@@ -12,6 +12,7 @@ from .em import MoEParams
 from .model import ConvergenceWarning, DegenerateFitWarning, GaussianMoE, MoEWarning
 from .model import RestartWarning
 from .multinomial_moe import MultinomialMoE, MultinomialResults
+from .glm_moe import GLMMoE, GLMResults
 from .results import MoEResults
 from .persistence import load
 from .inference import InferenceWarning, bootstrap, bootstrap_lrt
@@ -24,7 +25,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConvergenceWarning", "DeepSeekMoE", "DegenerateFitWarning", "GaussianMoE", "MoEParams", "MoEResults",
-    "MoEWarning", "MultinomialMoE", "MultinomialResults",
+    "MoEWarning", "MultinomialMoE", "MultinomialResults", "GLMMoE", "GLMResults",
     "datasets", "experts", "gating", "models", "simulate",
     "InferenceWarning", "bootstrap", "bootstrap_lrt", "select_k",
     "RestartWarning", "load",

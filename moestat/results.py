@@ -192,7 +192,10 @@ class MoEResults:
     def _predict_values(self, X, gate_X, kind, y, data):
         if kind not in KINDS:
             raise ValueError("kind must be one of %s, got %r" % (", ".join(map(repr, KINDS)), kind))
-        dat, n, has_y = self._new_data(X, gate_X, y, data)
+        return self._predict_on(*self._new_data(X, gate_X, y, data), kind)
+
+    def _predict_on(self, dat, n, has_y, kind):
+        """:meth:`predict` on encoded data (the first n of its padded rows)."""
         P = self._device_params
         if kind in ("posterior", "labels", "logpdf"):
             if not has_y:
@@ -217,6 +220,10 @@ class MoEResults:
     def sample(self, X=None, gate_X=None, seed: int = 0, data=None, return_labels: bool = False):
         """Draw y from the fitted model at the given (default: fitted) covariates."""
         dat, n, _ = self._new_data(X, gate_X, None, data)
+        return self._sample_on(dat, n, seed, return_labels)
+
+    def _sample_on(self, dat, n, seed, return_labels):
+        """:meth:`sample` on encoded data (the first n of its padded rows)."""
         P = self._device_params
         kz, ky = jax.random.split(jax.random.PRNGKey(int(seed)))
         lg = self.model.gate.log_weights(P.gate, dat.Xg)

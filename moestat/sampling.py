@@ -19,8 +19,10 @@ only evaluates the deterministic gate probabilities and expert means.
 
 A draw is: covariates (or a fixed grid), labels z ~ Categorical(g(x)) by the
 inverse CDF of one uniform per point, then y | z from the expert (Gaussian:
-mean + sd * standard normal; categorical: inverse CDF of one uniform).
-Families with neither form fall back to the family's own ``sample`` with a JAX
+mean + sd * standard normal; categorical: inverse CDF of one uniform; GLM
+count experts: NumPy's Poisson / binomial draws at the expert's mean, the
+binomial trials from the design's last row).
+Families with none of these forms fall back to the family's own ``sample`` with a JAX
 key drawn from the same stream (then the stream is only as stable as JAX's).
 """
 from __future__ import annotations
@@ -118,6 +120,11 @@ def sample_response(expert, expert_params, X: np.ndarray, z: np.ndarray, rng: np
         probs = _padded(_expert_mean, expert_params, X, expert)                # (k, C, n)
         pz = probs[z, :, np.arange(n)].T                                       # (C, n)
         return inverse_cdf(pz, rng.random(n))
+    if expert.response == "count":
+        mean = _padded(_expert_mean, expert_params, X, expert)[z, np.arange(n)]   # counts / success probs
+        if expert.family == "poisson":
+            return rng.poisson(mean).astype(np.float64)
+        return rng.binomial(np.round(X[:, -1]).astype(np.int64), mean).astype(np.float64)
     key = jax.random.PRNGKey(int(rng.integers(0, 2**31 - 1)))
     return np.asarray(expert.sample(key, expert_params, jax.numpy.asarray(X.T), jax.numpy.asarray(z)))
 

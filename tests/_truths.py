@@ -65,6 +65,7 @@ def n_experts(gate_name: str) -> int:
 _LINEAR = dict(coef=[[1.0, 2.0], [-1.0, -1.5], [3.0, 0.5]], sigma2=[0.25, 0.16, 0.2])
 _RELU = dict(coef=[[1.0, -1.5], [0.5, 2.0], [2.0, 0.3]], scale=[-2.0, 1.0, 3.0], sigma2=[0.25, 0.16, 0.2])
 _COEF = [[0.0, -1.5], [0.3, 1.5], [-0.2, 0.0]]   # gate rows (intercept, slope)
+_POISSON = dict(coef=[[1.0, 0.5], [2.0, -0.5], [0.5, 0.0]])   # log-means in [-0.5, 3.5] on x in [-3, 3]
 
 #: per-gate ReLU truths, for gate cases (tests/gate_cases.py) whose regions do not match _RELU.  A ReLU expert is
 #: 0 on one side of its kink; _RELU is laid out for _COEF (each expert nonzero where its gate weight is high, the
@@ -92,6 +93,8 @@ def expert_truth(expert_name: str, k: int, gate_name: str | None = None):
     if expert_name == "relu":
         relu = _RELU_BY_GATE.get(gate_name, _RELU)
         return fam, ms.experts.NeuronParams(**{a: np.array(v[:k]) for a, v in relu.items()})
+    if expert_name == "poisson":
+        return fam, ms.experts.GLMParams(**{a: np.array(v[:k]) for a, v in _POISSON.items()})
     raise KeyError(expert_name)
 
 
@@ -126,7 +129,10 @@ def truth(gate_name: str, expert_name: str, k: int = 2) -> TrueModel:
         fam = ms.experts.get_expert(fam)
     else:
         fam, ep = expert_truth(expert_name, k, gate_name)
-    model = ms.GaussianMoE(k, gating=gate, expert=fam)
+    if isinstance(fam, ms.experts.GLMExpert):
+        model = ms.GLMMoE(k, family=fam, gating=gate)
+    else:
+        model = ms.GaussianMoE(k, gating=gate, expert=fam)
     return TrueModel(name="%s-%s" % (gate_name, expert_name), model=model,
                      params=em.MoEParams(gate=gp, expert=ep), x_law=law)
 

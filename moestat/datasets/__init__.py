@@ -1,5 +1,7 @@
 """Bundled data sets.
 
+``npreg``: flexmix's NPreg data (Gaussian, Poisson and binary responses; :func:`load_npreg`).
+
 ``sim_moe2``: 500 points simulated from a 2-expert Gaussian MoE with a softmax
 gate (truth in ``sim_moe2_truth.json``), with the reference MLE and
 observed-information standard errors from direct optimisation in R
@@ -61,3 +63,24 @@ def simulate_moe3(n: int = 600, seed: int = 0) -> pd.DataFrame:
     mu = (X @ np.asarray(MOE3_TRUTH["coef"]).T)[np.arange(n), z]
     y = mu + np.asarray(MOE3_TRUTH["sigma"])[z] * rng.standard_normal(n)
     return pd.DataFrame({"x": x, "y": y, "z": z + 1})
+
+
+def load_npreg() -> pd.DataFrame:
+    """flexmix's artificial NPreg data: 200 rows, two latent classes of 100, x ~ U(0, 10).
+
+    Columns: ``x``; ``yn`` (Gaussian: 5x in class 1, 40 - (x - 5)^2 in class 2,
+    plus N(0, 3^2) noise); ``yp`` (Poisson with mean exp(2 - 0.2x) / exp(1 + 0.1x));
+    ``yb`` (Bernoulli with logit x - 5 / 5 - x); ``class`` (1, 2).  The classes
+    do not depend on x.  This is the design of flexmix's ``ExNPreg(100)``
+    (``set.seed(2602)``); the values are flexmix's ``data(NPreg)``, written to
+    CSV by ``benchmarks/glm/flexmix_npreg_glm.R``, so fits here and in flexmix
+    see the same numbers.
+
+    Examples
+    --------
+    >>> import moestat as ms
+    >>> ms.datasets.load_npreg().shape
+    (200, 5)
+    """
+    with _path("npreg.csv").open("r") as fh:
+        return pd.read_csv(fh)

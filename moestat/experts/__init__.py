@@ -1,11 +1,12 @@
 """Expert families: one module per family, all behind :class:`moestat.experts.base.Expert`."""
 from .base import Expert, available, get_expert, register
 from .gaussian import GaussianLinear, GaussianParams
+from .glm import BinomialGLM, GLMExpert, GLMParams, PoissonGLM
 from .multinomial import MultinomialLogistic, MultinomialParams
 from .neuron import GaussianNeuron, GELUExpert, NeuronParams, ReLUExpert
 from .polynomial import GaussianPolynomial
 from .stacked import Stacked, StackedParams
 
-__all__ = ["Expert", "GELUExpert", "GaussianLinear", "GaussianNeuron", "GaussianParams", "GaussianPolynomial",
-           "MultinomialLogistic", "MultinomialParams", "NeuronParams", "ReLUExpert", "Stacked", "StackedParams",
-           "available", "get_expert", "register"]
+__all__ = ["BinomialGLM", "Expert", "GELUExpert", "GLMExpert", "GLMParams", "GaussianLinear", "GaussianNeuron",
+           "GaussianParams", "GaussianPolynomial", "MultinomialLogistic", "MultinomialParams", "NeuronParams",
+           "PoissonGLM", "ReLUExpert", "Stacked", "StackedParams", "available", "get_expert", "register"]
