@@ -299,7 +299,7 @@ class GLMMoE(MoEModel):
         >>> x = rng.uniform(-1, 1, 400)
         >>> y = rng.poisson(np.where(x < 0, np.exp(1 + x), np.exp(2 - x)))
         >>> res = ms.GLMMoE(2, family="poisson").fit(x, y, n_init=4)
-        >>> res.params.expert.coef.shape
+        >>> res.params_tree.expert.coef.shape
         (2, 2)
         """
         bound = copy.copy(self)
@@ -392,7 +392,7 @@ class GLMResults(MoEResults):
     def _warn_about_fit(self):
         super()._warn_about_fit()
         fam = self.model.expert
-        sep = fam.separated(self.params.expert, self.design.X, self.responsibilities, self.design.w)
+        sep = fam.separated(self.params_tree.expert, self.design.X, self.responsibilities, self.design.w)
         if fam.max_abs_coef is None and sep.any():
             warnings.warn("expert(s) %s fit %s where they carry weight (separation): the likelihood has no "
                           "maximum there, so their coefficients and standard errors are not meaningful; bound "

@@ -173,7 +173,7 @@ def routing_report(res, top_k: int | None = None, q: float = 2.0) -> RoutingRepo
     K = default_top_k(gate) if top_k is None else top_k
     n = res.design.n
     Xg = res._data.Xg
-    p = router_probs(gate, res.params.gate, Xg, n)
+    p = router_probs(gate, res.params_tree.gate, Xg, n)
     live = np.asarray(res.design.w) > 0
     p = p[live]
     sets = dg.topk_assignment(p, K)

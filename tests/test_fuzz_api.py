@@ -143,7 +143,7 @@ def fit_inputs(draw):
 
 def check_result(res, X):
     assert math.isfinite(res.loglik)
-    for leaf in jax.tree_util.tree_leaves(res.params):
+    for leaf in jax.tree_util.tree_leaves(res.params_tree):
         assert np.all(np.isfinite(np.asarray(leaf)))
     text = str(res.summary())
     assert "Log-likelihood" in text

@@ -68,7 +68,7 @@ def test_poisson_k1_equals_statsmodels_with_offset_exposure_and_weights():
     res = ms.GLMMoE(1, family="poisson").fit(x, y, weights=w, offset=off, exposure=expo)
     ref = sm.GLM(y, sm.add_constant(x), family=sm.families.Poisson(), offset=off, exposure=expo,
                  freq_weights=w).fit(tol=1e-12)
-    np.testing.assert_allclose(res.params.expert.coef[0], ref.params, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(res.params_tree.expert.coef[0], ref.params, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(expert_bse(res), ref.bse, rtol=1e-6)
     assert res.loglik == pytest.approx(ref.llf, rel=1e-10)
     # predict at the fitted rows (their exposure) and at new rows with an exposure
@@ -86,7 +86,7 @@ def test_binomial_k1_equals_statsmodels_for_each_link(link, sm_link):
     ref = sm.GLM(np.column_stack([s, t - s]), sm.add_constant(x), family=fam).fit(method="newton", tol=1e-12,
                                                                                    maxiter=200)
     res = ms.GLMMoE(1, family="binomial", link=link).fit(x, s, trials=t)
-    np.testing.assert_allclose(res.params.expert.coef[0], ref.params, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(res.params_tree.expert.coef[0], ref.params, rtol=1e-7, atol=1e-9)
     np.testing.assert_allclose(expert_bse(res), ref.bse, rtol=1e-5)
     assert res.loglik == pytest.approx(ref.llf, rel=1e-10)
     ll_scipy = st.binom.logpmf(s, t, ref.predict(sm.add_constant(x))).sum()   # constants included
@@ -102,10 +102,10 @@ def test_binomial_response_forms_agree():
             m.fit("cbind(s, f) ~ x", data=df), m.fit("s ~ x", data=df, trials="t")]
     for r in fits[1:]:
         assert r.loglik == pytest.approx(fits[0].loglik, rel=1e-12)
-        np.testing.assert_allclose(r.params.expert.coef, fits[0].params.expert.coef, rtol=1e-9)
+        np.testing.assert_allclose(r.params_tree.expert.coef, fits[0].params_tree.expert.coef, rtol=1e-9)
     assert fits[2].design.y_name == "s + f"
     # predict on new rows reads the (successes, failures) pair from the frame: log densities = scipy's
-    b = fits[3].params.expert.coef[0]
+    b = fits[3].params_tree.expert.coef[0]
     p_hat = 1.0 / (1.0 + np.exp(-(b[0] + b[1] * x[:5])))
     np.testing.assert_allclose(fits[3].predict(df.iloc[:5], kind="logpdf"), st.binom.logpmf(s[:5], t[:5], p_hat),
                                rtol=1e-10)
@@ -146,7 +146,7 @@ def _direct(f, theta0):
 
 def _theta(res):
     """(b_1, b_2, gate row 2) with expert 1 = the gate's reference."""
-    return np.concatenate([res.params.expert.coef.ravel(), res.params.gate.coef[1]])
+    return np.concatenate([res.params_tree.expert.coef.ravel(), res.params_tree.gate.coef[1]])
 
 
 def _swap(theta):
@@ -243,10 +243,10 @@ def test_npreg_poisson_reaches_flexmix_and_matches_its_standard_errors(npreg_poi
     assert res.df == ref["df"]
     # match moestat's experts to flexmix's components by their coefficients
     fx = np.array([c["estimate"] for c in ref["refit"]["experts"]])
-    coef = res.params.expert.coef
+    coef = res.params_tree.expert.coef
     order = [0, 1] if np.abs(coef - fx).sum() < np.abs(coef[::-1] - fx).sum() else [1, 0]
     r = res.relabel(order)
-    np.testing.assert_allclose(r.params.expert.coef, fx, atol=1e-3)
+    np.testing.assert_allclose(r.params_tree.expert.coef, fx, atol=1e-3)
     fse = np.array([c["std_err"] for c in ref["refit"]["experts"]])
     np.testing.assert_allclose(r.bse.loc["expert"].to_numpy().reshape(2, 2), fse, rtol=1e-3)
     np.testing.assert_allclose(r.bse.loc["gate"].to_numpy(), ref["refit"]["gate"]["std_err"], rtol=1e-3)
@@ -270,7 +270,7 @@ def test_predict_kinds_match_numpy(npreg_poisson, npreg):
     xn = np.array([0.5, 3.0, 9.0])
     new = pd.DataFrame({"x": xn, "yp": [3, 0, 7]})
     X = np.column_stack([np.ones(3), xn])
-    B, C = res.params.expert.coef, res.params.gate.coef
+    B, C = res.params_tree.expert.coef, res.params_tree.gate.coef
     g = np.exp(X @ C.T - logsumexp(X @ C.T, axis=1, keepdims=True))
     mu = np.exp(X @ B.T) * 2.0                                           # exposure 2
     np.testing.assert_allclose(res.predict(new, kind="gate"), g, rtol=1e-10)

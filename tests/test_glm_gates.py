@@ -39,5 +39,5 @@ def test_poisson_experts_under_every_gate(gate):
     # swap or a lost expert is off by more than 1.  The fits end 2.9-7.3 above the truth's log-likelihood.
     # (Gates such as the activation softmax are identified only weakly at this n: not compared.)
     true = np.asarray(T.params.expert.coef)
-    err = min(np.abs(res.params.expert.coef[list(p)] - true).max() for p in _perms(T.model.gate, T.k))
-    assert err < 0.6, (err, res.params.expert.coef)
+    err = min(np.abs(res.params_tree.expert.coef[list(p)] - true).max() for p in _perms(T.model.gate, T.k))
+    assert err < 0.6, (err, res.params_tree.expert.coef)

@@ -122,9 +122,9 @@ def test_scaling_y_moves_loglik_by_n_log_c_and_scales_sigma(c, seed):
     x, y = two_experts(200, seed)
     a, b = fit(x, y), fit(x, c * y)
     assert b.loglik == pytest.approx(a.loglik - 200 * np.log(c), rel=1e-8, abs=1e-7)
-    sa, sb = np.sqrt(a.params.expert.sigma2), np.sqrt(b.params.expert.sigma2)
+    sa, sb = np.sqrt(a.params_tree.expert.sigma2), np.sqrt(b.params_tree.expert.sigma2)
     assert np.sort(sb) == pytest.approx(c * np.sort(sa), rel=1e-5)
-    assert np.sort(b.params.expert.coef[:, 1]) == pytest.approx(c * np.sort(a.params.expert.coef[:, 1]), rel=1e-5)
+    assert np.sort(b.params_tree.expert.coef[:, 1]) == pytest.approx(c * np.sort(a.params_tree.expert.coef[:, 1]), rel=1e-5)
 
 
 @FITS
@@ -134,7 +134,7 @@ def test_affine_change_of_x_leaves_the_fitted_loglik_unchanged(scale, flip, shif
     a = fit(x, y)
     b = fit((-scale if flip else scale) * x + shift, y)
     assert b.loglik == pytest.approx(a.loglik, rel=1e-8)
-    assert np.sort(b.params.expert.sigma2) == pytest.approx(np.sort(a.params.expert.sigma2), rel=1e-5)
+    assert np.sort(b.params_tree.expert.sigma2) == pytest.approx(np.sort(a.params_tree.expert.sigma2), rel=1e-5)
 
 
 @FITS
@@ -151,7 +151,7 @@ def test_integer_weights_equal_duplicated_rows(counts, seed):
     duplicated = fit(x[rows], y[rows], init=start)
     assert weighted.nobs == duplicated.nobs == w.sum()
     assert weighted.loglik == pytest.approx(duplicated.loglik, rel=1e-10)
-    for a, b in zip(jax.tree_util.tree_leaves(weighted.params), jax.tree_util.tree_leaves(duplicated.params)):
+    for a, b in zip(jax.tree_util.tree_leaves(weighted.params_tree), jax.tree_util.tree_leaves(duplicated.params_tree)):
         assert np.asarray(a) == pytest.approx(np.asarray(b), rel=1e-6, abs=1e-8)
     assert weighted.bse.to_numpy() == pytest.approx(duplicated.bse.to_numpy(), rel=1e-5)
 
@@ -162,7 +162,7 @@ def test_same_seed_gives_bit_identical_fits(seed, n):
     x, y = two_experts(n, seed % 1000)
     a, b = fit(x, y, seed=seed), fit(x, y, seed=seed)
     assert a.loglik == b.loglik and a.n_iter == b.n_iter
-    for u, v in zip(jax.tree_util.tree_leaves(a.params), jax.tree_util.tree_leaves(b.params)):
+    for u, v in zip(jax.tree_util.tree_leaves(a.params_tree), jax.tree_util.tree_leaves(b.params_tree)):
         assert np.array_equal(np.asarray(u), np.asarray(v))
     assert a.restarts.equals(b.restarts)
 

@@ -29,13 +29,13 @@ def test_recorded_gate_path(sim, algorithm):
     rec = model.fit("y ~ x", data=sim, algorithm=algorithm, polish=False, n_init=2, record_gate=True)
     # recording changes nothing in the fit
     assert rec.loglik == plain.loglik and rec.n_iter == plain.n_iter
-    np.testing.assert_array_equal(rec.params.gate.coef, plain.params.gate.coef)
+    np.testing.assert_array_equal(rec.params_tree.gate.coef, plain.params_tree.gate.coef)
     assert plain.gate_trace is None and plain.routing_report().iterations is None
     coef = np.asarray(rec.gate_trace.coef)
     assert coef.shape == (2000, 2, 2)
     T = rec.n_iter + (1 if rec.converged else 0)                 # a converged run records its final E-step too
     assert np.isfinite(coef[:T]).all() and np.isnan(coef[T:]).all()
-    np.testing.assert_allclose(coef[T - 1], rec.params.gate.coef, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(coef[T - 1], rec.params_tree.gate.coef, rtol=0, atol=1e-12)
     # saturation / change rate from the recorded coefficients, recomputed in NumPy
     x = sim["x"].to_numpy()
     E = np.stack([np_top1(coef[t], x) for t in range(T)])

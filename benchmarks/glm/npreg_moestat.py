@@ -36,7 +36,7 @@ def main(n_init: int = 10) -> dict:
         row = {"loglik": res.loglik, "flexmix_best": fx, "flexmix_default_best": flexmix[family]["default"]["loglik_best"],
                "difference": res.loglik - fx, "converged": res.converged, "n_iter": res.n_iter,
                "n_polish": res.n_polish, "wall_s": round(wall, 2),
-               "coef": res.params.expert.coef.tolist(), "gate": res.params.gate.coef.tolist(),
+               "coef": res.params_tree.expert.coef.tolist(), "gate": res.params_tree.gate.coef.tolist(),
                "warnings": [str(w.message) for w in rec]}
         out["models"][family] = row
         print("%-8s moestat %.6f  flexmix best %.6f  (default control %.6f)  diff %+.2e  %.1f s"
