@@ -239,6 +239,39 @@ class MoEResults:
         from .inference import bootstrap
         return bootstrap(self, B=B, kind=kind, seed=seed, **kwargs)
 
+    def plot(self, kind: str | None = None, ax=None, **kwargs):
+        """Draw the fit with :mod:`moestat.plot`; returns the matplotlib Axes.
+
+        Parameters
+        ----------
+        kind : str, optional
+            "experts" (expert means and gate over a covariate; the default for
+            Gaussian experts), "class_probabilities" (the default for
+            :class:`moestat.MultinomialMoE`), "responsibilities",
+            "loglik_trace", "coefficients" or "gate_regions".
+        ax : matplotlib Axes, optional
+            Where to draw; a new figure when None.
+        **kwargs
+            Passed to the function of that name in :mod:`moestat.plot`.
+
+        Returns
+        -------
+        matplotlib Axes
+
+        Examples
+        --------
+        >>> import moestat as ms
+        >>> res = ms.GaussianMoE(2).fit("y ~ x", data=ms.datasets.load_sim_moe2(), n_init=2)
+        >>> res.plot("coefficients", block="gate").get_xlabel()
+        'estimate'
+        """
+        from . import plot as plots
+        if kind is None:
+            kind = "class_probabilities" if hasattr(self, "classes") else "experts"
+        if kind not in plots.RESULT_PLOTS:
+            raise ValueError("kind must be one of %s, got %r" % (", ".join(map(repr, plots.RESULT_PLOTS)), kind))
+        return getattr(plots, kind)(self, ax=ax, **kwargs)
+
     def relabel(self, order) -> "MoEResults":
         """A copy with the experts reordered: new expert i is old expert ``order[i]``."""
         from .inference import relabel
