@@ -3,13 +3,13 @@
 The losses of the convergence-rate theory (``theory.md`` §0.1, §2.3, §3.3, §4.4)
 compare a fitted mixing measure G = sum_i m_i delta_{omega_i} with the true
 G* = sum_j m*_j delta_{omega*_j} through the **Voronoi cells**
-A_j = {i : omega_i is nearest to omega*_j}.  Every loss has the same shape:
+A_j = {i : omega_i is nearest to omega*_j}.  Every loss has the same shape::
 
-    sum_j |sum_{i in A_j} m_i - m*_j|                        (mass term)
-  + sum_j sum_{i in A_j} m_i sum_b ||Delta_b,ij||^{e_b(|A_j|)}  (parameter terms)
+      sum_j |sum_{i in A_j} m_i - m*_j|                        (mass term)
+    + sum_j sum_{i in A_j} m_i sum_b ||Delta_b,ij||^{e_b(|A_j|)}  (parameter terms)
 
 with exponent 1 in singleton cells and a cell-size-dependent exponent
-(2, r, r/2 with r = r̄(|A_j|)) in over-specified cells.  Here they are written
+(2, r, r/2 with ``r = r̄(|A_j|)``) in over-specified cells.  Here they are written
 once, on plain arrays (:class:`Atoms`: masses and named parameter blocks), so
 that every model family only needs a small adapter that turns its fitted
 parameter PyTree into atoms (:mod:`moestat.montecarlo.adapters`).
@@ -147,7 +147,7 @@ class VoronoiRule:
         ``None`` leaves a block out of that kind of cell.  Blocks of the atoms
         that are not named here are an error (so adapters and losses stay in step).
     mass : "all" | "over" | "none"
-        Which cells contribute |sum m_i - m*_j| ("over": only cells of >= 2 atoms, D_3).
+        Which cells contribute ``|sum m_i - m*_j|`` ("over": only cells of >= 2 atoms, D_3).
     weighted : bool
         Multiply the parameter terms by the fitted atom mass (False for D_3/D_4 routed terms).
     cell_blocks : tuple of block names, optional
@@ -436,7 +436,7 @@ def _missing(atoms, ex):
 def rule_D3_routed(atoms: Atoms) -> VoronoiRule:
     """D_3 routed block (normalized sigmoid, sparse): unweighted terms, mass term only in cells >= 2.
 
-    Singleton cells include |Delta beta_0|; over-specified cells use squares (beta_0 left out).
+    Singleton cells include ``|Delta beta_0|``; over-specified cells use squares (beta_0 left out).
     """
     ex = {b: (1, 2) for b in atoms.blocks}
     if "gate_intercept" in ex:
@@ -586,7 +586,7 @@ def conditional_distance(logp: Callable, logq: Callable, *, kind: str = "tv", x_
         (continuous responses: y is a grid (G,); categorical: y is None and the
         callables return (M, C) log class probabilities).
     kind : "tv" | "hellinger"
-        TV = (1/2) int |p - q| dy; Hellinger = sqrt((1/2) int (sqrt p - sqrt q)^2 dy).
+        TV = ``(1/2) int |p - q| dy``; Hellinger = ``sqrt((1/2) int (sqrt p - sqrt q)^2 dy)``.
     x_uniform : (low, high), optional
         X ~ Uniform[low, high] (d = 1): composite Gauss-Legendre, 16 pieces x 8 nodes.
         The error estimate is the change from 8 pieces.

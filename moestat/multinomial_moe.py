@@ -51,6 +51,17 @@ class MultinomialMoE(MoEModel):
     -----
     y holds class labels (integers, booleans or strings).  The sorted distinct
     labels are the classes; the first is the reference class of every expert.
+    ``fit`` returns a :class:`MultinomialResults`.
+
+    Examples
+    --------
+    >>> import numpy as np, moestat as ms
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.uniform(-2, 2, 400)
+    >>> y = np.where(rng.random(400) < 1 / (1 + np.exp(-3 * x)), "b", "a")
+    >>> res = ms.MultinomialMoE(n_experts=1).fit(x, y, n_init=1)
+    >>> res.classes.tolist(), res.predict(np.array([-1.0, 1.0]), kind="class").tolist()
+    (['a', 'b'], ['a', 'b'])
     """
 
     _default_expert = "multinomial"
@@ -131,15 +142,62 @@ class MultinomialResults(MoEResults):
       P(y = c | x) = sum_i g_i(x) P_i(c | x), shape (n, C), columns in :attr:`classes` order;
     * ``"experts"``: each expert's class probabilities P_i(c | x), shape (n, k, C);
     * ``"class"``: the most probable class label, shape (n,).
+
+    Examples
+    --------
+    >>> import numpy as np, moestat as ms
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.uniform(-2, 2, 400)
+    >>> y = (rng.random(400) < 1 / (1 + np.exp(-3 * x))).astype(int)
+    >>> res = ms.MultinomialMoE(n_experts=1).fit(x, y, n_init=1)
+    >>> res.predict(np.array([0.0])).shape                 # (n, C) class probabilities
+    (1, 2)
     """
 
     @property
     def classes(self) -> np.ndarray:
-        """The class labels in the order used by the coefficients (first = reference)."""
+        """The class labels in the order used by the coefficients (first = reference), shape (C,).
+
+        Examples
+        --------
+        >>> import numpy as np, moestat as ms
+        >>> x = np.linspace(-1, 1, 200)
+        >>> y = np.where(np.sin(7 * x) > 0, "up", "down")
+        >>> ms.MultinomialMoE(1).fit(x, y, n_init=1).classes.tolist()
+        ['down', 'up']
+        """
         return np.asarray(self.info["classes"])
 
     def predict(self, X=None, gate_X=None, kind: str = "proba", y=None, data=None):
-        """Predictions for new (or the fitted) covariates; see the class docstring for ``kind``."""
+        """Predictions for new (or the fitted) covariates.
+
+        Parameters
+        ----------
+        X, gate_X, data : optional
+            Covariates as for :meth:`MoEResults.predict`; None: the fitted rows.
+        kind : str
+            "proba" or "mean" (class probabilities, (m, C)), "experts" (each
+            expert's class probabilities, (m, k, C)), "class" (labels, (m,)),
+            or a gate/posterior kind of :meth:`MoEResults.predict`.
+        y : array (m,), optional
+            Labels, for the posterior kinds.
+
+        Returns
+        -------
+        ndarray
+            Shape as listed under ``kind``; class columns in :attr:`classes` order.
+
+        Examples
+        --------
+        >>> import numpy as np, moestat as ms
+        >>> rng = np.random.default_rng(0)
+        >>> x = rng.uniform(-2, 2, 400)
+        >>> y = (rng.random(400) < 1 / (1 + np.exp(-3 * x))).astype(int)
+        >>> res = ms.MultinomialMoE(n_experts=1).fit(x, y, n_init=1)
+        >>> p = res.predict(np.array([-2.0, 2.0]))
+        >>> p.round(2).tolist()[0][0] > 0.9, bool(np.allclose(p.sum(1), 1))
+        (True, True)
+        """
         if kind not in ("proba", "mean", "experts", "class"):
             return super().predict(X, gate_X, kind=kind, y=y, data=data)
         dat, n, _ = self._new_data(X, gate_X, y, data)

@@ -11,22 +11,20 @@ def slope_figure(results: list[dict], title: str, subtitle: str, path: str, dpi:
     (the statistics of :func:`moestat.montecarlo.analysis.loss_slopes`).
     Returns ``path``.
     """
-    import matplotlib
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     import textwrap
 
-    from ..plot import convergence
+    from matplotlib.figure import Figure   # no pyplot: the caller's backend and figures are left alone
+
+    from .. import plot
 
     m = len(results)
     width = max(4.6 * m, 7.0)
-    fig, axes = plt.subplots(1, m, figsize=(width, 4.2), squeeze=False)
+    fig = Figure(figsize=(width, 4.2))
+    axes = fig.subplots(1, m, squeeze=False)
     for ax, r in zip(axes[0], results):
-        convergence(r, ax=ax)
+        plot.convergence(r, ax=ax)
     wrap = int(width * 11.5)  # characters per line at fontsize 10
     fig.suptitle("\n".join(textwrap.wrap(title, wrap) + textwrap.wrap(subtitle, wrap)), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=dpi)
-    plt.close(fig)
     return path
