@@ -13,6 +13,16 @@ loglik_trace       EM log-likelihood path of the reported fit and every restart'
 coefficients       estimates with Wald confidence intervals (``summary_frame``)
 gate_regions       the expert with the largest gate probability over two gate covariates
 convergence        log-log mean loss against n with the fitted slope and its CI
+
+Examples
+--------
+>>> import matplotlib.pyplot as plt, moestat as ms
+>>> res = ms.GaussianMoE(2).fit("y ~ x", data=ms.datasets.load_sim_moe2(), n_init=2)
+>>> fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+>>> ms.plot.experts(res, ax=axes[0]) is axes[0]
+True
+>>> res.plot("coefficients", ax=axes[1]) is axes[1]
+True
 """
 from __future__ import annotations
 

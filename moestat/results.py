@@ -27,6 +27,11 @@ class MoEResults:
     Cheap statistics (log-likelihood, criteria, parameters) are computed at
     once; standard errors (observed information) and the bootstrap lazily.
 
+    Parameters
+    ----------
+    model, design, data, cfg, ctl, info, fit, restarts, best, fixed, seed, all_params, n_polish
+        Built by the estimators' ``fit``; users do not construct results objects.
+
     Attributes
     ----------
     loglik : float
