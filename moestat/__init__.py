@@ -20,13 +20,14 @@ from .selection import select_k
 from .sampling import simulate
 from . import models  # (experts branch)
 from .models import DeepSeekMoE  # (experts branch)
+from . import plot  # matplotlib is imported by the plotting functions, not here
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConvergenceWarning", "DeepSeekMoE", "DegenerateFitWarning", "GaussianMoE", "MoEParams", "MoEResults",
     "MoEWarning", "MultinomialMoE", "MultinomialResults", "GLMMoE", "GLMResults",
-    "datasets", "experts", "gating", "models", "simulate",
+    "datasets", "experts", "gating", "models", "plot", "simulate",
     "InferenceWarning", "bootstrap", "bootstrap_lrt", "select_k",
     "RestartWarning", "load",
 ]

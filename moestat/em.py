@@ -59,6 +59,25 @@ def make_control(tol=1e-8, var_floor=1e-12, ridge=0.0, ls_eps=1e-13) -> EMContro
 
 
 class MoEParams(NamedTuple):
+    """Parameters of a mixture of experts: a PyTree of the gate's and the experts' parameter NamedTuples.
+
+    Parameters
+    ----------
+    gate : NamedTuple of arrays
+        The gate family's parameters, e.g. ``ms.gating.SoftmaxParams(coef)`` with coef (k, pg).
+    expert : NamedTuple of arrays
+        The expert family's parameters, e.g. ``ms.experts.GaussianParams(coef, sigma2)``
+        with coef (k, p) and sigma2 (k,) (variances).
+
+    Examples
+    --------
+    >>> import numpy as np, moestat as ms
+    >>> P = ms.MoEParams(gate=ms.gating.SoftmaxParams(coef=np.zeros((2, 2))),
+    ...                  expert=ms.experts.GaussianParams(coef=np.ones((2, 2)), sigma2=np.ones(2)))
+    >>> P.expert.coef.shape
+    (2, 2)
+    """
+
     gate: Any
     expert: Any
 

@@ -53,7 +53,14 @@ ROW_INDEX = ["block", "expert", "term"]
 
 
 class InferenceWarning(MoEWarning):
-    """Standard errors or a bootstrap may be unreliable (singular information, boundary, failed replicates)."""
+    """Standard errors or a bootstrap may be unreliable (singular information, boundary, failed replicates).
+
+    Examples
+    --------
+    >>> import moestat as ms
+    >>> issubclass(ms.InferenceWarning, ms.MoEWarning)
+    True
+    """
 
 
 # =========================================================================== reported vector
@@ -608,6 +615,14 @@ def bootstrap(res, B: int = 200, kind: str = "empirical", seed: int = 0, *, n_in
     BootstrapResults
         Replicate estimates (experts matched to the fitted ones), bootstrap
         standard errors, percentile intervals.
+
+    Examples
+    --------
+    >>> import moestat as ms
+    >>> res = ms.GaussianMoE(2).fit("y ~ x", data=ms.datasets.load_sim_moe2(), n_init=2)
+    >>> boot = ms.bootstrap(res, B=5, seed=0)
+    >>> boot.estimates.shape, boot.bse.shape
+    ((5, 8), (8,))
     """
     B = _check_int(B, "B", 2)
     seed = _check_int(seed, "seed", 0)
@@ -725,6 +740,22 @@ def bootstrap_lrt(null, alternative=None, B: int = 99, *, n_init: int = 5, seed:
     B : int
         Bootstrap replicates (99 or 199 are usual; the p-value is a multiple of 1 / (B + 1)).
     n_init, seed, n_jobs, chunk_size, tol : as in :func:`bootstrap`
+
+    Returns
+    -------
+    LRTResults
+        ``statistic`` (the observed LR), ``pvalue``, ``boot_statistics`` (B,)
+        and the two fits.
+
+    Examples
+    --------
+    >>> import moestat as ms
+    >>> df = ms.datasets.load_sim_moe2()
+    >>> one = ms.GaussianMoE(1).fit("y ~ x", data=df, n_init=1)
+    >>> two = ms.GaussianMoE(2).fit("y ~ x", data=df, n_init=2)
+    >>> test = ms.bootstrap_lrt(one, two, B=4, n_init=1, seed=0)
+    >>> test.pvalue                  # (1 + 0) / (4 + 1): no simulated LR reaches the observed one
+    0.2
     """
     from .selection import with_k
     B = _check_int(B, "B", 1)

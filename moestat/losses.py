@@ -3,13 +3,13 @@
 The losses of the convergence-rate theory (``theory.md`` §0.1, §2.3, §3.3, §4.4)
 compare a fitted mixing measure G = sum_i m_i delta_{omega_i} with the true
 G* = sum_j m*_j delta_{omega*_j} through the **Voronoi cells**
-A_j = {i : omega_i is nearest to omega*_j}.  Every loss has the same shape:
+A_j = {i : omega_i is nearest to omega*_j}.  Every loss has the same shape::
 
-    sum_j |sum_{i in A_j} m_i - m*_j|                        (mass term)
-  + sum_j sum_{i in A_j} m_i sum_b ||Delta_b,ij||^{e_b(|A_j|)}  (parameter terms)
+      sum_j |sum_{i in A_j} m_i - m*_j|                        (mass term)
+    + sum_j sum_{i in A_j} m_i sum_b ||Delta_b,ij||^{e_b(|A_j|)}  (parameter terms)
 
 with exponent 1 in singleton cells and a cell-size-dependent exponent
-(2, r, r/2 with r = r̄(|A_j|)) in over-specified cells.  Here they are written
+(2, r, r/2 with ``r = r̄(|A_j|)``) in over-specified cells.  Here they are written
 once, on plain arrays (:class:`Atoms`: masses and named parameter blocks), so
 that every model family only needs a small adapter that turns its fitted
 parameter PyTree into atoms (:mod:`moestat.montecarlo.adapters`).
@@ -54,7 +54,20 @@ RBAR_KNOWN = {1: 1, 2: 4, 3: 6}
 def rbar(m):
     """r̄(m): 1, 4, 6 for cells of 1, 2, 3 atoms, and the convention 2m (>= 7 holds) beyond.
 
-    Works element-wise on integer arrays.
+    Parameters
+    ----------
+    m : int or array of int
+        Numbers of fitted atoms in a Voronoi cell.
+
+    Returns
+    -------
+    float ndarray, shape of ``m``
+
+    Examples
+    --------
+    >>> from moestat.losses import rbar
+    >>> rbar([1, 2, 3, 4]).tolist()
+    [1.0, 4.0, 6.0, 8.0]
     """
     m = np.asarray(m)
     out = 2.0 * m
@@ -81,6 +94,13 @@ class Atoms:
     gate : str
         How the masses arise: "softmax" (translation invariant: losses take
         the infimum over common shifts), "sigmoid", "shared", "gaussian" or "none".
+
+    Examples
+    --------
+    >>> from moestat.losses import Atoms
+    >>> a = Atoms(mass=[0.5, 0.5], blocks={"slope": [1.0, -1.0]})
+    >>> a.k, a.blocks["slope"].shape                   # 1-d blocks become (k, 1)
+    (2, (2, 1))
     """
 
     mass: np.ndarray
@@ -146,17 +166,28 @@ def _exponent_fn(e: Exponent, rb: Callable) -> Callable | None:
 class VoronoiRule:
     """How one atom group enters a Voronoi loss.
 
+    Parameters
+    ----------
     exponents : dict block -> (exponent in singleton cells, exponent in cells of >= 2 atoms)
         ``None`` leaves a block out of that kind of cell.  Blocks of the atoms
         that are not named here are an error (so adapters and losses stay in step).
     mass : "all" | "over" | "none"
-        Which cells contribute |sum m_i - m*_j| ("over": only cells of >= 2 atoms, D_3).
+        Which cells contribute ``|sum m_i - m*_j|`` ("over": only cells of >= 2 atoms, D_3).
     weighted : bool
         Multiply the parameter terms by the fitted atom mass (False for D_3/D_4 routed terms).
     cell_blocks : tuple of block names, optional
         Blocks defining the Voronoi distance; default every block but ``gate_intercept``.
     topk : int, optional
         Keep only the K largest per-cell contributions (top-K gating, D_5).
+
+    Examples
+    --------
+    >>> from moestat.losses import Atoms, VoronoiRule, voronoi_loss
+    >>> true = Atoms(mass=[0.5, 0.5], blocks={"slope": [1.0, -1.0]})
+    >>> fit = Atoms(mass=[0.5, 0.5], blocks={"slope": [1.2, -1.0]})
+    >>> squared = VoronoiRule(exponents={"slope": (2, 2)})          # squares even in singleton cells
+    >>> round(voronoi_loss(fit, true, squared).value, 6)             # 0.5 * 0.2 ** 2
+    0.02
     """
 
     exponents: Mapping[str, tuple]
@@ -170,7 +201,30 @@ class VoronoiRule:
 
 @dataclass
 class VoronoiResult:
-    """Value of a Voronoi loss and what it is made of (at the optimal shift for softmax)."""
+    """Value of a Voronoi loss and what it is made of (at the optimal shift for softmax).
+
+    Parameters
+    ----------
+    value : float
+        The loss.
+    cells : ndarray, shape (k,)
+        The true atom each fitted atom is assigned to.
+    cell_terms : ndarray, shape (k*,)
+        Each true atom's cell's contribution.
+    shift : tuple
+        (t0, t1) applied to the fitted atoms (softmax).
+    errors : dict
+        Per-parameter errors per cell.
+
+    Examples
+    --------
+    >>> from moestat.losses import Atoms, rule_D1, voronoi_loss
+    >>> true = Atoms(mass=[0.5, 0.5], blocks={"slope": [1.0, -1.0]})
+    >>> fit = Atoms(mass=[0.5, 0.5], blocks={"slope": [1.1, -1.0]})
+    >>> r = voronoi_loss(fit, true, rule_D1(fit))
+    >>> r.cells.tolist(), r.cell_terms.round(6).tolist()
+    ([0, 1], [0.05, 0.0])
+    """
 
     value: float
     cells: np.ndarray            # (k,) index of the true atom each fitted atom is assigned to
@@ -311,6 +365,17 @@ def voronoi_loss(fit: Atoms, true: Atoms, rule: VoronoiRule, *, rb: Callable = r
         ``value`` is finite, or ``inf`` (with a :class:`moestat.MoEWarning`)
         when a parameter term overflows float64 (a fitted parameter so far
         from the truth that its power exceeds 1.8e308); never NaN.
+
+    Examples
+    --------
+    Two atoms of mass 1/2 each, one slope off by 0.1: the D_1 loss is the
+    mass-weighted error in the singleton cells, 0.5 * 0.1.
+
+    >>> from moestat.losses import Atoms, rule_D1, voronoi_loss
+    >>> true = Atoms(mass=[0.5, 0.5], blocks={"slope": [1.0, -1.0]})
+    >>> fit = Atoms(mass=[0.5, 0.5], blocks={"slope": [1.1, -1.0]})
+    >>> round(voronoi_loss(fit, true, rule_D1(fit)).value, 6)
+    0.05
     """
     with np.errstate(over="ignore", invalid="ignore"):
         res = _voronoi_loss(fit, true, rule, rb, translation)
@@ -425,7 +490,23 @@ def _all(blocks, exact, over):
 
 
 def rule_D1(atoms: Atoms) -> VoronoiRule:
-    """D_1 (strongly identifiable experts; exact-fitted D_1 of §3.3): exponent 1 / 2 on every block."""
+    """D_1 (strongly identifiable experts; exact-fitted D_1 of §3.3): exponent 1 / 2 on every block.
+
+    Parameters
+    ----------
+    atoms : Atoms
+        Any atoms with the blocks of the model.
+
+    Returns
+    -------
+    VoronoiRule
+
+    Examples
+    --------
+    >>> from moestat.losses import Atoms, rule_D1
+    >>> rule_D1(Atoms(mass=[1.0], blocks={"slope": [1.0], "variance": [0.5]})).exponents
+    {'slope': (1, 2), 'variance': (1, 2)}
+    """
     return VoronoiRule(exponents=_all(atoms.blocks, 1, 2))
 
 
@@ -434,6 +515,22 @@ def rule_D2(atoms: Atoms) -> VoronoiRule:
 
     Gated (softmax) group: beta_1 r, slope r/2, intercept r, variance r/2.
     Shared group: slope 2, intercept r, variance r/2.
+
+    Parameters
+    ----------
+    atoms : Atoms
+        Atoms with blocks among gate_slope, slope, intercept, variance, expert.
+
+    Returns
+    -------
+    VoronoiRule
+
+    Examples
+    --------
+    >>> from moestat.losses import Atoms, rule_D2
+    >>> a = Atoms(mass=[1.0], blocks={"gate_slope": [0.0], "slope": [1.0], "intercept": [0.0]}, gate="softmax")
+    >>> rule_D2(a).exponents
+    {'gate_slope': (1, 'r'), 'slope': (1, 'r/2'), 'intercept': (1, 'r')}
     """
     if atoms.gate == "shared":
         ex = {"slope": (1, 2), "intercept": (1, "r"), "variance": (1, "r/2"), "expert": (1, 2)}
@@ -454,7 +551,22 @@ def _missing(atoms, ex):
 def rule_D3_routed(atoms: Atoms) -> VoronoiRule:
     """D_3 routed block (normalized sigmoid, sparse): unweighted terms, mass term only in cells >= 2.
 
-    Singleton cells include |Delta beta_0|; over-specified cells use squares (beta_0 left out).
+    Singleton cells include ``|Delta beta_0|``; over-specified cells use squares (beta_0 left out).
+
+    Parameters
+    ----------
+    atoms : Atoms
+
+    Returns
+    -------
+    VoronoiRule
+
+    Examples
+    --------
+    >>> from moestat.losses import Atoms, rule_D3_routed
+    >>> r = rule_D3_routed(Atoms(mass=[1.0], blocks={"gate_intercept": [0.0], "expert": [1.0]}, gate="sigmoid"))
+    >>> r.exponents, r.mass, r.weighted
+    ({'gate_intercept': (1, None), 'expert': (1, 2)}, 'over', False)
     """
     ex = {b: (1, 2) for b in atoms.blocks}
     if "gate_intercept" in ex:
@@ -466,6 +578,21 @@ def rule_D4_routed(atoms: Atoms) -> VoronoiRule:
     """D_4 routed block (normalized sigmoid, dense): unweighted, exponent 1, no mass term.
 
     Measured against the misspecified limit Ǧ_2 (the ``true`` atoms passed in).
+
+    Parameters
+    ----------
+    atoms : Atoms
+
+    Returns
+    -------
+    VoronoiRule
+
+    Examples
+    --------
+    >>> from moestat.losses import Atoms, rule_D4_routed
+    >>> r = rule_D4_routed(Atoms(mass=[1.0], blocks={"slope": [1.0]}, gate="sigmoid"))
+    >>> r.exponents, r.mass
+    ({'slope': (1, 1)}, 'none')
     """
     return VoronoiRule(exponents=_all(atoms.blocks, 1, 1), mass="none", weighted=False)
 
@@ -475,6 +602,24 @@ def rule_gaussian_gate(true: Atoms, tilde: bool) -> VoronoiRule:
 
     Over-specified cells: loc r, scale r/2, slope 2 (D̃: r/2 in cells whose true loc is 0),
     intercept r, variance r/2.
+
+    Parameters
+    ----------
+    true : Atoms
+        The true atoms (D̃'s slope exponent depends on which true locations are 0).
+    tilde : bool
+        D̃ instead of D̄.
+
+    Returns
+    -------
+    VoronoiRule
+
+    Examples
+    --------
+    >>> from moestat.losses import Atoms, rule_gaussian_gate
+    >>> t = Atoms(mass=[1.0], blocks={"loc": [0.0], "slope": [1.0]}, gate="gaussian")
+    >>> rule_gaussian_gate(t, tilde=False).exponents
+    {'loc': (1, 'r'), 'slope': (1, 2)}
     """
     slope_over: Exponent = 2
     if tilde:
@@ -514,7 +659,25 @@ VORONOI_KINDS = ("D1", "D2", "D3", "D4", "D5", "Dbar", "Dtilde")
 
 @dataclass
 class LossValue:
-    """A composite loss: total value, per-group results and the flat per-parameter errors."""
+    """A composite loss: total value, per-group results and the flat per-parameter errors.
+
+    Parameters
+    ----------
+    value : float
+        The sum over groups.
+    groups : dict
+        Group name -> :class:`VoronoiResult`.
+
+    Examples
+    --------
+    >>> from moestat.losses import Atoms, rule_D1, voronoi_loss
+    >>> true = Atoms(mass=[0.5, 0.5], blocks={"slope": [1.0, -1.0]})
+    >>> fit = Atoms(mass=[0.5, 0.5], blocks={"slope": [1.1, -1.0]})
+    >>> from moestat.losses import theory_loss
+    >>> lv = theory_loss("D1", {"experts": fit}, {"experts": true})
+    >>> round(lv.value, 6), list(lv.groups)
+    (0.05, ['experts'])
+    """
 
     value: float
     groups: dict
@@ -540,6 +703,24 @@ def theory_loss(kind: str, fit: Mapping[str, Atoms], true: Mapping[str, Atoms], 
         (``options={"topk": K}``); Dbar/Dtilde: Gaussian gate (§4.4).
     fit, true : dict group -> Atoms
         The same groups on both sides (e.g. {"shared": ..., "routed": ...}).
+    options : dict, optional
+        ``{"topk": K}`` for D5.
+    rb : callable
+        r̄(m).
+
+    Returns
+    -------
+    LossValue
+        ``value`` (the sum over groups), ``groups`` (group -> VoronoiResult), ``errors``.
+
+    Examples
+    --------
+    >>> from moestat.losses import Atoms, rule_D1, voronoi_loss
+    >>> true = Atoms(mass=[0.5, 0.5], blocks={"slope": [1.0, -1.0]})
+    >>> fit = Atoms(mass=[0.5, 0.5], blocks={"slope": [1.1, -1.0]})
+    >>> from moestat.losses import theory_loss
+    >>> round(theory_loss("D1", {"experts": fit}, {"experts": true}).value, 6)
+    0.05
     """
     options = options or {}
     if set(fit) != set(true):
@@ -560,6 +741,18 @@ class DensityDistance:
     ``value`` is the estimate; ``error`` bounds its numerical error: the
     difference between two quadrature resolutions (``method`` "quadrature")
     plus, for Monte Carlo averages over X, 2 standard errors (``method`` "monte-carlo").
+
+    Parameters
+    ----------
+    value : float
+    error : float
+    method : "quadrature" or "monte-carlo"
+
+    Examples
+    --------
+    >>> from moestat.losses import DensityDistance
+    >>> DensityDistance(value=0.1, error=1e-9, method="quadrature").method
+    'quadrature'
     """
 
     value: float
@@ -577,7 +770,29 @@ def _simpson_weights(G: int, h: float) -> np.ndarray:
 
 
 def gauss_legendre_nodes(low: float, high: float, pieces: int = 16, order: int = 8):
-    """Composite Gauss-Legendre nodes and weights for the uniform average over [low, high]."""
+    """Composite Gauss-Legendre nodes and weights for the uniform average over [low, high].
+
+    Parameters
+    ----------
+    low, high : float
+        The interval.
+    pieces : int
+        Sub-intervals.
+    order : int
+        Gauss-Legendre nodes per sub-interval.
+
+    Returns
+    -------
+    nodes, weights : ndarray, shape (pieces * order,)
+        The weights sum to 1 (an average, not an integral).
+
+    Examples
+    --------
+    >>> from moestat.losses import gauss_legendre_nodes
+    >>> x, w = gauss_legendre_nodes(0.0, 2.0, pieces=4, order=3)
+    >>> x.shape, round(float(w.sum()), 12), round(float(w @ x ** 2), 12)    # E[X^2] = 4/3
+    ((12,), 1.0, 1.333333333333)
+    """
     x, w = np.polynomial.legendre.leggauss(order)
     edges = np.linspace(low, high, pieces + 1)
     nodes = ((edges[:-1, None] + edges[1:, None]) / 2 + (edges[1:, None] - edges[:-1, None]) / 2 * x[None]).ravel()
@@ -604,7 +819,7 @@ def conditional_distance(logp: Callable, logq: Callable, *, kind: str = "tv", x_
         (continuous responses: y is a grid (G,); categorical: y is None and the
         callables return (M, C) log class probabilities).
     kind : "tv" | "hellinger"
-        TV = (1/2) int |p - q| dy; Hellinger = sqrt((1/2) int (sqrt p - sqrt q)^2 dy).
+        TV = ``(1/2) int |p - q| dy``; Hellinger = ``sqrt((1/2) int (sqrt p - sqrt q)^2 dy)``.
     x_uniform : (low, high), optional
         X ~ Uniform[low, high] (d = 1): composite Gauss-Legendre, 16 pieces x 8 nodes.
         The error estimate is the change from 8 pieces.
@@ -614,6 +829,28 @@ def conditional_distance(logp: Callable, logq: Callable, *, kind: str = "tv", x_
         Integration range of y (continuous responses); it should leave out only
         negligible mass.  Simpson's rule on ``y_points`` points; the error
         estimate adds the change from half as many points.
+    y_points : int
+        Points of the y grid (made odd).
+    categorical : bool
+        Class probabilities instead of densities on a y grid.
+
+    Returns
+    -------
+    DensityDistance
+        ``value``, ``error`` (numerical error bound) and ``method``.
+
+    Examples
+    --------
+    N(0, 1) against N(1, 1), whatever X: TV = 2 Phi(1/2) - 1 = 0.38292...
+
+    >>> import numpy as np
+    >>> from scipy.stats import norm
+    >>> from moestat.losses import conditional_distance
+    >>> logp = lambda X, y: np.broadcast_to(norm.logpdf(y, 0.0, 1.0), (len(X), len(y)))
+    >>> logq = lambda X, y: np.broadcast_to(norm.logpdf(y, 1.0, 1.0), (len(X), len(y)))
+    >>> d = conditional_distance(logp, logq, x_uniform=(0, 1), y_range=(-10, 11))
+    >>> round(d.value, 5), round(float(2 * norm.cdf(0.5) - 1), 5), d.error < 1e-6
+    (0.38292, 0.38292, True)
     """
     if (x_uniform is None) == (x_sample is None):
         raise ValueError("give exactly one of x_uniform=(low, high) or x_sample=array")

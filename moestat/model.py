@@ -26,15 +26,44 @@ from .gating import get_gate
 
 
 class MoEWarning(UserWarning):
-    """A fit finished but something about it deserves the user's attention."""
+    """A fit finished but something about it deserves the user's attention (base of moestat's warnings).
+
+    Examples
+    --------
+    >>> import warnings, moestat as ms
+    >>> issubclass(ms.ConvergenceWarning, ms.MoEWarning), issubclass(ms.MoEWarning, UserWarning)
+    (True, True)
+    >>> warnings.simplefilter("ignore", ms.MoEWarning)   # silence every moestat fit warning
+    """
 
 
 class ConvergenceWarning(MoEWarning):
-    """EM stopped at max_iter before meeting the tolerance."""
+    """EM stopped at max_iter before meeting the tolerance.
+
+    Examples
+    --------
+    >>> import warnings, moestat as ms
+    >>> df = ms.datasets.load_sim_moe2()
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     res = ms.GaussianMoE(2).fit("y ~ x", data=df, n_init=2, max_iter=2, polish=False)
+    >>> any(issubclass(w.category, ms.ConvergenceWarning) for w in caught), res.converged
+    (True, False)
+    """
 
 
 class DegenerateFitWarning(MoEWarning):
-    """A start (or the reported fit) sits at a spurious, degenerate maximum."""
+    """A start (or the reported fit) sits at a spurious, degenerate maximum.
+
+    Degenerate: an expert carries few effective points or a tiny variance.
+    Which starts were degenerate is in ``res.restarts["degenerate"]``.
+
+    Examples
+    --------
+    >>> import moestat as ms
+    >>> issubclass(ms.DegenerateFitWarning, ms.MoEWarning)
+    True
+    """
 
 
 class RestartWarning(MoEWarning):

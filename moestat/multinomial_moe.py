@@ -51,6 +51,17 @@ class MultinomialMoE(MoEModel):
     -----
     y holds class labels (integers, booleans or strings).  The sorted distinct
     labels are the classes; the first is the reference class of every expert.
+    ``fit`` returns a :class:`MultinomialResults`.
+
+    Examples
+    --------
+    >>> import numpy as np, moestat as ms
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.uniform(-2, 2, 400)
+    >>> y = np.where(rng.random(400) < 1 / (1 + np.exp(-3 * x)), "b", "a")
+    >>> res = ms.MultinomialMoE(n_experts=1).fit(x, y, n_init=1)
+    >>> res.classes.tolist(), res.predict(np.array([-1.0, 1.0]), kind="class").tolist()
+    (['a', 'b'], ['a', 'b'])
     """
 
     _default_expert = "multinomial"
@@ -75,7 +86,26 @@ class MultinomialMoE(MoEModel):
                              % self.expert.name)
 
     def design(self, X, y=None, gate_X=None, weights=None, data=None):
-        """Validate the inputs and bind the expert family to the classes of y."""
+        """Validate the inputs and bind the expert family to the classes of y.
+
+        Parameters
+        ----------
+        X, y, gate_X, weights, data
+            As for :meth:`fit`; ``"label ~ x"`` takes a label column as it is.
+
+        Returns
+        -------
+        moestat.data.Design
+            Expert design X (n, p), gate design Xg (n, pg), labels y (n,), weights (n,).
+
+        Examples
+        --------
+        >>> import pandas as pd, moestat as ms
+        >>> df = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0], "kind": ["a", "b", "a", "c"]})
+        >>> d = ms.MultinomialMoE(1).design("kind ~ x", data=df)
+        >>> d.X.shape, d.y_name
+        ((4, 2), 'kind')
+        """
         y_name = None
         if isinstance(X, str) and y is None and data is not None and "~" in X:
             # "species ~ x": a formula would expand a string response into dummy columns, so a bare
@@ -94,6 +124,33 @@ class MultinomialMoE(MoEModel):
 
         Each fit works on its own copy of the estimator, bound to the classes of
         its y, so results of earlier fits keep their class order.
+
+        Parameters
+        ----------
+        X : array (n, d), DataFrame or formula
+            Expert covariates (a formula ``"label ~ x1 + x2"`` with ``data=``).
+        y : array (n,) of labels, optional
+            Integers, booleans or strings; not needed with a formula.
+        gate_X : array (n, dg), DataFrame or formula, optional
+            Gate covariates; default: the expert covariates.
+        weights : array (n,), optional
+            Case weights (0 allowed).
+        **kwargs
+            ``data``, ``n_init``, ``seed``, ``init``, ``tol``, ``max_iter``,
+            ``algorithm``, ... as for :meth:`moestat.model.MoEModel.fit`.
+
+        Returns
+        -------
+        MultinomialResults
+
+        Examples
+        --------
+        >>> import numpy as np, moestat as ms
+        >>> x = np.linspace(-2, 2, 300)
+        >>> y = np.where(np.sin(5 * x) > 0, "up", "down")
+        >>> res = ms.MultinomialMoE(1).fit(x, y, n_init=1)
+        >>> res.classes.tolist(), res.predict(kind="proba").shape
+        (['down', 'up'], (300, 2))
         """
         bound = copy.copy(self)
         return MoEModel.fit(bound, X, y, gate_X, weights, **kwargs)
@@ -131,17 +188,67 @@ class MultinomialResults(MoEResults):
       P(y = c | x) = sum_i g_i(x) P_i(c | x), shape (n, C), columns in :attr:`classes` order;
     * ``"experts"``: each expert's class probabilities P_i(c | x), shape (n, k, C);
     * ``"class"``: the most probable class label, shape (n,).
+
+    Parameters
+    ----------
+    As :class:`MoEResults` (built by :meth:`MultinomialMoE.fit`, not by users).
+
+    Examples
+    --------
+    >>> import numpy as np, moestat as ms
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.uniform(-2, 2, 400)
+    >>> y = (rng.random(400) < 1 / (1 + np.exp(-3 * x))).astype(int)
+    >>> res = ms.MultinomialMoE(n_experts=1).fit(x, y, n_init=1)
+    >>> res.predict(np.array([0.0])).shape                 # (n, C) class probabilities
+    (1, 2)
     """
 
     @property
     def classes(self) -> np.ndarray:
-        """The class labels in the order used by the coefficients (first = reference)."""
+        """The class labels in the order used by the coefficients (first = reference), shape (C,).
+
+        Examples
+        --------
+        >>> import numpy as np, moestat as ms
+        >>> x = np.linspace(-1, 1, 200)
+        >>> y = np.where(np.sin(7 * x) > 0, "up", "down")
+        >>> ms.MultinomialMoE(1).fit(x, y, n_init=1).classes.tolist()
+        ['down', 'up']
+        """
         return np.asarray(self.info["classes"])
 
     def predict(self, X=None, gate_X=None, kind: str = "proba", y=None, data=None):
-        """Predictions for new (or the fitted) covariates; see the class docstring for ``kind``.
+        """Predictions for new (or the fitted) covariates.
 
-        A pandas DataFrame as new data keeps its row index (class-probability columns named by class).
+        Parameters
+        ----------
+        X, gate_X, data : optional
+            Covariates as for :meth:`MoEResults.predict`; None: the fitted rows.
+        kind : str
+            "proba" or "mean" (class probabilities, (m, C)), "experts" (each
+            expert's class probabilities, (m, k, C)), "class" (labels, (m,)),
+            or a gate/posterior kind of :meth:`MoEResults.predict`.
+        y : array (m,), optional
+            Labels, for the posterior kinds.
+
+        Returns
+        -------
+        ndarray, or pandas Series/DataFrame
+            Shape as listed under ``kind``; class columns in :attr:`classes`
+            order.  A pandas DataFrame as new data keeps its row index
+            (class-probability columns named by class).
+
+        Examples
+        --------
+        >>> import numpy as np, moestat as ms
+        >>> rng = np.random.default_rng(0)
+        >>> x = rng.uniform(-2, 2, 400)
+        >>> y = (rng.random(400) < 1 / (1 + np.exp(-3 * x))).astype(int)
+        >>> res = ms.MultinomialMoE(n_experts=1).fit(x, y, n_init=1)
+        >>> p = res.predict(np.array([-2.0, 2.0]))
+        >>> p.round(2).tolist()[0][0] > 0.9, bool(np.allclose(p.sum(1), 1))
+        (True, True)
         """
         return super().predict(X, gate_X, kind=kind, y=y, data=data)
 

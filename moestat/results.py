@@ -22,7 +22,42 @@ KINDS = ("mean", "experts", "gate", "posterior", "labels", "logpdf")
 
 
 class MoEResults:
-    """Results of a mixture-of-experts fit (see ``GaussianMoE.fit``)."""
+    """Results of a mixture-of-experts fit (what ``GaussianMoE.fit`` and the other estimators return).
+
+    Cheap statistics (log-likelihood, criteria, parameters) are computed at
+    once; standard errors (observed information) and the bootstrap lazily.
+
+    Parameters
+    ----------
+    model, design, data, cfg, ctl, info, fit, restarts, best, fixed, seed, all_params, n_polish
+        Built by the estimators' ``fit``; users do not construct results objects.
+
+    Attributes
+    ----------
+    loglik : float
+        Maximised log-likelihood (``llf`` in statsmodels' vocabulary).
+    converged : bool
+        Whether EM met its tolerance at the reported start.
+    n_iter : int
+        EM iterations of the reported start.
+    loglik_trace : ndarray, shape (n_iter,)
+        Log-likelihood before each M-step of the reported start.
+    restarts : pandas.DataFrame
+        One row per start: start, loglik, converged, n_iter, degenerate, min_expert_weight.
+    best_start : int
+        Row of ``restarts`` that is reported.
+    design : moestat.data.Design
+        The validated design (expert matrix X (n, p), gate matrix Xg (n, pg), y, weights, term names).
+
+    Examples
+    --------
+    >>> import moestat as ms
+    >>> res = ms.GaussianMoE(2).fit("y ~ x", data=ms.datasets.load_sim_moe2(), n_init=2)
+    >>> round(res.loglik, 4), res.df, res.converged
+    (-479.3653, 8, True)
+    >>> len(res.restarts)
+    2
+    """
 
     def __init__(self, model, design, data, cfg, ctl, info, fit, restarts, best, fixed, seed, all_params=None, n_polish=0):
         self.model = model
@@ -50,7 +85,20 @@ class MoEResults:
     # ------------------------------------------------------------------ basics
     @property
     def params_tree(self) -> em.MoEParams:
-        """Canonical parameters (PyTree of NumPy arrays; softmax reference expert 0 has gate row 0)."""
+        """Canonical parameters (softmax reference expert 0 has gate row 0): a :class:`moestat.MoEParams` PyTree of NumPy arrays.
+
+        ``params_tree.gate`` and ``params_tree.expert`` hold the family's arrays, e.g.
+        for a softmax gate ``coef`` (k, pg) with the reference expert's row 0,
+        and for linear Gaussian experts ``coef`` (k, p) and ``sigma2`` (k,)
+        (variances).  :attr:`params` is the labelled pandas Series, :meth:`params_frame` the table.
+
+        Examples
+        --------
+        >>> import moestat as ms
+        >>> res = ms.GaussianMoE(2).fit("y ~ x", data=ms.datasets.load_sim_moe2(), n_init=2)
+        >>> res.params_tree.expert.coef.shape, res.params_tree.gate.coef[0].tolist()
+        ((2, 2), [0.0, 0.0])
+        """
         return self.params_internal
 
     @property
@@ -72,6 +120,15 @@ class MoEResults:
 
     @property
     def n_experts(self) -> int:
+        """Number of experts k of the fitted model.
+
+        Examples
+        --------
+        >>> import moestat as ms
+        >>> res = ms.GaussianMoE(2).fit("y ~ x", data=ms.datasets.load_sim_moe2(), n_init=2)
+        >>> res.n_experts
+        2
+        """
         return self.model.n_experts
 
     @property
@@ -80,6 +137,13 @@ class MoEResults:
 
         (grouped branch) With ``groups``: the sum of the group weights (the
         number of groups when unweighted), as flexmix's ``nobs``; BIC and ICL use it.
+
+        Examples
+        --------
+        >>> import moestat as ms
+        >>> res = ms.GaussianMoE(2).fit("y ~ x", data=ms.datasets.load_sim_moe2(), n_init=2)
+        >>> res.nobs
+        500.0
         """
         if self.design.group_codes is not None:
             return float((self.design.w * self._group_row_share).sum())
@@ -93,7 +157,15 @@ class MoEResults:
 
     @property
     def df(self) -> int:
-        """Number of free parameters (fixed parameters excluded)."""
+        """Number of free parameters (fixed parameters excluded).
+
+        Examples
+        --------
+        >>> import moestat as ms
+        >>> res = ms.GaussianMoE(2).fit("y ~ x", data=ms.datasets.load_sim_moe2(), n_init=2)
+        >>> res.df            # 2 experts x (intercept, slope, variance) + gate row 2 (intercept, slope)
+        8
+        """
         n = self.model.n_params(self.design.X.shape[1], self.design.Xg.shape[1])
         pairs = [(self.fixed.gate, self.model.gate.free_mask(self.params_tree.gate)),
                  (self.fixed.expert, self.model.expert.free_mask(self.params_tree.expert))]
@@ -104,15 +176,41 @@ class MoEResults:
 
     @property
     def aic(self) -> float:
+        """Akaike information criterion -2 loglik + 2 df (smaller is better).
+
+        Examples
+        --------
+        >>> import moestat as ms
+        >>> res = ms.GaussianMoE(2).fit("y ~ x", data=ms.datasets.load_sim_moe2(), n_init=2)
+        >>> bool(abs(res.aic - (-2 * res.loglik + 2 * res.df)) < 1e-9)
+        True
+        """
         return -2.0 * self.loglik + 2.0 * self.df
 
     @property
     def bic(self) -> float:
+        """Bayesian information criterion -2 loglik + log(nobs) df (smaller is better).
+
+        Examples
+        --------
+        >>> import moestat as ms
+        >>> res = ms.GaussianMoE(2).fit("y ~ x", data=ms.datasets.load_sim_moe2(), n_init=2)
+        >>> round(float(res.bic), 2)
+        1008.45
+        """
         return -2.0 * self.loglik + np.log(self.nobs) * self.df
 
     @property
     def entropy(self) -> float:
-        """Weighted classification entropy -sum_n w_n sum_i tau_in log tau_in."""
+        """Weighted classification entropy -sum_n w_n sum_i tau_in log tau_in (a float >= 0).
+
+        Examples
+        --------
+        >>> import moestat as ms
+        >>> res = ms.GaussianMoE(2).fit("y ~ x", data=ms.datasets.load_sim_moe2(), n_init=2)
+        >>> round(res.entropy, 2)
+        41.58
+        """
         tau = self.responsibilities
         t = np.clip(tau, 1e-300, 1.0)
         # (grouped branch) a group's entropy counts once: rows share w_n / n_g
@@ -120,12 +218,28 @@ class MoEResults:
 
     @property
     def icl(self) -> float:
-        """Integrated completed likelihood criterion: BIC + 2 * entropy (smaller is better)."""
+        """Integrated completed likelihood criterion: BIC + 2 * entropy (smaller is better).
+
+        Examples
+        --------
+        >>> import moestat as ms
+        >>> res = ms.GaussianMoE(2).fit("y ~ x", data=ms.datasets.load_sim_moe2(), n_init=2)
+        >>> bool(abs(res.icl - (res.bic + 2 * res.entropy)) < 1e-9)
+        True
+        """
         return self.bic + 2.0 * self.entropy
 
     @cached_property
     def responsibilities(self) -> np.ndarray:
-        """(n, k) posterior probabilities of the experts for the fitted data."""
+        """Posterior probabilities of the experts for the fitted data, shape (n, k); rows sum to 1.
+
+        Examples
+        --------
+        >>> import moestat as ms
+        >>> res = ms.GaussianMoE(2).fit("y ~ x", data=ms.datasets.load_sim_moe2(), n_init=2)
+        >>> res.responsibilities.shape
+        (500, 2)
+        """
         _, tau, _ = em.evaluate(self._device_params, self._data, self._cfg)
         return np.asarray(tau)[:, : self.design.n].T
 
@@ -135,7 +249,15 @@ class MoEResults:
 
     @property
     def expert_weights(self) -> np.ndarray:
-        """(k,) effective number of points carried by each expert, sum_n w_n tau_in."""
+        """Effective number of points carried by each expert, sum_n w_n tau_in, shape (k,).
+
+        Examples
+        --------
+        >>> import moestat as ms
+        >>> res = ms.GaussianMoE(2).fit("y ~ x", data=ms.datasets.load_sim_moe2(), n_init=2)
+        >>> res.expert_weights.round(1).tolist()
+        [234.3, 265.7]
+        """
         return self.design.w @ self.responsibilities
 
     # ------------------------------------------------------------------ prediction
@@ -160,14 +282,39 @@ class MoEResults:
     def predict(self, X=None, gate_X=None, kind: str = "mean", y=None, data=None):
         """Predictions for new (or the fitted) covariates.
 
-        kind : "mean" (aggregated conditional mean, (n,)), "experts" (per-expert
-            means, (n, k)), "gate" (gating probabilities, (n, k)), "posterior"
-            (responsibilities given y, (n, k)), "labels" (MAP expert given y,
-            (n,)), "logpdf" (predictive log density of y, (n,)).
+        Parameters
+        ----------
+        X : array (m, d), DataFrame or None
+            New expert covariates (a DataFrame with the formula's columns for
+            formula fits); None: the fitted data.
+        gate_X : array (m, dg), DataFrame or None
+            New gate covariates when the gate was given its own.
+        kind : str
+            "mean" (aggregated conditional mean, (m,)), "experts" (per-expert
+            means, (m, k)), "gate" (gating probabilities, (m, k)), "posterior"
+            (responsibilities given y, (m, k)), "labels" (MAP expert given y,
+            (m,)), "logpdf" (predictive log density of y, (m,)).
+        y : array (m,), optional
+            The response, for "posterior", "labels" and "logpdf".
+        data : DataFrame, optional
+            Data for formula fits (alternative to passing it as X).
 
-        When the new data come as a pandas DataFrame (``X`` or ``data``), the
-        result keeps its row index, as in statsmodels: a Series for (n,)
-        kinds, a DataFrame (columns expert1..expertk) for (n, k) kinds.
+        Returns
+        -------
+        ndarray, or pandas Series/DataFrame
+            Shape as listed under ``kind``.  When the new data come as a pandas
+            DataFrame (``X`` or ``data``), the result keeps its row index, as in
+            statsmodels: a Series for (m,) kinds, a DataFrame (columns
+            expert1..expertk) for (m, k) kinds.
+
+        Examples
+        --------
+        >>> import moestat as ms, pandas as pd
+        >>> res = ms.GaussianMoE(2).fit("y ~ x", data=ms.datasets.load_sim_moe2(), n_init=2)
+        >>> res.predict(pd.DataFrame({"x": [0.0, 1.0]})).round(3).tolist()
+        [0.09, -1.463]
+        >>> res.predict(kind="gate").shape
+        (500, 2)
         """
         return self._labelled(self._predict_values(X, gate_X, kind, y, data), self._row_labels(X, data), kind)
 
@@ -218,7 +365,32 @@ class MoEResults:
         return np.einsum("kn,kcn->nc", gate, means)
 
     def sample(self, X=None, gate_X=None, seed: int = 0, data=None, return_labels: bool = False):
-        """Draw y from the fitted model at the given (default: fitted) covariates."""
+        """Draw y from the fitted model at the given (default: fitted) covariates.
+
+        Parameters
+        ----------
+        X, gate_X, data : optional
+            Covariates as for :meth:`predict`; None: the fitted rows.
+        seed : int
+            Seed of the draw.
+        return_labels : bool
+            Also return the drawn experts.
+
+        Returns
+        -------
+        y : ndarray, shape (m,)
+            Draws (class labels for classification models).
+        z : ndarray, shape (m,)
+            Expert of each draw (0-based), only with ``return_labels=True``.
+
+        Examples
+        --------
+        >>> import moestat as ms
+        >>> res = ms.GaussianMoE(2).fit("y ~ x", data=ms.datasets.load_sim_moe2(), n_init=2)
+        >>> y, z = res.sample(seed=1, return_labels=True)
+        >>> y.shape, sorted(set(z.tolist()))
+        ((500,), [0, 1])
+        """
         dat, n, _ = self._new_data(X, gate_X, None, data)
         return self._sample_on(dat, n, seed, return_labels)
 
@@ -237,7 +409,23 @@ class MoEResults:
 
     # ------------------------------------------------------------------ tables
     def params_frame(self) -> pd.DataFrame:
-        """Estimates as a table: block ("gate" | "expert"), expert (1-based), term, estimate."""
+        """Estimates as a table with columns block ("gate" | "expert"), expert (1-based), term, estimate.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per reported parameter (Gaussian experts report sigma).
+
+        Examples
+        --------
+        >>> import moestat as ms
+        >>> res = ms.GaussianMoE(2).fit("y ~ x", data=ms.datasets.load_sim_moe2(), n_init=2)
+        >>> res.params_frame().head(3).round(3)
+            block  expert       term  estimate
+        0  expert       1  Intercept    -1.027
+        1  expert       1          x     2.493
+        2  expert       1      sigma     0.506
+        """
         rows = [("expert", i + 1, t, v) for i, t, v in
                 self.model.expert.describe(self.params_tree.expert, self.design.expert_block.names)]
         rows += [("gate", i + 1, t, v) for i, t, v in
@@ -247,49 +435,206 @@ class MoEResults:
     # ------------------------------------------------------------------ inference (moestat.inference)
     @cached_property
     def information(self):
-        """Observed-information covariance (:class:`moestat.inference.Information`), computed once."""
+        """Observed-information covariance (:class:`moestat.inference.Information`), computed once.
+
+        Examples
+        --------
+        >>> import moestat as ms
+        >>> res = ms.GaussianMoE(2).fit("y ~ x", data=ms.datasets.load_sim_moe2(), n_init=2)
+        >>> res.information.bse.shape
+        (8,)
+        """
         from .inference import observed_information
         return observed_information(self)
 
     @property
     def bse(self) -> pd.Series:
-        """Observed-information standard errors of the reported estimates (index: block, expert, term)."""
+        """Observed-information standard errors of the reported estimates (Series indexed by block, expert, term).
+
+        Examples
+        --------
+        >>> import moestat as ms
+        >>> res = ms.GaussianMoE(2).fit("y ~ x", data=ms.datasets.load_sim_moe2(), n_init=2)
+        >>> round(float(res.bse["expert", 1, "x"]), 3)
+        0.092
+        """
         return self.information.bse
 
     def cov_params(self) -> pd.DataFrame:
-        """Observed-information covariance of the reported estimates (sigma by the delta method)."""
+        """Observed-information covariance of the reported estimates (sigma by the delta method).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Shape (q, q) for the q reported estimates, rows and columns labelled as :attr:`bse`.
+
+        Examples
+        --------
+        >>> import moestat as ms
+        >>> res = ms.GaussianMoE(2).fit("y ~ x", data=ms.datasets.load_sim_moe2(), n_init=2)
+        >>> C = res.cov_params()
+        >>> C.shape, bool(abs(C.iloc[0, 0] ** 0.5 - res.bse.iloc[0]) < 1e-12)
+        ((8, 8), True)
+        """
         return self.information.cov_frame()
 
     def conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
-        """Wald confidence intervals (columns lower, upper) at level 1 - alpha."""
+        """Wald confidence intervals at level 1 - alpha.
+
+        Parameters
+        ----------
+        alpha : float
+            1 - coverage, in (0, 1).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns lower, upper; one row per reported estimate.
+
+        Examples
+        --------
+        >>> import moestat as ms
+        >>> res = ms.GaussianMoE(2).fit("y ~ x", data=ms.datasets.load_sim_moe2(), n_init=2)
+        >>> res.conf_int().iloc[1].round(3).tolist()
+        [2.313, 2.672]
+        """
         f = self.information.frame(alpha)
         return pd.DataFrame({"lower": f["ci_low"].to_numpy(), "upper": f["ci_high"].to_numpy()},
                             index=self.information.index)
 
     @property
     def zvalues(self) -> pd.Series:
-        """Wald statistics estimate / std_err."""
+        """Wald statistics estimate / std_err (Series indexed like :attr:`bse`).
+
+        Examples
+        --------
+        >>> import moestat as ms
+        >>> res = ms.GaussianMoE(2).fit("y ~ x", data=ms.datasets.load_sim_moe2(), n_init=2)
+        >>> round(float(res.zvalues.iloc[1]), 2)
+        27.23
+        """
         return pd.Series(self.information.frame()["z"].to_numpy(), index=self.information.index, name="z")
 
     tvalues = zvalues  # the statsmodels name
 
     @property
     def pvalues(self) -> pd.Series:
-        """Two-sided normal p-values of the Wald statistics."""
+        """Two-sided normal p-values of the Wald statistics (Series indexed like :attr:`bse`).
+
+        Examples
+        --------
+        >>> import moestat as ms
+        >>> res = ms.GaussianMoE(2).fit("y ~ x", data=ms.datasets.load_sim_moe2(), n_init=2)
+        >>> bool(res.pvalues["gate", 2, "x"] < 0.001)     # gate slope: z = 10.4
+        True
+        """
         return pd.Series(self.information.frame()["p_value"].to_numpy(), index=self.information.index,
                          name="p_value")
 
     def summary_frame(self, alpha: float = 0.05) -> pd.DataFrame:
-        """block, expert, term, estimate, std_err, z, p_value, ci_low, ci_high (observed information)."""
+        """The coefficient table as a DataFrame, with observed-information inference.
+
+        Parameters
+        ----------
+        alpha : float
+            1 - coverage of the Wald intervals.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns block, expert, term, estimate, std_err, z, p_value, ci_low, ci_high.
+
+        Examples
+        --------
+        >>> import moestat as ms
+        >>> res = ms.GaussianMoE(2).fit("y ~ x", data=ms.datasets.load_sim_moe2(), n_init=2)
+        >>> list(res.summary_frame().columns)
+        ['block', 'expert', 'term', 'estimate', 'std_err', 'z', 'p_value', 'ci_low', 'ci_high']
+        """
         return self.information.frame(alpha)
 
     def bootstrap(self, B: int = 200, kind: str = "empirical", seed: int = 0, **kwargs):
-        """Empirical or parametric bootstrap of this fit (see :func:`moestat.inference.bootstrap`)."""
+        """Empirical or parametric bootstrap of this fit.
+
+        Parameters
+        ----------
+        B : int
+            Number of replicates.
+        kind : "empirical" or "parametric"
+            Resample cases, or draw responses from the fitted model.
+        seed : int
+            Replicate b's draws depend on (seed, b) only.
+        **kwargs
+            Further options of :func:`moestat.bootstrap` (n_init, n_jobs, tol, alpha).
+
+        Returns
+        -------
+        moestat.inference.BootstrapResults
+            ``estimates`` (B, q), ``bse``, ``conf_int()``, ``summary_frame()``.
+
+        Examples
+        --------
+        >>> import moestat as ms
+        >>> res = ms.GaussianMoE(2).fit("y ~ x", data=ms.datasets.load_sim_moe2(), n_init=2)
+        >>> boot = res.bootstrap(B=5, seed=0)
+        >>> boot.estimates.shape
+        (5, 8)
+        """
         from .inference import bootstrap
         return bootstrap(self, B=B, kind=kind, seed=seed, **kwargs)
 
+    def plot(self, kind: str | None = None, ax=None, **kwargs):
+        """Draw the fit with :mod:`moestat.plot`; returns the matplotlib Axes.
+
+        Parameters
+        ----------
+        kind : str, optional
+            "experts" (expert means and gate over a covariate; the default for
+            Gaussian experts), "class_probabilities" (the default for
+            :class:`moestat.MultinomialMoE`), "responsibilities",
+            "loglik_trace", "coefficients" or "gate_regions".
+        ax : matplotlib Axes, optional
+            Where to draw; a new figure when None.
+        **kwargs
+            Passed to the function of that name in :mod:`moestat.plot`.
+
+        Returns
+        -------
+        matplotlib Axes
+
+        Examples
+        --------
+        >>> import moestat as ms
+        >>> res = ms.GaussianMoE(2).fit("y ~ x", data=ms.datasets.load_sim_moe2(), n_init=2)
+        >>> res.plot("coefficients", block="gate").get_xlabel()
+        'estimate'
+        """
+        from . import plot as plots
+        if kind is None:
+            kind = "class_probabilities" if hasattr(self, "classes") else "experts"
+        if kind not in plots.RESULT_PLOTS:
+            raise ValueError("kind must be one of %s, got %r" % (", ".join(map(repr, plots.RESULT_PLOTS)), kind))
+        return getattr(plots, kind)(self, ax=ax, **kwargs)
+
     def relabel(self, order) -> "MoEResults":
-        """A copy with the experts reordered: new expert i is old expert ``order[i]``."""
+        """A copy with the experts reordered: new expert i is old expert ``order[i]``.
+
+        Parameters
+        ----------
+        order : sequence of int, length k
+            A permutation of 0..k-1.
+
+        Returns
+        -------
+        MoEResults
+
+        Examples
+        --------
+        >>> import moestat as ms
+        >>> res = ms.GaussianMoE(2).fit("y ~ x", data=ms.datasets.load_sim_moe2(), n_init=2)
+        >>> res.relabel([1, 0]).params_tree.expert.coef[0].round(3).tolist()
+        [0.98, -2.497]
+        """
         from .inference import relabel
         return relabel(self, order)
 
@@ -311,7 +656,26 @@ class MoEResults:
                 [("Likelihood:", "joint of (x, y)")] if self.model.gate.joint else [])  # (experts branch)
 
     def summary(self, alpha: float = 0.05) -> "Summary":
-        """A printable summary: fit statistics and one coefficient table per block (with SEs, z, p, CIs)."""
+        """A printable summary: fit statistics and one coefficient table per block (with SEs, z, p, CIs).
+
+        Parameters
+        ----------
+        alpha : float
+            1 - coverage of the intervals.
+
+        Returns
+        -------
+        Summary
+            ``print()`` it; ``.tables`` holds the coefficient frames per block.
+
+        Examples
+        --------
+        >>> import moestat as ms
+        >>> res = ms.GaussianMoE(2).fit("y ~ x", data=ms.datasets.load_sim_moe2(), n_init=2)
+        >>> text = str(res.summary())
+        >>> "Log-likelihood:" in text and "expert 2" in text
+        True
+        """
         return Summary(self, alpha)
 
     # ------------------------------------------------------------------ statsmodels vocabulary
@@ -611,6 +975,19 @@ class Summary:
 
     Coefficient tables carry observed-information standard errors, Wald z,
     two-sided p-values and (1 - alpha) Wald intervals (:mod:`moestat.inference`).
+
+    Parameters
+    ----------
+    res : MoEResults
+    alpha : float
+        1 - coverage of the intervals.
+
+    Examples
+    --------
+    >>> import moestat as ms
+    >>> res = ms.GaussianMoE(2).fit("y ~ x", data=ms.datasets.load_sim_moe2(), n_init=2)
+    >>> sorted(res.summary().tables)
+    ['expert', 'gate']
     """
 
     def __init__(self, res: MoEResults, alpha: float = 0.05):

@@ -194,6 +194,13 @@ def simulate(model, params: em.MoEParams, X: Any, gate_X: Any = None, seed: int 
     return_labels : bool
         Also return the expert labels (n,) that generated each point.
 
+    Returns
+    -------
+    y : ndarray, shape (n,)
+        The draws (class labels for classification models).
+    z : ndarray, shape (n,)
+        The generating experts (0-based), only with ``return_labels=True``.
+
     Examples
     --------
     >>> import numpy as np, moestat as ms

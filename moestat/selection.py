@@ -58,6 +58,13 @@ def select_k(model, X, y=None, gate_X=None, weights=None, *, data=None, ks=range
         A k that cannot be fitted (e.g. too few observations) gets a row with
         its error in ``notes`` instead of stopping the search; warnings raised
         by a fit are collected in ``warnings[k]`` (and counted in the table).
+
+    Examples
+    --------
+    >>> import moestat as ms
+    >>> sel = ms.select_k(ms.GaussianMoE(), "y ~ x", data=ms.datasets.load_sim_moe2(), ks=[1, 2], n_init=2)
+    >>> sel.best_k, sel.table["k"].tolist()
+    (2, [1, 2])
     """
     if criterion not in CRITERIA:
         raise ValueError("criterion must be one of %s, got %r" % (", ".join(map(repr, CRITERIA)), criterion))

@@ -6,6 +6,13 @@
 gate (truth in ``sim_moe2_truth.json``), with the reference MLE and
 observed-information standard errors from direct optimisation in R
 (``sim_moe2_reference.json``).
+
+Examples
+--------
+>>> import moestat as ms
+>>> df = ms.datasets.load_sim_moe2()
+>>> df.shape, list(df.columns[:2])
+((500, 4), ['x', 'y'])
 """
 from __future__ import annotations
 

@@ -1,4 +1,13 @@
-"""Expert families: one module per family, all behind :class:`moestat.experts.base.Expert`."""
+"""Expert families: one module per family, all behind :class:`moestat.experts.base.Expert`.
+
+Pass a registered name or an expert object as ``expert=`` to an estimator.
+
+Examples
+--------
+>>> import moestat as ms
+>>> {"linear", "multinomial", "relu"} <= set(ms.experts.available())
+True
+"""
 from .base import Expert, available, get_expert, register
 from .gaussian import GaussianLinear, GaussianParams
 from .glm import BinomialGLM, GLMExpert, GLMParams, PoissonGLM

@@ -1,4 +1,13 @@
-"""Gating families: one module per family, all behind :class:`moestat.gating.base.Gate`."""
+"""Gating families: one module per family, all behind :class:`moestat.gating.base.Gate`.
+
+Pass a registered name or a gate object as ``gating=`` to an estimator.
+
+Examples
+--------
+>>> import moestat as ms
+>>> "softmax" in ms.gating.available(), ms.gating.TopK(k=2).name
+(True, 'topk')
+"""
 from .base import Gate, available, get_gate, register
 from .gaussian import GaussianGate, GaussianGateParams
 from .shared_routed import SharedRouted, SharedRoutedParams

@@ -1,4 +1,12 @@
-"""Ready-made true models (data-generating truths) for simulation studies and tests, and the DeepSeekMoE estimator."""
+"""Ready-made true models (data-generating truths) for simulation studies and tests, and the DeepSeekMoE estimator.
+
+Examples
+--------
+>>> from moestat.models import multinomial_regimes as mr
+>>> x, y, z = mr.simulate_regime(200, regime=2, seed=0)
+>>> x.shape, sorted(set(y.tolist()))
+((200, 1), [0, 1, 2])
+"""
 from . import deepseek, multinomial_regimes
 from .deepseek import DeepSeekMoE
 from .truth import TrueModel

@@ -61,9 +61,9 @@ class DeepSeekMoE(GaussianMoE):
     --------
     >>> import moestat as ms
     >>> truth = ms.models.deepseek.true_model("thm2")
-    >>> x, y, _ = truth.simulate(2000, seed=1)
+    >>> x, y, _ = truth.simulate(600, seed=1)
     >>> res = ms.DeepSeekMoE(n_shared=2, n_routed=3, shared_expert="linear",
-    ...                      routed_expert="linear").fit(x, y, n_init=4)
+    ...                      routed_expert="linear").fit(x, y, n_init=2)
     >>> res.loglik >= truth.loglik(x, y)
     True
     """
@@ -79,10 +79,26 @@ class DeepSeekMoE(GaussianMoE):
 
     @property
     def n_shared(self) -> int:
+        """Number of shared experts k1 (the first k1 experts).
+
+        Examples
+        --------
+        >>> import moestat as ms
+        >>> ms.DeepSeekMoE(n_shared=2, n_routed=3).n_shared
+        2
+        """
         return self.gate.n_shared
 
     @property
     def n_routed(self) -> int:
+        """Number of routed experts k2 (the last k2 experts).
+
+        Examples
+        --------
+        >>> import moestat as ms
+        >>> ms.DeepSeekMoE(n_shared=2, n_routed=3).n_routed
+        3
+        """
         return self.n_experts - self.gate.n_shared
 
     def __repr__(self):

@@ -37,7 +37,14 @@ SLOPE_COLUMNS = ["experiment", "loss", "slope", "ci_low", "ci_high", "median_slo
 
 
 class RunExistsError(RuntimeError):
-    """The output folder already holds results of this experiment and neither resume nor overwrite was asked."""
+    """The output folder already holds results of this experiment and neither resume nor overwrite was asked.
+
+    Examples
+    --------
+    >>> from moestat.montecarlo import RunExistsError
+    >>> issubclass(RunExistsError, RuntimeError)
+    True
+    """
 
 
 def plan_tasks(spec: Spec, missing: list[tuple[int, int]], block: int | None, extra: dict) -> list[dict]:
@@ -60,6 +67,31 @@ def plan_tasks(spec: Spec, missing: list[tuple[int, int]], block: int | None, ex
 
 @dataclass
 class RunResult:
+    """What :func:`run_experiment` returns.
+
+    Parameters
+    ----------
+    spec : Spec
+        The experiment as run (protocol applied).
+    out_dir : str
+        Folder of the store and the outputs.
+    slopes : pandas.DataFrame
+        One row per loss (columns ``SLOPE_COLUMNS``: slope, ci_low, ci_high, median_slope, predicted, ...).
+    files : list of str
+        Files written (slopes.csv, results.csv, local_slopes.csv, param_slopes.csv, the figure).
+    computed : int
+        Replicates fitted in this call (0 when everything was stored).
+    wall_s : float
+        Wall time of all sessions of this experiment in the store.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from moestat.montecarlo import RunResult, load_spec
+    >>> RunResult(spec=load_spec("demystifying-k2"), out_dir="runs/k2", slopes=pd.DataFrame()).computed
+    0
+    """
+
     spec: Spec
     out_dir: str
     slopes: pd.DataFrame
@@ -134,6 +166,22 @@ def run_experiment(experiment, *, quick: bool = False, out_dir: str | None = Non
         database cannot be written (read-only, disk full); replicates stored before stay intact.
     OSError
         An output file (CSV, JSON, figure) cannot be written; the previous file is kept whole.
+
+    Examples
+    --------
+    >>> import io, tempfile
+    >>> from moestat.montecarlo import Spec, load_spec, run_experiment
+    >>> raw = load_spec("demystifying-k2").raw                # a copy: editing it changes no shipped spec
+    >>> raw.update(grid={"full": [{"values": [150, 300]}], "quick": [{"values": [150, 300]}]},
+    ...            replicates={"full": 1, "quick": 1})
+    >>> out = tempfile.mkdtemp()
+    >>> run = run_experiment(Spec(raw), quick=True, out_dir=out, workers=1, progress=False, figures=False,
+    ...                      n_boot=50, stream=io.StringIO())
+    >>> run.computed, run.slopes["loss"].tolist()
+    (2, ['D1', 'TV'])
+    >>> run_experiment(Spec(raw), quick=True, out_dir=out, resume=True, progress=False, figures=False,
+    ...                n_boot=50, stream=io.StringIO()).computed        # everything is stored
+    0
     """
     stream = stream or sys.stderr
     log = lambda msg: print(msg, file=stream, flush=True)  # noqa: E731
@@ -232,7 +280,47 @@ def command_line(spec: Spec, quick: bool) -> str:
 
 def analyse(spec: Spec, store: Store, out_dir: str, quick: bool, grid, R: int, figures: bool = True,
             n_boot: int = 1000) -> RunResult:
-    """Slopes table, per-replicate CSV, local slopes, per-parameter slopes and the figure from the store."""
+    """Slopes table, per-replicate CSV, local slopes, per-parameter slopes and the figure from the store.
+
+    Parameters
+    ----------
+    spec : Spec
+    store : Store
+        Holds the replicates (keyed by ``spec.hash``).
+    out_dir : str
+        Where slopes.csv, results.csv, local_slopes.csv, param_slopes.csv, run.json and the figure go.
+    quick : bool
+        Label the outputs as a quick run.
+    grid : array of int
+        The sizes to analyse.
+    R : int
+        Replicates per size to analyse.
+    figures : bool
+        Draw the log-log figure (:func:`moestat.plot.convergence` per loss).
+    n_boot : int
+        Bootstrap resamples of the slope CI.
+
+    Returns
+    -------
+    RunResult
+
+    Examples
+    --------
+    >>> import io, tempfile
+    >>> from moestat.montecarlo import Spec, load_spec, run_experiment
+    >>> raw = load_spec("demystifying-k2").raw                # a copy: editing it changes no shipped spec
+    >>> raw.update(grid={"full": [{"values": [150, 300]}], "quick": [{"values": [150, 300]}]},
+    ...            replicates={"full": 1, "quick": 1})
+    >>> out = tempfile.mkdtemp()
+    >>> run = run_experiment(Spec(raw), quick=True, out_dir=out, workers=1, progress=False, figures=False,
+    ...                      n_boot=50, stream=io.StringIO())
+    >>> import os
+    >>> from moestat.montecarlo import Store, analyse
+    >>> with Store(os.path.join(out, "results.sqlite")) as st:
+    ...     again = analyse(run.spec, st, out, True, run.spec.grid(True), 1, figures=False, n_boot=50)
+    >>> bool(again.slopes["slope"].equals(run.slopes["slope"]))
+    True
+    """
     df = store.frame(spec.hash, grid, R)
     wall = store.wall_seconds(spec.hash)
     rows, fig_input, local = [], [], []

@@ -52,7 +52,19 @@ def spec_dir():
 
 
 def available_specs() -> dict[str, Any]:
-    """{name: resource path} of the shipped specs."""
+    """The shipped experiment specs.
+
+    Returns
+    -------
+    dict
+        {name: path of its JSON file}, sorted by name.
+
+    Examples
+    --------
+    >>> from moestat.montecarlo import available_specs
+    >>> "demystifying-k2" in available_specs()
+    True
+    """
     out = {}
     for entry in sorted(spec_dir().iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".json"):
@@ -63,12 +75,28 @@ def available_specs() -> dict[str, Any]:
 def load_spec(name_or_path: str) -> "Spec":
     """A spec by name (shipped) or by path to a JSON file.
 
+    Parameters
+    ----------
+    name_or_path : str
+        A name from :func:`available_specs` or the path of a JSON spec.
+
+    Returns
+    -------
+    Spec
+
     Raises
     ------
     ValueError
         Naming the file and the fault when it cannot be read, is not valid
         JSON, or is not a valid spec (a missing or malformed field); or when
         the name is neither a file nor a shipped experiment.
+
+    Examples
+    --------
+    >>> from moestat.montecarlo import load_spec
+    >>> spec = load_spec("demystifying-k2")
+    >>> spec.name, spec.protocol, spec.replicates(False), spec.grid(False).size
+    ('demystifying-k2', 'paper', 40, 200)
     """
     if os.path.exists(name_or_path):
         try:
@@ -134,7 +162,26 @@ def strip_comments(obj):
 
 @dataclass
 class Spec:
-    """A validated experiment spec (the raw JSON dict plus helpers)."""
+    """A validated experiment spec (the raw JSON dict plus helpers).
+
+    Parameters
+    ----------
+    raw : dict
+        The spec (``moestat/simulations/*.json`` format): name, truth, x, fit,
+        protocol(s), grid, replicates, seed, losses.  A missing field or an
+        unknown protocol is a ValueError.
+
+    Examples
+    --------
+    >>> from moestat.montecarlo import Spec, load_spec
+    >>> raw = load_spec("demystifying-k2").raw
+    >>> raw["replicates"] = {"full": 5, "quick": 2}
+    >>> spec = Spec(raw)
+    >>> spec.replicates(True), spec.grid(True)[:2].tolist()
+    (2, [200, 486])
+    >>> spec.with_protocol("mle").hash != spec.hash         # the protocol changes the results
+    True
+    """
 
     raw: dict
 

@@ -119,13 +119,26 @@ def check_store_file(path: str) -> None:
 
 
 class Store:
-    """A results database at ``path`` (created if missing).
+    """A results database at ``path`` (created if missing): one row per (spec hash, n, replicate).
+
+    Parameters
+    ----------
+    path : str
+        SQLite file; ``run_experiment`` uses ``<out_dir>/results.sqlite``.
 
     Raises
     ------
     StoreError
         When ``path`` is not a moestat results database, or cannot be created
         or opened for writing; the file is not modified.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from moestat.montecarlo import Store
+    >>> with Store(os.path.join(tempfile.mkdtemp(), "results.sqlite")) as st:
+    ...     st.count("no-such-spec"), len(st.frame("no-such-spec"))
+    (0, 0)
     """
 
     def __init__(self, path: str):
