@@ -363,3 +363,19 @@ def test_simulate_data_draws_counts_from_numpy_streams():
     np.testing.assert_allclose(x[:, 0], x_ref)
     np.testing.assert_array_equal(z, z_ref)
     np.testing.assert_array_equal(y, np.random.default_rng(s_y).poisson(mu))
+
+
+def test_separated_binary_data_warn_and_the_box_gives_the_bounded_maximum():
+    """Perfectly separated 0/1 data: no MLE (warning); with max_abs_coef the fit is L-BFGS-B's box maximum."""
+    x = np.linspace(-2.0, 2.0, 60)
+    y = (x > 0.3).astype(float)
+    with pytest.warns(ms.MoEWarning, match="separation"):
+        ms.GLMMoE(1, family="binomial").fit(x, y)
+    res = quiet(ms.GLMMoE(1, family="binomial", max_abs_coef=4.0).fit, x, y)
+    X = np.column_stack([np.ones_like(x), x])
+    f = lambda b: -st.bernoulli.logpmf(y, 1.0 / (1.0 + np.exp(-(X @ b)))).sum()
+    ref = so.minimize(f, np.zeros(2), method="L-BFGS-B", bounds=[(-4.0, 4.0)] * 2, options={"ftol": 1e-15})
+    assert np.all(np.abs(res.params.expert.coef) <= 4.0)
+    assert res.loglik == pytest.approx(-ref.fun, abs=1e-7)
+    np.testing.assert_allclose(res.params.expert.coef[0], ref.x, atol=1e-4)
+    assert np.abs(res.params.expert.coef[0, 1]) == 4.0           # the slope sits on the box

@@ -33,7 +33,8 @@ def main(n_init: int = 10) -> dict:
             res = ms.GLMMoE(2, family=family).fit(formula, data=df, n_init=n_init)
         wall = time.perf_counter() - t0
         fx = max(flexmix[family]["default"]["loglik_best"], flexmix[family]["tight"]["loglik_best"])
-        row = {"loglik": res.loglik, "flexmix_best": fx, "flexmix_default_best": flexmix[family]["default"]["loglik_best"],
+        row = {"loglik": res.loglik, "flexmix_best": fx,
+               "flexmix_default_best": flexmix[family]["default"]["loglik_best"],
                "difference": res.loglik - fx, "converged": res.converged, "n_iter": res.n_iter,
                "n_polish": res.n_polish, "wall_s": round(wall, 2),
                "coef": res.params_tree.expert.coef.tolist(), "gate": res.params_tree.gate.coef.tolist(),

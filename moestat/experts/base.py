@@ -37,7 +37,7 @@ class Expert(abc.ABC):
     """Base class of the expert families."""
 
     name: ClassVar[str] = "expert"
-    #: "continuous" (Gaussian experts) or "categorical" (multinomial-logistic experts)
+    #: "continuous" (Gaussian experts), "categorical" (multinomial-logistic experts) or "count" (GLM experts)
     response: ClassVar[str] = "continuous"
 
     # ---- host-side set-up ------------------------------------------------------------

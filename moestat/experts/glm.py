@@ -61,7 +61,8 @@ def check_counts(y: np.ndarray, name: str = "y", family: str = "Poisson") -> np.
         try:
             y = y.astype(np.float64)
         except (TypeError, ValueError):
-            raise TypeError("%s must be numeric counts for %s experts, got non-numeric values" % (name, family)) from None
+            raise TypeError("%s must be numeric counts for %s experts, got non-numeric values"
+                            % (name, family)) from None
     if y.dtype.kind == "b":
         y = y.astype(np.float64)
     if y.dtype.kind not in "fiu":
@@ -97,20 +98,23 @@ def glm_m_step(loglik, coef, tau, Z, w, ctl, max_halvings, fixed, n_steps, bound
     loglik : callable eta (N,) -> (N,) row log densities at linear predictor eta
     coef (k, p); tau (k, N); Z (p, N) covariate rows of the design; fixed (k, p) bool.
     bound : optional box |coef| <= bound (projected Newton: coefficients on the box whose
-        gradient points outwards are held there; the clipped step is kept only if it does
-        not lower the expert's objective, so EM stays monotone on the box).
+        gradient points outwards are held there, and the line search runs along the projected
+        path clip(b + 2^-j d), so a step is kept only if the objective at the projected point
+        does not fall: EM stays monotone on the box).
     """
     from ..gating.base import mask_newton
 
     r = tau * w[None]
     alive = r @ jnp.ones(r.shape[1], dtype=r.dtype) > 1e-10 * jnp.sum(w)
 
+    project = (lambda bb: bb) if bound is None else (lambda bb: jnp.clip(bb, -bound, bound))
+
     def one(b, ri, free):
         def objective(bb):
-            return jnp.dot(ri, loglik(bb @ Z))
+            return jnp.dot(ri, loglik(project(bb) @ Z))
 
         def raw_stats(bb):
-            eta = bb @ Z
+            eta = project(bb) @ Z
             g, c = _derivatives(loglik, eta)
             grad, negH = newton.linear_newton_stats((ri * g)[None], (ri * c)[None, None], Z)
             return grad[0], negH, jnp.dot(ri, loglik(eta))
@@ -124,11 +128,7 @@ def glm_m_step(loglik, coef, tau, Z, w, ctl, max_halvings, fixed, n_steps, bound
             grad, negH, q = raw_stats(bb)
             return (*mask_newton(grad, negH, free), q)
 
-        new = newton.newton_ascent(b, objective, stats, ctl, max_halvings, n_steps)[0]
-        if bound is None:
-            return new
-        new = jnp.clip(new, -bound, bound)
-        return jnp.where(newton.no_decrease(objective(new), objective(b), ctl.ls_eps), new, b)
+        return project(newton.newton_ascent(b, objective, stats, ctl, max_halvings, n_steps)[0])
 
     new = jax.vmap(one)(coef, r, jnp.logical_not(fixed))
     return jnp.where(alive[:, None], new, coef)
