@@ -497,6 +497,21 @@ def sigmoid_ridge_loss(fit: Atoms, true: Atoms, rule: VoronoiRule, rb: Callable 
     Returns
     -------
     VoronoiResult
+
+    Examples
+    --------
+    A fit on the ridge (sigma(beta_0) = 1.4 w*) has the truth's gate: the loss is 0, the raw D3 is not.
+
+    >>> import numpy as np
+    >>> from scipy.special import expit, logit
+    >>> from moestat.losses import Atoms, rule_D3_routed, sigmoid_ridge_loss
+    >>> b0 = np.array([-0.5, 0.5]); w = expit(b0) / expit(b0).sum()
+    >>> def atoms(b):
+    ...     return Atoms(expit(b), {"gate_intercept": b[:, None], "gate_slope": np.zeros((2, 1)),
+    ...                             "expert": np.array([[1.0], [2.0]])}, "sigmoid")
+    >>> r = sigmoid_ridge_loss(atoms(logit(1.4 * w)), atoms(b0), rule_D3_routed(atoms(b0)))
+    >>> round(r.value, 4), round(r.errors["ridge_scale"], 3)
+    (0.0, 1.4)
     """
     from scipy.optimize import minimize_scalar
     if true.gate != "sigmoid" or "gate_intercept" not in true.blocks:
