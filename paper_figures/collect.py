@@ -7,7 +7,8 @@ Each run folder (written by ``moestat reproduce``) contributes its
 table ``paper_figures/slopes.csv`` is then rebuilt from *every*
 ``slopes-*.csv`` kept here, so collecting a new run never drops older rows;
 ``theory_row`` is filled from the shipped spec where an older run predates
-that column.  ``README.md`` renders the table, the text of ``notes.md`` and
+that column.  Per-parameter slopes (``param_slopes.csv`` of the run and of
+each variant) are kept as ``param_slopes-<folder>[-<variant>].csv``.  ``README.md`` renders the table, the text of ``notes.md`` and
 one figure per run.  Quick-grid rows are labelled ``quick`` in the ``grid``
 column (they test the machinery; the full grids are the reproductions).
 """
@@ -56,6 +57,10 @@ def add_runs(run_dirs: list[str]) -> None:
         sl.to_csv(os.path.join(HERE, "slopes-%s.csv" % tag), index=False)
         for png in glob.glob(os.path.join(d, "*.png")):
             shutil.copy(png, HERE)
+        # per-parameter slopes (theory.md §7 rows 5-7, 12-15), per variant where the spec has variants
+        for ps in glob.glob(os.path.join(d, "param_slopes.csv")) + glob.glob(os.path.join(d, "*", "param_slopes.csv")):
+            sub = os.path.relpath(os.path.dirname(ps), d)
+            shutil.copy(ps, os.path.join(HERE, "param_slopes-%s%s.csv" % (tag, "" if sub == "." else "-" + sub)))
 
 
 def table() -> pd.DataFrame:
