@@ -156,3 +156,11 @@ def test_a_variant_spec_runs_end_to_end(tmp_path):
     assert (loose["n_iter"] <= tight["n_iter"]).all() and (loose["loglik"] <= tight["loglik"] + 1e-9).all()
     assert os.path.getsize(os.path.join(tmp_path, "tiny-variants-paper.png")) > 10000
     assert res.computed == 8
+
+
+def test_command_column_records_a_replicate_override():
+    from moestat.montecarlo.runner import command_line
+    spec = load_spec("topk-exact")
+    assert command_line(spec, True) == "moestat reproduce topk-exact --protocol mle --quick"
+    assert command_line(spec, True, spec.replicates(True)) == command_line(spec, True)
+    assert command_line(spec, True, 2).endswith("--quick --replicates 2")

@@ -207,10 +207,13 @@ def capped_count(df: pd.DataFrame) -> int:
     return int((df[cols].to_numpy(dtype=float) == -np.inf).any(axis=1).sum())
 
 
-def command_line(spec: Spec, quick: bool) -> str:
+def command_line(spec: Spec, quick: bool, replicates: int | None = None) -> str:
+    """The ``moestat reproduce`` command of a run (``--replicates`` when it overrode the spec's count)."""
     args = ["moestat", "reproduce", spec.name, "--protocol", spec.protocol]
     if quick:
         args.append("--quick")
+    if replicates is not None and int(replicates) != spec.replicates(quick):
+        args += ["--replicates", str(int(replicates))]
     return " ".join(shlex.quote(a) for a in args)
 
 
@@ -234,7 +237,7 @@ def analyse(spec: Spec, store: Store, out_dir: str, quick: bool, grid, R: int, f
                          "quick": bool(quick),
                          "wall_s": round(wall, 2), "cpu_s": round(float(df["seconds"].sum()), 2),
                          "spec_hash": spec.hash, "theory_row": L.get("theory_row"),
-                         "command": command_line(spec, quick)})
+                         "command": command_line(spec, quick, R)})
             fig_input.append(dict(st, loss=L["name"], predicted=L.get("predicted"), published=L.get("published"),
                                   capped=capped))
             ls = local_slopes(st["summary"])
