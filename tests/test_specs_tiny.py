@@ -164,3 +164,11 @@ def test_command_column_records_a_replicate_override():
     assert command_line(spec, True) == "moestat reproduce topk-exact --protocol mle --quick"
     assert command_line(spec, True, spec.replicates(True)) == command_line(spec, True)
     assert command_line(spec, True, 2).endswith("--quick --replicates 2")
+
+
+def test_a_broken_variant_fails_before_any_variant_runs(tmp_path):
+    raw = json.loads(json.dumps(load_spec("demystifying-k2").raw))
+    raw["variants"] = {"ok": {"fit": {"k": 2}}, "bad": {"fit": {"expert": "nope"}}}
+    with pytest.raises(ValueError, match="variant 'bad' cannot be set up"):
+        run_experiment(Spec(raw), out_dir=str(tmp_path), workers=1, progress=False)
+    assert not os.path.exists(os.path.join(tmp_path, "ok"))

@@ -124,6 +124,13 @@ def run_experiment(experiment, *, quick: bool = False, out_dir: str | None = Non
     spec = spec.with_protocol(protocol)
     out_dir = out_dir or os.path.join("runs", "%s-%s%s" % (spec.name, spec.protocol, "-quick" if quick else ""))
     if spec.raw.get("variants"):
+        from .worker import experiment_for
+        for v in spec.variants():  # every variant can be set up before any of them runs
+            try:
+                experiment_for(v.raw)
+            except (ValueError, TypeError) as exc:
+                raise ValueError("experiment %r, variant %r cannot be set up: %s" % (spec.name, v.variant, exc)) \
+                    from None
         kw = dict(quick=quick, workers=workers, scheduler=scheduler, resume=resume, overwrite=overwrite,
                   replicates=replicates, batch=batch, block=block, progress=progress, n_boot=n_boot, stream=stream,
                   throttle=throttle)
