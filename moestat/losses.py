@@ -633,6 +633,77 @@ def rule_gaussian_gate(true: Atoms, tilde: bool) -> VoronoiRule:
     return VoronoiRule(exponents={b: ex[b] for b in true.blocks})
 
 
+def sigmoid_ridge_loss(fit: Atoms, true: Atoms, rule: VoronoiRule, rb: Callable = rbar,
+                       points: int = 65) -> VoronoiResult:
+    """A normalized-sigmoid Voronoi loss minimised over the truth's intercept ridge.
+
+    When every true gate slope is 0 the normalized-sigmoid weights are
+    w*_j = sigma(beta*_0j) / sum_l sigma(beta*_0l), and every scale c in
+    (0, 1 / max_j w*_j) with sigma(beta_0j) = c w*_j gives the same gate: the
+    true intercepts (and masses sigma(beta*_0j)) are identified only up to this
+    ridge (``theory.md`` §2.3 note on D_3).  The loss of a fit is then the
+    infimum over the ridge, as a softmax loss is the infimum over
+    translations: the true atoms get masses c w*_j and intercepts
+    logit(c w*_j), and c is chosen by a grid over logit(c max_j w*_j) in
+    [-8, 8] (``points`` values) refined by a bounded Brent search.  The
+    Voronoi cells do not depend on c (intercepts do not enter the cell
+    distance).  ``errors["ridge_scale"]`` is the optimal c (the truth as
+    written has c = sum_j sigma(beta*_0j)).
+
+    Parameters
+    ----------
+    fit, true : Atoms
+        Normalized-sigmoid atoms (``gate == "sigmoid"``) with a ``gate_intercept`` block.
+    rule : VoronoiRule
+        E.g. :func:`rule_D3_routed`.
+
+    Returns
+    -------
+    VoronoiResult
+
+    Examples
+    --------
+    A fit on the ridge (sigma(beta_0) = 1.4 w*) has the truth's gate: the loss is 0, the raw D3 is not.
+
+    >>> import numpy as np
+    >>> from scipy.special import expit, logit
+    >>> from moestat.losses import Atoms, rule_D3_routed, sigmoid_ridge_loss
+    >>> b0 = np.array([-0.5, 0.5]); w = expit(b0) / expit(b0).sum()
+    >>> def atoms(b):
+    ...     return Atoms(expit(b), {"gate_intercept": b[:, None], "gate_slope": np.zeros((2, 1)),
+    ...                             "expert": np.array([[1.0], [2.0]])}, "sigmoid")
+    >>> r = sigmoid_ridge_loss(atoms(logit(1.4 * w)), atoms(b0), rule_D3_routed(atoms(b0)))
+    >>> round(r.value, 4), round(r.errors["ridge_scale"], 3)
+    (0.0, 1.4)
+    """
+    from scipy.optimize import minimize_scalar
+    if true.gate != "sigmoid" or "gate_intercept" not in true.blocks:
+        raise ValueError("the intercept ridge exists for normalized-sigmoid atoms with a gate_intercept block")
+    slope = true.blocks.get("gate_slope")
+    if slope is not None and np.any(slope != 0):
+        raise ValueError("the intercept ridge exists only when every true gate slope is 0")
+    w = true.mass / true.mass.sum()
+    top = 1.0 / w.max()
+
+    def at(u):
+        m = top * w * (1.0 / (1.0 + math.exp(-u)))
+        blocks = dict(true.blocks, gate_intercept=np.log(m / (1.0 - m))[:, None])
+        return voronoi_loss(fit, Atoms(m, blocks, true.gate), rule, rb=rb, translation=False)
+
+    grid = np.linspace(-8.0, 8.0, points)
+    vals = np.array([at(u).value for u in grid])
+    i = int(np.argmin(vals))
+    lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, points - 1)]
+    u = grid[i]
+    if hi > lo:
+        r = minimize_scalar(lambda v: at(v).value, bounds=(lo, hi), method="bounded", options={"xatol": 1e-6})
+        if r.fun < vals[i]:
+            u = float(r.x)
+    best = at(u)
+    best.errors["ridge_scale"] = float(top / (1.0 + math.exp(-u)))
+    return best
+
+
 def _group_rule(kind: str, fit: Atoms, true: Atoms, options: dict) -> VoronoiRule:
     if fit.gate == "shared":
         return rule_D2(fit) if kind == "D2" else rule_D1(fit)
@@ -701,6 +772,11 @@ def theory_loss(kind: str, fit: Mapping[str, Atoms], true: Mapping[str, Atoms], 
         the shared-expert version); D3/D4: normalized sigmoid (Thms 3-4; the
         routed truth of D4 is the misspecified limit Ǧ_2); D5: top-K
         (``options={"topk": K}``); Dbar/Dtilde: Gaussian gate (§4.4).
+        ``options={"intercept_ridge": True}`` takes normalized-sigmoid groups
+        at their infimum over the truth's intercept ridge
+        (:func:`sigmoid_ridge_loss`; all true gate slopes 0);
+        ``options={"omit_blocks": [...]}`` leaves those blocks' terms out
+        (same Voronoi cells), to see which terms drive a loss.
     fit, true : dict group -> Atoms
         The same groups on both sides (e.g. {"shared": ..., "routed": ...}).
     options : dict, optional
@@ -728,7 +804,15 @@ def theory_loss(kind: str, fit: Mapping[str, Atoms], true: Mapping[str, Atoms], 
     groups = {}
     for g in fit:
         rule = _group_rule(kind, fit[g], true[g], options)
-        groups[g] = voronoi_loss(fit[g], true[g], rule, rb=rb)
+        omit = [b for b in options.get("omit_blocks", ()) if b in rule.exponents]
+        if omit:  # same cells, those blocks' terms left out
+            cells = rule.cell_blocks or tuple(b for b in fit[g].blocks if b != "gate_intercept")
+            rule = VoronoiRule(exponents=dict(rule.exponents, **{b: (None, None) for b in omit}), mass=rule.mass,
+                               weighted=rule.weighted, cell_blocks=cells, topk=rule.topk)
+        if options.get("intercept_ridge") and true[g].gate == "sigmoid":
+            groups[g] = sigmoid_ridge_loss(fit[g], true[g], rule, rb=rb)
+        else:
+            groups[g] = voronoi_loss(fit[g], true[g], rule, rb=rb)
     return LossValue(value=float(sum(r.value for r in groups.values())), groups=groups)
 
 
@@ -868,7 +952,8 @@ def conditional_distance(logp: Callable, logq: Callable, *, kind: str = "tv", x_
 
     def at(Xn, y_pts):
         if categorical:
-            return _per_x_distance(logp(Xn, None), logq(Xn, None), 1.0, kind)
+            lp = logp(Xn, None)
+            return _per_x_distance(lp, logq(Xn, None), np.ones(lp.shape[1]), kind)
         y = np.linspace(float(y_range[0]), float(y_range[1]), y_pts)
         wy = _simpson_weights(y_pts, float(y[1] - y[0]))
         return _per_x_distance(logp(Xn, y), logq(Xn, y), wy, kind)

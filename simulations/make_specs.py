@@ -7,6 +7,10 @@ The JSON files are what moestat reads; this script only keeps them consistent
 import json
 import os
 import re
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from moestat.models import multinomial_regimes as mr  # noqa: E402  (the ICML'24 truths live in the package)
 
 OUT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "moestat", "simulations")
 
@@ -27,7 +31,8 @@ DEMYST_PAPER = dict(PAPER_NOISE, variance_start="sd", tol=1e-6, max_iter=2000,
                          "true *sd* plus |noise| (variance_start 'sd'); stop when |dl/l| <= 1e-6")
 
 
-def demystifying(k, n_tries, n_init, grid_full, grid_quick, reps_quick, loss, published, pub_note, title):
+def demystifying(k, n_tries, n_init, grid_full, grid_quick, reps_quick, loss, published, pub_note, title,
+                 mle_sizing=None):
     return {
         "name": "demystifying-k%d" % k, "title": title, "source": DEMYST_SRC, "truth": DEMYST_TRUTH,
         "x": {"law": "grid", "low": 0.0, "high": 1.0, "d": 1,
@@ -35,14 +40,20 @@ def demystifying(k, n_tries, n_init, grid_full, grid_quick, reps_quick, loss, pu
         "fit": {"gate": "softmax", "expert": "linear", "k": k, "tol": 1e-8, "max_iter": 2000},
         "protocol": "paper",
         "protocols": {"paper": dict(DEMYST_PAPER, n_tries=n_tries),
-                      "mle": {"n_init": n_init, "tol": 1e-8, "max_iter": 3000}},
+                      "mle": dict({"n_init": n_init, "tol": 1e-8, "max_iter": 3000}, **(mle_sizing or {}))},
         "grid": {"full": grid_full, "quick": grid_quick},
         "replicates": {"full": 40, "quick": reps_quick},
         "seed": 2023,
         "losses": [{"name": loss, "kind": loss, "predicted": -0.5, "published": published,
-                    "published_source": pub_note},
+                    "published_source": pub_note, "theory_row": k},
                    {"name": "TV", "kind": "tv", "predicted": -0.5, "published": None,
-                    "published_source": "not published; theory.md §7 row 1 (density rate)"}]}
+                    "published_source": "not published; theory.md §7 row 1 (density rate)", "theory_row": 1}]}
+
+
+#: the MLE protocol on the published over-fitted range 1e4..1e5 (10 sizes instead of 200: each MLE fit runs
+#: 6 restarts to convergence; the paper protocol keeps the published 200 sizes)
+MLE_OVERFIT = {"grid": {"full": [{"geomspace": [10000, 100000, 10]}]}, "replicates": {"full": 40},
+               "note": "full MLE grid: 10 log-spaced sizes on the published range 1e4..1e5 x 40 replicates"}
 
 
 DEMYST = [
@@ -53,11 +64,12 @@ DEMYST = [
     demystifying(3, 5, 6, [{"linspace": [10000, 100000, 200]}], [{"geomspace": [500, 20000, 5]}], 8, "D2",
                  -1.18098, "CRPE-SGaME plots_SGaME/plot_model1_K3_n0_0_... legend '12.5 n^-1.18098' [CODE]; "
                  "not a pass/fail reference: translation-variant coded loss and near-truth starts (theory.md §6.1-6.2)",
-                 "Softmax-gated Gaussian MoE, over-fit k = 3 > k* = 2: D2 (r(2) = 4) and density TV"),
+                 "Softmax-gated Gaussian MoE, over-fit k = 3 > k* = 2: D2 (r(2) = 4) and density TV", MLE_OVERFIT),
     demystifying(4, 5, 6, [{"linspace": [10000, 100000, 200]}], [{"geomspace": [500, 20000, 5]}], 8, "D2",
                  -2.47512, "CRPE-SGaME plots_SGaME/plot_model1_K4_n0_0_... legend '27.6 n^-2.47512' [CODE]; "
                  "not a pass/fail reference (theory.md §6.1-6.2)",
-                 "Softmax-gated Gaussian MoE, over-fit k = 4 > k* = 2: D2 (r(2) = 4, r(3) = 6) and density TV"),
+                 "Softmax-gated Gaussian MoE, over-fit k = 4 > k* = 2: D2 (r(2) = 4, r(3) = 6) and density TV",
+                 MLE_OVERFIT),
 ]
 
 # ---------------------------------------------------------------- DeepSeekMoE (arXiv:2505.10860, App. G.1)
@@ -95,13 +107,25 @@ def deepseek(thm, gate, shared, routed, p_shared, p_routed, beta, loss, publishe
         "replicates": {"full": 40, "quick": 6},
         "seed": 2505,
         "losses": [{"name": loss, "kind": loss, "predicted": -0.5, "published": published,
-                    "published_source": "App. G.1, Fig. 6, reported as O_P([log(n)/n]^%.3g) [TXT]" % -published}]}
+                    "published_source": "App. G.1, Fig. 6, reported as O_P([log(n)/n]^%.3g) [TXT]" % -published,
+                    "theory_row": 7 + thm}]}
     if reference:
         spec["losses"][0]["options"] = {"against_reference": ["routed"]}
         spec["reference"] = reference
+    if thm == 3:
+        spec["losses"].append({"name": "D3-ridge", "kind": "D3", "options": {"intercept_ridge": True},
+                               "predicted": -0.5, "published": None, "theory_row": 10,
+                               "published_source": "not published: D3 at its infimum over the true intercept "
+                                                   "ridge (with beta1* = 0 the intercepts are identified only up "
+                                                   "to sigma(beta0_j) = c w*_j; theory.md §2.3 note)"})
+        spec["losses"].append({"name": "D3-no-gate", "kind": "D3",
+                               "options": {"omit_blocks": ["gate_slope", "gate_intercept"]},
+                               "predicted": -0.5, "published": None, "theory_row": 10,
+                               "published_source": "not published: D3 without its routed gate terms (same cells), "
+                                                   "to show which terms carry the small-n transient"})
     if thm == 1:
         spec["losses"].append({"name": "TV", "kind": "tv", "predicted": -0.5, "published": None,
-                               "published_source": "Prop. 1 (density rate), not plotted in the paper"})
+                               "published_source": "Prop. 1 (density rate), not plotted in the paper", "theory_row": 1})
     return spec
 
 
@@ -123,8 +147,154 @@ DEEPSEEK = [
              n_tries=5),
 ]
 
+# ---------------------------------------------------------------- Gaussian-gated MoE (AISTATS 2024, arXiv:2305.07572)
+GG_SRC = ("Nguyen, Nguyen, Nguyen & Ho, Towards Convergence Rates for Parameter Estimation in Gaussian-gated "
+          "Mixture of Experts, AISTATS 2024, arXiv:2305.07572; authors' code github.com/Trung-TinNGUYEN/CRPE-GMoE "
+          "(commit 3cd56ef); theory.md §4.4")
+GG_COMMON = {"weight": [0.3, 0.4, 0.3], "cov": [0.042824, 0.0175, 0.01], "A": [0.404540, -0.714286, 0.0]}
+GG_MODEL = {1: {"c": [-0.1, 0.1, 0.5], "b": [0.340454, -0.328571, 0.2], "nu": [0.008877, 0.026429, 0.0175]},
+            2: {"c": [0.0, 0.1, 0.5], "b": [0.3, -0.328571, 0.2], "nu": [0.001168, 0.026429, 0.0175]}}
+#: committed figure legends (theory.md §4.4 table): model -> (k = 4, k = 5)
+GG_PUBLISHED = {1: (-0.50554, -0.50464), 2: (-0.50452, -0.50445), 3: (-0.51191, -0.51662), 4: (-0.50206, -0.50453)}
+
+
+def gaussian_gated(model):
+    d = 1 if model <= 2 else 2
+    p = GG_MODEL[1 if model in (1, 3) else 2]
+    c, g = p["c"], GG_COMMON["cov"]
+    truth = {"gate": {"name": "gaussian", "covariance": "diagonal"}, "expert": "linear", "k": 3,
+             "params": {"gate": {"weight": GG_COMMON["weight"], "mean": [[ci] * d for ci in c],
+                                 "cov": [[[gi if a == b else 0.0 for b in range(d)] for a in range(d)] for gi in g]},
+                        "expert": {"coef": [[bi] + [ai] * d for bi, ai in zip(p["b"], GG_COMMON["A"])],
+                                   "sigma2": p["nu"]}},
+             "note": "GLLiM form: x ~ sum pi_i N(c_i, Gamma_i), y | x, z = i ~ N(b_i + A_i' x, nu_i); Gamma and nu "
+                     "are variances; d = 2 copies c and A per coordinate with a diagonal Gamma (models.py of CRPE-GMoE)"}
+    loss = "Dbar" if model in (1, 3) else "Dtilde"
+    row = {1: 16, 2: 17, 3: 18, 4: 19}[model]
+    regime = "all c* != 0" if model in (1, 3) else "c*_1 = 0"
+
+    def losses(j, k):
+        return [{"name": loss, "kind": loss, "predicted": -0.5, "published": GG_PUBLISHED[model][j],
+                 "published_source": "CRPE-GMoE committed figure, model %d, k = %d: legend n^%.5f [CODE]"
+                                     % (model, k, GG_PUBLISHED[model][j]), "theory_row": row},
+                {"name": "TV", "kind": "tv", "predicted": -0.5, "published": None,
+                 "published_source": "not published; theory.md §7 row 1 (density rate)", "theory_row": 1}]
+    return {
+        "name": "gaussian-gated-m%d" % model,
+        "title": "Gaussian-gated MoE, model %d (d = %d, %s), k* = 3 fitted with k = 4 and 5: %s" % (model, d, regime,
+                                                                                                loss),
+        "source": GG_SRC, "truth": truth,
+        "x": {"law": "normal", "d": d, "note": "ignored: the Gaussian gate draws x from its mixture"},
+        "fit": {"gate": {"name": "gaussian", "covariance": "diagonal"}, "expert": "linear", "k": 4,
+                "tol": 1e-8, "max_iter": 2000},
+        "protocol": "paper",
+        "protocols": {"paper": {"gate_sd": [0.005, -0.083], "expert_sd": [0.005, -0.083],
+                                "variance_sd": [0.0005, -0.25], "variance_start": "variance", "n_tries": 1,
+                                "tol": 1e-5, "max_iter": 2000,
+                                "note": "CRPE-GMoE near-truth init: pi_i = pi*_j / |cell|, c, A, b + N(0, (0.005 "
+                                        "n^-0.083)^2), Gamma and nu diagonals + |N(0, (0.0005 n^-0.25)^2)|; the code "
+                                        "stops on a log-likelihood increment <= 1e-5 x its range, here a relative "
+                                        "change <= 1e-5 (an approximation)"},
+                      "mle": {"n_init": 6, "tol": 1e-8, "max_iter": 2000}},
+        "grid": {"full": [{"linspace": [100, 500, 5]}, {"linspace": [500, 100000, 95]}],
+                 "quick": [{"geomspace": [200, 20000, 5]}]},
+        "replicates": {"full": 20, "quick": 8},
+        "seed": 2024,
+        "losses": losses(0, 4),
+        "variants": {"k4": {"title": "k = 4", "fit": {"k": 4}, "losses": losses(0, 4)},
+                     "k5": {"title": "k = 5", "fit": {"k": 5}, "losses": losses(1, 5)}}}
+
+
+GAUSSIAN_GATED = [gaussian_gated(m) for m in (1, 2, 3, 4)]
+
+# ---------------------------------------------------------------- multinomial-logistic MoE (ICML 2024, arXiv:2310.14188)
+ML_NOTE = "no published simulation: moestat's own design (moestat.models.multinomial_regimes); docs/multinomial.md"
+
+
+def multinomial_losses(predicted, row, pred_note):
+    return [{"name": "D1", "kind": "D1", "predicted": predicted, "published": None, "theory_row": row,
+             "published_source": ML_NOTE + "; " + pred_note},
+            {"name": "TV", "kind": "tv", "predicted": -0.5, "published": None, "theory_row": 1,
+             "published_source": "not published; density rate (log n / n)^(1/2)"}]
+
+
+def multinomial(name, regime, gatings, k_fits, title, predicted, row, pred_note):
+    """A regime-`regime` experiment: one variant per (gate, fitted k) on the same data streams."""
+    variants = {}
+    for gating, transform in gatings:
+        for k in k_fits:
+            sp = mr.regime_spec(regime, gating, transform or "sigmoid", k_fit=k,
+                                losses=multinomial_losses(predicted, row, pred_note))
+            key = ("softmax" if gating == "softmax" else transform) + "-k%d" % k
+            variants[key] = {"title": "%s gate, k = %d" % ("softmax" if gating == "softmax" else
+                                                            "modified softmax M = " + transform, k),
+                             "truth": sp["truth"], "fit": sp["fit"], "losses": sp["losses"]}
+    first = next(iter(variants.values()))
+    base = mr.regime_spec(regime, gatings[0][0], gatings[0][1] or "sigmoid", k_fit=k_fits[0],
+                          losses=first["losses"])
+    base.update(name=name, title=title, variants=variants)
+    base["grid"] = {"full": [{"geomspace": [500, 100000, 12]}], "quick": [{"geomspace": [500, 20000, 5]}]}
+    return base
+
+
+MULTINOMIAL = [
+    multinomial("multinomial-regime1", 1, [("softmax", None)], [2, 3],
+                "Multinomial-logistic MoE, regime 1 (all expert slopes non-zero), softmax gate, k* = 2 fitted with "
+                "k = 2 and 3", -0.5, 20, "D1-type loss, exponent 1 / 2 (theory.md §1.4, row 20)"),
+    multinomial("multinomial-regime2", 2, [("softmax", None)], [3],
+                "Multinomial-logistic MoE, regime 2 (expert 1 slopes zero), softmax gate, k* = 2 fitted with k = 3",
+                None, 21, "slower than any polynomial: no slope predicted; local slopes should flatten (row 21)"),
+    multinomial("multinomial-modified", 2, [("modified_softmax", "sigmoid"), ("modified_softmax", "tanh")], [3],
+                "Multinomial-logistic MoE, regime 2 under the modified softmax gate (M = sigmoid, M = tanh), "
+                "k* = 2 fitted with k = 3", -0.5, 22, "polynomial again under the modified gate (row 22)"),
+]
+
+# ---------------------------------------------------------------- top-K sparse softmax gating (ICLR 2024, arXiv:2309.13850)
+TOPK_SRC = ("Nguyen, Akbarian, Yan & Ho, Statistical Perspective of Top-K Sparse Softmax Gating Mixture of Experts, "
+            "ICLR 2024, arXiv:2309.13850; theory.md §4.3 (no published slopes; moestat's own design)")
+TOPK_TRUTH = {"gate": {"name": "topk", "k": 2}, "expert": "linear", "k": 3,
+              "params": {"gate": {"coef": [[0.0, 0.0], [-4.0, 10.0], [4.0, -10.0]]},
+                         "expert": {"coef": [[-5.0, 20.0], [15.0, -20.0], [2.0, 10.0]], "sigma2": [0.16, 0.09, 0.25]}},
+              "note": "k* = 3, top-2 of 3: expert 0 is always active, experts 1 and 2 swap at x = 0.4 (scores "
+                      "0, -4 + 10x, 4 - 10x); moestat's own truth (a top-1 truth with k* = 2 has a scale-invariant, "
+                      "unidentified gate)"}
+
+
+def topk(name, k_fit, ks, title, rows):
+    variants = {}
+    for K in ks:
+        enough = K >= 3 or k_fit == 3
+        variants["K%d" % K] = {
+            "title": "K = %d%s" % (K, "" if k_fit == 3 else (" (enough)" if enough else " (too small)")),
+            "fit": {"gate": {"name": "topk", "k": K}},
+            "losses": [{"name": "D5", "kind": "D5", "options": {"topk": TOPK_TRUTH["gate"]["k"]},
+                        "predicted": -0.5 if k_fit == 3 else None,
+                        "published": None, "theory_row": rows[0],
+                        "published_source": "not published; D5 of arXiv:2505.10860 App. F (theory.md §2.3): the K "
+                                            "largest cell terms, K of the truth; D1 exponents, so no slope is "
+                                            "predicted for over-specified cells of linear experts (r-bar rates)"},
+                       {"name": "TV", "kind": "tv", "predicted": -0.5 if enough else None, "published": None,
+                        "theory_row": rows[1],
+                        "published_source": "not published; with K too small the density does not converge "
+                                            "(theory.md §7 row 29)"}]}
+    return {"name": name, "title": title, "source": TOPK_SRC, "truth": TOPK_TRUTH,
+            "x": {"law": "uniform", "low": 0.0, "high": 1.0, "d": 1},
+            "fit": {"gate": {"name": "topk", "k": ks[0]}, "expert": "linear", "k": k_fit, "tol": 1e-8,
+                    "max_iter": 2000},
+            "protocol": "mle", "protocols": {"mle": {"n_init": 6, "tol": 1e-8, "max_iter": 2000}},
+            "grid": {"full": [{"geomspace": [200, 100000, 12]}], "quick": [{"geomspace": [300, 20000, 5]}]},
+            "replicates": {"full": 40, "quick": 8}, "seed": 2309,
+            "losses": variants["K%d" % ks[0]]["losses"], "variants": variants}
+
+
+TOPK = [
+    topk("topk-exact", 3, [2], "Top-K sparse softmax gating, exact fit: k = k* = 3, K = 2", (28, 1)),
+    topk("topk-over", 4, [2, 3], "Top-K sparse softmax gating, over-fit k = 4 > k* = 3: K = 2 (too small: "
+         "K < max sum |A_j| = 3) vs K = 3 (enough)", (28, 29)),
+]
+
 ORDER = ["name", "title", "source", "truth", "x", "fit", "protocol", "protocols", "grid", "replicates", "seed",
-         "losses", "reference"]
+         "losses", "reference", "variants"]
 
 
 def dump(spec):
@@ -134,7 +304,7 @@ def dump(spec):
 
 
 if __name__ == "__main__":
-    for spec in DEMYST + DEEPSEEK:
+    for spec in DEMYST + DEEPSEEK + GAUSSIAN_GATED + MULTINOMIAL + TOPK:
         with open(os.path.join(OUT, spec["name"] + ".json"), "w") as fh:
             fh.write(dump(spec) + "\n")
         print("wrote", spec["name"])

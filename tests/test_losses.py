@@ -249,3 +249,44 @@ def test_deepseek_and_gaussian_gate_adapters():
     ga = model_atoms(gg, gp)["moe"]
     assert ga.gate == "gaussian" and sorted(ga.blocks) == ["intercept", "loc", "scale", "slope", "variance"]
     np.testing.assert_allclose(ga.blocks["scale"].ravel(), [0.04, 0.01])
+
+
+def test_d3_on_the_intercept_ridge_of_a_flat_sigmoid_truth():
+    """With beta*_1 = 0 the normalized-sigmoid intercepts are identified only up to sigma(beta_0j) = c w*_j:
+    the raw D3 counts a move along that ridge, the ridge-infimum D3 does not."""
+    from scipy.special import expit, logit
+    from moestat.losses import Atoms, rule_D3_routed, sigmoid_ridge_loss, theory_loss, voronoi_loss
+    b0 = np.array([-0.5, 0.5])
+    w = expit(b0) / expit(b0).sum()
+
+    def atoms(intercepts, expert_shift=0.0):
+        return Atoms(expit(intercepts), {"gate_intercept": intercepts[:, None], "gate_slope": np.zeros((2, 1)),
+                                         "expert": np.array([[1.0], [2.0 + expert_shift]]),
+                                         "variance": np.array([[0.4], [0.4]])}, "sigmoid")
+    true = atoms(b0)
+    on_ridge = atoms(logit(1.4 * w))                       # the same gate as the truth
+    rule = rule_D3_routed(true)
+    raw = voronoi_loss(on_ridge, true, rule, translation=False).value
+    assert raw == pytest.approx(np.abs(logit(1.4 * w) - b0).sum(), rel=1e-12)   # singleton cells: sum |d beta_0|
+    ridge = sigmoid_ridge_loss(on_ridge, true, rule)
+    assert ridge.value < 1e-5 and ridge.errors["ridge_scale"] == pytest.approx(1.4, abs=1e-4)
+    # off the ridge by 0.3 in one expert: the ridge loss is that distance (unweighted singleton term)
+    off = sigmoid_ridge_loss(atoms(logit(1.4 * w), 0.3), true, rule).value
+    assert off == pytest.approx(0.3, abs=1e-5)
+    lv = theory_loss("D3", {"routed": on_ridge}, {"routed": true}, {"intercept_ridge": True})
+    assert lv.value == pytest.approx(ridge.value)
+    with pytest.raises(ValueError, match="every true gate slope is 0"):
+        sigmoid_ridge_loss(on_ridge, Atoms(true.mass, dict(true.blocks, gate_slope=np.ones((2, 1))), "sigmoid"),
+                           rule)
+
+
+def test_omit_blocks_keeps_the_cells_and_drops_those_terms():
+    from moestat.losses import Atoms, theory_loss
+    true = Atoms([0.4, 0.6], {"gate_intercept": [[-0.5], [0.5]], "gate_slope": [[0.0], [0.0]],
+                              "expert": [[1.0], [2.0]], "variance": [[0.4], [0.4]]}, "sigmoid")
+    fit = Atoms([0.4, 0.6], {"gate_intercept": [[-0.5], [0.5]], "gate_slope": [[3.0], [0.0]],
+                             "expert": [[1.1], [2.0]], "variance": [[0.4], [0.4]]}, "sigmoid")
+    full = theory_loss("D3", {"r": fit}, {"r": true}).value
+    part = theory_loss("D3", {"r": fit}, {"r": true}, {"omit_blocks": ["gate_slope"]}).value
+    # D3 singleton routed terms are unweighted: |d beta_1| + |d eta| = 3 + 0.1, without the slope 0.1
+    assert full == pytest.approx(3.1, abs=1e-12) and part == pytest.approx(0.1, abs=1e-12)

@@ -118,6 +118,22 @@ for _name in ("relu", "gelu", "neuron"):
     register_expert(_name)(_neuron_expert)
 
 
+@register_expert("multinomial")
+def _multinomial_expert(expert, params, intercept):
+    """Multinomial-logistic experts: the free classes' slopes a (flattened) and intercepts b.
+
+    Class 0 is the reference (its row is 0 and is no parameter).
+    """
+    coef = np.asarray(params.coef, dtype=np.float64)[:, 1:, :]                  # (k, C - 1, p)
+    k = coef.shape[0]
+    blocks = {}
+    if coef.shape[2] > int(bool(intercept)):
+        blocks["slope"] = coef[:, :, int(bool(intercept)):].reshape(k, -1)
+    if intercept:
+        blocks["intercept"] = coef[:, :, 0]
+    return blocks
+
+
 # --------------------------------------------------------------------------- models
 
 def expert_blocks(expert, params, intercept) -> dict:

@@ -101,7 +101,8 @@ def loss_slopes(df: pd.DataFrame, loss: str, n_boot: int = 1000, seed: int = 0) 
 def error_slopes(df: pd.DataFrame) -> pd.DataFrame:
     """OLS slopes of the mean per-parameter errors (columns ``err_*``) on log n."""
     rows = []
-    for col in [c for c in df.columns if c.startswith("err_") and "size[" not in c and "log_scale" not in c]:
+    for col in [c for c in df.columns if c.startswith("err_") and "size[" not in c and "log_scale" not in c
+                and "ridge_scale" not in c]:
         g = df.groupby("n")[col].mean()
         g = g[np.isfinite(g) & (g > 0)]
         slope, _ = ols_slope(np.log(g.index.to_numpy(float)), np.log(g.to_numpy(float)))

@@ -47,8 +47,8 @@ def list_specs(out=sys.stdout) -> None:
         s = load_spec(name)
         losses = ", ".join("%s (pred %s%s)" % (l["name"], l.get("predicted"),
                                                 "" if l.get("published") is None else ", pub %.3f" % l["published"])
-                           for l in s.losses)
-        rows.append("%-18s %-6s %s\n%-25s losses: %s" % (name, s.protocol, s.title, "", losses))
+                           for v in s.variants() for l in v.losses)
+        rows.append("%-20s %-6s %s\n%-27s losses: %s" % (name, s.protocol, s.title, "", losses))
     print("\n".join(rows), file=out)
 
 

@@ -11,6 +11,10 @@ scalar draw is added to the whole block:
 * expert mean coefficients: + N(0, (a_e n^{b_e})^2),   0.05, -0.083
 * variances: + |N(0, (a_v n^{b_v})^2)|,   0.005, -0.25.
 
+The Gaussian (GLLiM) gate of AISTATS'24 (``theory.md`` §4.4) gets the same
+treatment: masses pi*_j split equally among the copies of true atom j,
+centres + one gate draw per atom, covariance diagonals + one variance draw.
+
 With ``variance_start: "sd"`` the variance starts from the true *standard
 deviation* plus the noise -- what the authors' R code does (it passes the
 sampler's standard deviations as ``sigmak_0``).  ``n_tries`` such starts are
@@ -76,7 +80,7 @@ def near_truth_start(exp, n: int, rng: np.random.Generator) -> em.MoEParams:
         s_glob.append(off + a)
         off += kt
     s = np.concatenate(s_glob)
-    gate = _gate_start(exp.fit.gate, true.gate, base.gate, s, s_local, rng, sd_g)
+    gate = _gate_start(exp.fit.gate, true.gate, base.gate, s, s_local, rng, sd_g, sd_v)
     free_blocks = _blocks_of(exp.fit.expert.free_mask(base.expert))
     new_blocks = [_expert_block(tb, a, rng, sd_e, sd_v, as_sd, fb)
                   for tb, a, fb in zip(t_blocks, s_local, free_blocks)]
@@ -92,7 +96,7 @@ def _rows_start(true_p, free, s, rng, sd):
         * np.asarray(f), true_p, free)
 
 
-def _gate_start(gate, true_g, base_g, s, s_local, rng, sd):
+def _gate_start(gate, true_g, base_g, s, s_local, rng, sd, sd_v):
     """Near-truth gate parameters for the fitted experts assigned by ``s`` (``s_local`` per expert block)."""
     if hasattr(base_g, "shared") and hasattr(base_g, "routed"):
         # DeepSeekMoE: constant shared weights split equally among the copies of a true shared expert,
@@ -101,10 +105,25 @@ def _gate_start(gate, true_g, base_g, s, s_local, rng, sd):
         omega = np.asarray(true_g.shared, dtype=np.float64)[a] / np.bincount(a)[a]
         routed = _rows_start(true_g.routed, gate.routed.free_mask(base_g.routed), s_local[1], rng, sd)
         return base_g._replace(shared=omega / omega.sum(), routed=routed)
+    if getattr(gate, "joint", False) and hasattr(true_g, "cov"):
+        return _gaussian_gate_start(true_g, s, rng, sd, sd_v)
     if getattr(gate, "joint", False):
         raise ValueError("the paper protocol is defined for conditional gates (softmax, normalized sigmoid, "
                          "top-K, shared+routed); use --protocol mle for the %r gate" % gate.name)
     return _rows_start(true_g, gate.free_mask(base_g), s, rng, sd)
+
+
+def _gaussian_gate_start(true_g, s, rng, sd, sd_v):
+    """Gaussian (GLLiM) gate, as the AISTATS'24 code (``theory.md`` §4.4): pi*_j split equally among the
+    copies of true atom j, centres + one N(0, sd^2) draw per atom, covariance diagonals + one |N(0, sd_v^2)|."""
+    w = np.asarray(true_g.weight, dtype=np.float64)
+    mean = np.asarray(true_g.mean, dtype=np.float64)[s]
+    cov = np.asarray(true_g.cov, dtype=np.float64)[s].copy()
+    d = mean.shape[1]
+    mean = mean + rng.normal(0.0, sd, size=(s.size, 1))
+    cov = cov + np.abs(rng.normal(0.0, sd_v, size=(s.size, 1, 1))) * np.eye(d)[None]
+    weight = w[s] / np.bincount(s, minlength=w.size)[s]
+    return type(true_g)(weight=weight / weight.sum(), mean=mean, cov=cov)
 
 
 def _rows(params) -> int:

@@ -33,7 +33,7 @@ POINTS_PER_TASK = 20000
 
 SLOPE_COLUMNS = ["experiment", "loss", "slope", "ci_low", "ci_high", "median_slope", "predicted", "published",
                  "n_min", "n_max", "n_sizes", "replicates", "failures", "excluded", "capped", "protocol", "quick",
-                 "wall_s", "cpu_s", "spec_hash", "command"]
+                 "wall_s", "cpu_s", "spec_hash", "theory_row", "command"]
 
 
 class RunExistsError(RuntimeError):
@@ -98,6 +98,7 @@ class RunResult:
     files: list = field(default_factory=list)
     computed: int = 0
     wall_s: float = 0.0
+    panels: list = field(default_factory=list)  # per-loss inputs of the figure
 
 
 def ensure_reference(spec: Spec, store: Store, log) -> dict | None:
@@ -187,6 +188,21 @@ def run_experiment(experiment, *, quick: bool = False, out_dir: str | None = Non
     log = lambda msg: print(msg, file=stream, flush=True)  # noqa: E731
     spec = experiment if isinstance(experiment, Spec) else load_spec(experiment)
     spec = spec.with_protocol(protocol)
+    out_dir = out_dir or os.path.join("runs", "%s-%s%s" % (spec.name, spec.protocol, "-quick" if quick else ""))
+    if spec.raw.get("variants"):
+        from .worker import experiment_for
+        for v in spec.variants():  # every variant can be set up before any of them runs
+            try:
+                experiment_for(v.raw)
+            except (ValueError, TypeError) as exc:
+                raise ValueError("experiment %r, variant %r cannot be set up: %s" % (spec.name, v.variant, exc)) \
+                    from None
+        kw = dict(quick=quick, workers=workers, scheduler=scheduler, resume=resume, overwrite=overwrite,
+                  replicates=replicates, batch=batch, block=block, progress=progress, n_boot=n_boot, stream=stream,
+                  throttle=throttle)
+        subs = [run_experiment(v, out_dir=os.path.join(out_dir, v.variant), figures=False, **kw)
+                for v in spec.variants()]
+        return combine_variants(spec, subs, out_dir, quick, figures)
     try:  # fail here, not in every worker, when a family of the spec is not installed or a field is wrong
         from .worker import experiment_for
         experiment_for(spec.raw)
@@ -195,7 +211,6 @@ def run_experiment(experiment, *, quick: bool = False, out_dir: str | None = Non
     except (KeyError, IndexError, AttributeError) as exc:
         raise ValueError("experiment %r cannot be set up: a field of the spec is missing or malformed (%s: %s)"
                          % (spec.name, type(exc).__name__, exc)) from None
-    out_dir = out_dir or os.path.join("runs", "%s-%s%s" % (spec.name, spec.protocol, "-quick" if quick else ""))
     try:
         os.makedirs(out_dir, exist_ok=True)
     except OSError as exc:
@@ -271,10 +286,13 @@ def capped_count(df: pd.DataFrame) -> int:
     return int((df[cols].to_numpy(dtype=float) == -np.inf).any(axis=1).sum())
 
 
-def command_line(spec: Spec, quick: bool) -> str:
+def command_line(spec: Spec, quick: bool, replicates: int | None = None) -> str:
+    """The ``moestat reproduce`` command of a run (``--replicates`` when it overrode the spec's count)."""
     args = ["moestat", "reproduce", spec.name, "--protocol", spec.protocol]
     if quick:
         args.append("--quick")
+    if replicates is not None and int(replicates) != spec.replicates(quick):
+        args += ["--replicates", str(int(replicates))]
     return " ".join(shlex.quote(a) for a in args)
 
 
@@ -337,7 +355,8 @@ def analyse(spec: Spec, store: Store, out_dir: str, quick: bool, grid, R: int, f
                          "excluded": st["excluded"], "capped": capped, "protocol": spec.protocol,
                          "quick": bool(quick),
                          "wall_s": round(wall, 2), "cpu_s": round(float(df["seconds"].sum()), 2),
-                         "spec_hash": spec.hash, "command": command_line(spec, quick)})
+                         "spec_hash": spec.hash, "theory_row": L.get("theory_row"),
+                         "command": command_line(spec, quick, R)})
             fig_input.append(dict(st, loss=L["name"], predicted=L.get("predicted"), published=L.get("published"),
                                   capped=capped))
             ls = local_slopes(st["summary"])
@@ -345,6 +364,7 @@ def analyse(spec: Spec, store: Store, out_dir: str, quick: bool, grid, R: int, f
             local.append(ls)
     slopes = pd.DataFrame(rows, columns=SLOPE_COLUMNS)
     slopes["capped"] = slopes["capped"].astype("Int64")  # blank for losses without a cap
+    slopes["theory_row"] = slopes["theory_row"].astype("Int64")  # theory.md §7 row
     tag = "%s-%s%s" % (spec.name, spec.protocol, "-quick" if quick else "")
     paths = {"slopes": os.path.join(out_dir, "slopes.csv"), "results": os.path.join(out_dir, "results.csv"),
              "local": os.path.join(out_dir, "local_slopes.csv"), "params": os.path.join(out_dir, "param_slopes.csv")}
@@ -373,7 +393,26 @@ def analyse(spec: Spec, store: Store, out_dir: str, quick: bool, grid, R: int, f
         json.dump({"experiment": spec.name, "spec_hash": spec.hash, "protocol": spec.protocol, "quick": quick,
                    "grid": [int(v) for v in grid], "replicates": R, "stored": int(len(df)), "wall_s": wall,
                    "spec": spec.raw}, fh, indent=1)
-    return RunResult(spec=spec, out_dir=out_dir, slopes=slopes, files=files, wall_s=wall)
+    return RunResult(spec=spec, out_dir=out_dir, slopes=slopes, files=files, wall_s=wall, panels=fig_input)
+
+
+def combine_variants(spec: Spec, subs: list[RunResult], out_dir: str, quick: bool, figures: bool = True) -> RunResult:
+    """One slopes.csv and one figure for the variants of a spec (each variant's files stay in its subfolder)."""
+    slopes = pd.concat([r.slopes for r in subs], ignore_index=True)
+    path = os.path.join(out_dir, "slopes.csv")
+    slopes.to_csv(path, index=False)
+    files = [path] + [f for r in subs for f in r.files]
+    panels = [p for r in subs for p in r.panels]
+    if figures and panels:
+        from .plots import slope_figure
+        grid = subs[0].spec.grid(quick)
+        sub = "%s protocol, %s grid: %d sizes %d..%d, variants %s on the same data streams" % (
+            spec.protocol, "quick" if quick else "full", len(grid), int(grid.min()), int(grid.max()),
+            ", ".join(r.spec.variant for r in subs))
+        tag = "%s-%s%s" % (spec.name, spec.protocol, "-quick" if quick else "")
+        files.append(slope_figure(panels, spec.title, sub, os.path.join(out_dir, tag + ".png")))
+    return RunResult(spec=spec, out_dir=out_dir, slopes=slopes, files=files, computed=sum(r.computed for r in subs),
+                     wall_s=sum(r.wall_s for r in subs), panels=panels)
 
 
 @contextlib.contextmanager

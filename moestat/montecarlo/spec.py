@@ -21,6 +21,8 @@ Fields (see ``simulations/README.md`` for a commented example)::
     seed: int
     losses: [{name, kind, predicted, published, options}]
     reference: {...}                         a misspecified limit (D_4) computed once per run
+    variants: {key: {title, truth, fit, losses, protocols}}   optional: models compared on the same
+                                             data streams (see :meth:`Spec.variants`)
 
 The *hash* of a spec covers everything that changes a stored result (truth,
 covariates, fitted model, protocol and its settings, losses, seed) and not the
@@ -261,6 +263,8 @@ class Spec:
         fit = self.raw["fit"]
         base = {"tol": fit.get("tol", 1e-8), "max_iter": fit.get("max_iter", 2000)}
         base.update(strip_comments(self.raw.get("protocols", {}).get(self.protocol, {})))
+        for sizing in ("grid", "replicates"):  # choose rows, not results: not part of the hash
+            base.pop(sizing, None)
         if self.protocol == "mle":
             base.setdefault("n_init", 10)
         else:
@@ -270,11 +274,53 @@ class Spec:
                                      % (self.name, key))
         return base
 
+    def _sizing(self, field: str, quick: bool):
+        """grid/replicates of a mode; ``protocols.<protocol>.<field>`` overrides the spec-wide one."""
+        mode = "quick" if quick else "full"
+        own = self.raw.get("protocols", {}).get(self.protocol, {}).get(field, {})
+        return own[mode] if mode in own else self.raw[field][mode]
+
     def grid(self, quick: bool) -> np.ndarray:
-        return expand_grid(self.raw["grid"]["quick" if quick else "full"])
+        return expand_grid(self._sizing("grid", quick))
 
     def replicates(self, quick: bool) -> int:
-        return int(self.raw["replicates"]["quick" if quick else "full"])
+        return int(self._sizing("replicates", quick))
+
+    @property
+    def variant(self) -> str | None:
+        """The variant key of a spec made by :meth:`variants` (None for a plain spec)."""
+        return self.raw.get("variant")
+
+    def variants(self) -> list["Spec"]:
+        """One spec per variant, or ``[self]`` when the spec has none.
+
+        ``variants: {key: {...}}`` lists models compared on the same data streams
+        (same seed, grid and replicates): each variant replaces ``truth`` and
+        ``losses`` when it gives them, updates the ``fit`` section key by key, and
+        gets its own hash (its results are stored apart).  Its loss names get the
+        suffix `` (key)`` so that all variants fit in one slope table.
+        """
+        if not self.raw.get("variants"):
+            return [self]
+        out = []
+        for key, v in self.raw["variants"].items():
+            unknown = set(v) - {"title", "truth", "fit", "losses", "protocols", "note"}
+            if unknown:
+                raise ValueError("spec %r variant %r has unknown field(s) %s" % (self.name, key, sorted(unknown)))
+            raw = copy.deepcopy({k: val for k, val in self.raw.items() if k != "variants"})
+            raw["variant"] = key
+            raw["title"] = "%s -- %s" % (self.title, v.get("title", key))
+            if "truth" in v:
+                raw["truth"] = copy.deepcopy(v["truth"])
+            raw["fit"] = dict(raw["fit"], **copy.deepcopy(v.get("fit", {})))
+            for p, settings in v.get("protocols", {}).items():
+                raw.setdefault("protocols", {}).setdefault(p, {}).update(copy.deepcopy(settings))
+            losses = copy.deepcopy(v.get("losses", raw["losses"]))
+            for L in losses:
+                L["name"] = "%s (%s)" % (L["name"], key)
+            raw["losses"] = losses
+            out.append(Spec(raw))
+        return out
 
     # ------------------------------------------------------------------ identity
     def hashed_fields(self) -> dict:

@@ -162,15 +162,21 @@ def _cond_logpdf(params, X, Xg, y, gate, expert):
     return klogsumexp(lw[:, :, None] + ld.reshape(lw.shape[0], M, G))
 
 
+@partial(jax.jit, static_argnames=("gate", "expert"))
+def _cat_logpdf(params, X, Xg, gate, expert):
+    """(C, M) log P(y = c | x_m) of a categorical-response model at X (p, M), Xg (pg, M)."""
+    lw = gate.log_weights(params.gate, Xg)                                  # (k, M)
+    lp = jnp.log(expert.mean(params.expert, X))                             # (k, C, M)
+    return klogsumexp(lw[:, None, :] + lp)
+
+
 def _logpdf_fn(setup, params):
     dev = jax.tree_util.tree_map(to_device, params)
 
     def f(xm, y):
         X, G = setup.designs(xm)
         if y is None:  # categorical: log sum_i g_i p_i(c | x)
-            lw = setup.gate.log_weights(dev.gate, to_device(G.T))
-            lp = jnp.log(setup.expert.mean(dev.expert, to_device(X.T)))     # (k, C, M)
-            return np.asarray(klogsumexp(lw[:, None, :] + lp)).T
+            return np.asarray(_cat_logpdf(dev, to_device(X.T), to_device(G.T), setup.gate, setup.expert)).T
         return np.asarray(_cond_logpdf(dev, to_device(X.T), to_device(G.T), to_device(y), setup.gate, setup.expert))
     return f
 
