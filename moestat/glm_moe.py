@@ -307,8 +307,8 @@ class GLMMoE(MoEModel):
         Returns
         -------
         moestat.MoEParams
-            ``gate``: the gate's neutral parameters (all experts equally likely);
-            ``expert.coef`` (k, p - 1).
+            ``gate``: the gate's starting parameters (``gate.init_params(k, pg)``;
+            for softmax all zero, every expert equally likely); ``expert.coef`` (k, p - 1).
 
         Examples
         --------
