@@ -30,6 +30,21 @@ Sources of the definitions (``theory.md`` §2.7 gives them verbatim):
   Routing*, NeurIPS 2022 (arXiv:2202.09368).
 * Tsallis entropy: C. Tsallis (1988), J. Stat. Phys. 52, 479-487; as a router
   statistic in DynMoLE (Li et al., arXiv:2504.00661).
+
+Examples
+--------
+Four points, two experts: top-1 routing sends three points to expert 0, so
+Jain's index is (3 + 1)^2 / (2 (9 + 1)) = 0.8 and the busiest expert carries
+1.5 times the mean load.
+
+>>> import numpy as np
+>>> from moestat import diagnostics as dg
+>>> p = np.array([[0.7, 0.3], [0.6, 0.4], [0.2, 0.8], [0.9, 0.1]])
+>>> dg.utilization(p).round(3)
+array([0.6, 0.4])
+>>> E = dg.topk_assignment(p, 1)
+>>> E.sum(0), dg.jain_index(E.sum(0)), dg.load_imbalance(E, 2)
+(array([3, 1]), 0.8, 1.5)
 """
 from __future__ import annotations
 
@@ -319,7 +334,7 @@ def expert_choice_assignment(gate_probs, capacity: int) -> ExpertChoice:
 # --------------------------------------------------------------------------- dynamics
 
 def saturation(E_t, E_T) -> np.ndarray | float:
-    """Router saturation (1/N) sum_n |E_n^(t) ∩ E_n^(T)| / K against the final routing sets E^(T).
+    """Router saturation ``(1/N) sum_n |E_n^(t) ∩ E_n^(T)| / K`` against the final routing sets E^(T).
 
     Source: OLMoE (arXiv:2409.02060), DeepSeekMoE App. H (``theory.md`` §2.7).
 
@@ -346,7 +361,7 @@ def saturation(E_t, E_T) -> np.ndarray | float:
 
 
 def change_rate(E_t, E_t1) -> np.ndarray | float:
-    """Router change rate (1/N) sum_n |E_n^(t+1) \\ E_n^(t)| / K between consecutive checkpoints.
+    """Router change rate ``(1/N) sum_n |E_n^(t+1) \\ E_n^(t)| / K`` between consecutive checkpoints.
 
     Source: DeepSeekMoE App. H (``theory.md`` §2.7).
 

@@ -224,7 +224,38 @@ class GLMMoE(MoEModel):
             self.n_experts, self.expert.family, self.gate.name, self.expert.link)
 
     def design(self, X, y=None, gate_X=None, weights=None, data=None, *, offset=None, exposure=None, trials=None):
-        """Validate the inputs; the last expert-design column carries the offset (Poisson) or the trials (binomial)."""
+        """Validate the inputs; the last expert-design column carries the offset (Poisson) or the trials (binomial).
+
+        Parameters
+        ----------
+        X : array (n,) or (n, d), DataFrame, formula, or an encoded :class:`moestat.data.Design`
+            As in :meth:`fit` (an encoded design is re-used with new auxiliary values).
+        y : array (n,) or (n, 2), optional
+            Counts (Poisson), 0/1 responses or successes, or (successes, failures) pairs (binomial).
+        gate_X : array, DataFrame or one-sided formula, optional
+        weights : array (n,), optional
+        data : DataFrame, optional
+        offset, exposure : array (n,) or column name, optional
+            Poisson only; the auxiliary column holds offset + log(exposure).
+        trials : array (n,) or column name, optional
+            Binomial only; the auxiliary column holds the trials.
+
+        Returns
+        -------
+        moestat.data.Design
+            ``X`` (n, p + 1): the p expert covariates, then the auxiliary
+            column; ``Xg`` (n, pg); ``y`` (n,) counts or successes; ``w`` (n,).
+
+        Examples
+        --------
+        >>> import numpy as np, moestat as ms
+        >>> m = ms.GLMMoE(2, family="poisson")
+        >>> d = m.design("yp ~ x", data=ms.datasets.load_npreg(), exposure=np.full(200, 2.0))
+        >>> d.X.shape, d.Xg.shape
+        ((200, 3), (200, 2))
+        >>> bool(np.allclose(d.X[:, -1], np.log(2.0)))
+        True
+        """
         fam = self.expert
         aux = dict(self._aux_args)
         aux.update({k: v for k, v in (("offset", offset), ("exposure", exposure), ("trials", trials))
@@ -258,7 +289,39 @@ class GLMMoE(MoEModel):
         return d
 
     def base_params(self, p, pg, info):
-        """Zero coefficients, except the intercepts: the one-expert fit without covariates."""
+        """Zero coefficients, except the intercepts: the one-expert fit without covariates.
+
+        The intercepts are set from the last :meth:`design` call (Poisson: the
+        log of the mean count per unit exposure; binomial: the link of the
+        pooled success rate).
+
+        Parameters
+        ----------
+        p : int
+            Columns of the expert design, the auxiliary column included (p - 1 coefficients per expert).
+        pg : int
+            Columns of the gate design.
+        info : dict
+            Summaries of the data, as ``fit`` passes them (unused by GLM experts).
+
+        Returns
+        -------
+        moestat.MoEParams
+            ``gate``: the gate's starting parameters (``gate.init_params(k, pg)``;
+            for softmax all zero, every expert equally likely); ``expert.coef`` (k, p - 1).
+
+        Examples
+        --------
+        >>> import numpy as np, moestat as ms
+        >>> df = ms.datasets.load_npreg()
+        >>> m = ms.GLMMoE(2, family="poisson")
+        >>> d = m.design("yp ~ x", data=df)
+        >>> b = m.base_params(d.X.shape[1], d.Xg.shape[1], {})
+        >>> b.expert.coef.shape
+        (2, 2)
+        >>> bool(np.allclose(b.expert.coef[:, 0], np.log(df["yp"].mean())))
+        True
+        """
         base = super().base_params(p, pg, info)
         if self._start is None or self._start[0] is None:
             return base
@@ -324,6 +387,23 @@ class GLMResults(MoEResults):
     (Poisson) or ``trials`` (binomial); without them the fitted rows keep
     theirs and new rows get exposure 1 / one trial.  ``predict(kind="mean")``
     is the expected count (Poisson) or the success probability (binomial).
+
+    Parameters
+    ----------
+    model, design, data, cfg, ctl, info, fit, restarts, best, fixed, seed, all_params, n_polish
+        As :class:`moestat.MoEResults`: built by :meth:`GLMMoE.fit`, not by users.
+
+    Examples
+    --------
+    >>> import numpy as np, moestat as ms
+    >>> df = ms.datasets.load_npreg()
+    >>> res = ms.GLMMoE(2, family="poisson").fit(df["x"].to_numpy(), df["yp"].to_numpy(), n_init=2)
+    >>> type(res).__name__, res.params_tree.expert.coef.shape
+    ('GLMResults', (2, 2))
+    >>> new = np.array([2.0, 8.0])
+    >>> mu1 = res.predict(new)                          # expected counts at exposure 1
+    >>> bool(np.allclose(res.predict(new, exposure=np.array([3.0, 3.0])), 3 * mu1))
+    True
     """
 
     def _glm_data(self, X, gate_X, y, data, offset, exposure, trials):
@@ -382,9 +462,33 @@ class GLMResults(MoEResults):
                exposure=None, trials=None):
         """Draw y (n,) from the fitted model at the given (default: fitted) covariates and exposures/trials.
 
+        Parameters
+        ----------
+        X, gate_X, data : covariates as for ``fit`` (default: the fitted rows)
+        seed : int
+            Seed of the draws (the same seed gives the same draws).
+        return_labels : bool
+            Also return the expert that generated each draw.
+        offset, exposure, trials : arrays (n,) or column names, optional
+            As in ``fit``, for the rows drawn (default: the fitted rows' own,
+            exposure 1 / one trial for new rows).
+
         Returns
         -------
-        y : ndarray (n,) counts / successes, and the expert labels (n,) with ``return_labels``
+        y : ndarray (n,)
+            Counts (Poisson) or successes (binomial).
+        labels : ndarray (n,) of int
+            The generating expert (0-based), only with ``return_labels=True``.
+
+        Examples
+        --------
+        >>> import numpy as np, moestat as ms
+        >>> res = ms.GLMMoE(2, family="poisson").fit("yp ~ x", data=ms.datasets.load_npreg(), n_init=2)
+        >>> y, z = res.sample(seed=0, return_labels=True)
+        >>> y.shape, bool(np.all(y >= 0) and np.all(y == np.round(y))), sorted(set(z.tolist()))
+        ((200,), True, [0, 1])
+        >>> bool(np.array_equal(res.sample(seed=0), y))
+        True
         """
         dat, n, _ = self._glm_data(X, gate_X, None, data, offset, exposure, trials)
         return self._sample_on(dat, n, seed, return_labels)

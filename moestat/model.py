@@ -67,7 +67,24 @@ class DegenerateFitWarning(MoEWarning):
 
 
 class RestartWarning(MoEWarning):
-    """Only one of several starts reached the best log-likelihood: more starts may find a higher maximum."""
+    """Only one of several starts reached the best log-likelihood: more starts may find a higher maximum.
+
+    Raised (as a warning) after a fit with several starts when
+    ``res.n_best_starts == 1``; ``res.restarts`` lists every start's
+    log-likelihood.  Filter it like any warning, or refit with a larger ``n_init``.
+
+    Examples
+    --------
+    >>> import warnings, moestat as ms
+    >>> issubclass(ms.RestartWarning, ms.MoEWarning)
+    True
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     res = ms.GaussianMoE(2).fit("y ~ x", data=ms.datasets.load_sim_moe2(), n_init=2)
+    >>> warned = any(issubclass(w.category, ms.RestartWarning) for w in caught)
+    >>> warned == (res.n_best_starts == 1)
+    True
+    """
 
 
 def _check_int(value, name, minimum):

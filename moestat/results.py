@@ -107,6 +107,21 @@ class MoEResults:
 
         Same rows and order as :attr:`bse`, :meth:`cov_params` and
         :meth:`summary_frame` (sigma, not sigma^2); the PyTree is :attr:`params_tree`.
+
+        Returns
+        -------
+        pandas.Series, shape (P,)
+            One entry per reported parameter; the index has the levels
+            ``block`` ("expert" or "gate"), ``expert`` (1-based) and ``term``.
+
+        Examples
+        --------
+        >>> import moestat as ms
+        >>> res = ms.GaussianMoE(2).fit("y ~ x", data=ms.datasets.load_sim_moe2(), n_init=2)
+        >>> res.params.shape
+        (8,)
+        >>> round(float(res.params["expert", 1, "x"]), 2)
+        2.49
         """
         f = self.params_frame()
         return pd.Series(f["estimate"].to_numpy(), index=pd.MultiIndex.from_frame(f[["block", "expert", "term"]]),
@@ -114,7 +129,20 @@ class MoEResults:
 
     @property
     def param_names(self) -> list[str]:
-        """Flat names of :attr:`params`, ``"<block><expert>:<term>"`` (e.g. ``"expert2:x"``), for constraints."""
+        """Flat names of :attr:`params`, ``"<block><expert>:<term>"`` (e.g. ``"expert2:x"``), for constraints.
+
+        Returns
+        -------
+        list of str, length P
+            In the order of :attr:`params`; :meth:`t_test` and :meth:`wald_test` read these names.
+
+        Examples
+        --------
+        >>> import moestat as ms
+        >>> res = ms.GaussianMoE(2).fit("y ~ x", data=ms.datasets.load_sim_moe2(), n_init=2)
+        >>> res.param_names[:3]
+        ['expert1:Intercept', 'expert1:x', 'expert1:sigma']
+        """
         from .hypothesis import param_names
         return param_names(self.params_frame())
 
@@ -681,7 +709,19 @@ class MoEResults:
     # ------------------------------------------------------------------ statsmodels vocabulary
     @property
     def llf(self) -> float:
-        """Log-likelihood at the estimate (statsmodels' name for :attr:`loglik`)."""
+        """Log-likelihood at the estimate (statsmodels' name for :attr:`loglik`).
+
+        Returns
+        -------
+        float
+
+        Examples
+        --------
+        >>> import moestat as ms
+        >>> res = ms.GaussianMoE(2).fit("y ~ x", data=ms.datasets.load_sim_moe2(), n_init=2)
+        >>> res.llf == res.loglik, round(res.llf, 4)
+        (True, -479.3653)
+        """
         return self.loglik
 
     @property
@@ -698,13 +738,43 @@ class MoEResults:
     @property
     def df_model(self) -> int:
         """Model degrees of freedom, as statsmodels counts them: free parameters other than the experts'
-        dispersions and the null model's constant(s) (OLS: p - 1; MNLogit: (C - 1)(p - 1) for k = 1)."""
+        dispersions and the null model's constant(s) (OLS: p - 1; MNLogit: (C - 1)(p - 1) for k = 1).
+
+        Returns
+        -------
+        int
+
+        Examples
+        --------
+        Two linear Gaussian experts (2 x 2 coefficients, 2 sigmas) and a
+        softmax gate (2 free coefficients) have 8 free parameters; without the
+        sigmas and the null model's mean, 5:
+
+        >>> import moestat as ms
+        >>> res = ms.GaussianMoE(2).fit("y ~ x", data=ms.datasets.load_sim_moe2(), n_init=2)
+        >>> res.df, res.df_model
+        (8, 5)
+        """
         return self.df - self._n_scale - self._n_null_mean
 
     @property
     def df_resid(self) -> float:
         """Residual degrees of freedom: nobs minus the free parameters other than the dispersions
-        (OLS: n - p; MNLogit: n - (C - 1) p for k = 1)."""
+        (OLS: n - p; MNLogit: n - (C - 1) p for k = 1).
+
+        Returns
+        -------
+        float
+
+        Examples
+        --------
+        500 points and 8 free parameters, of which 2 are expert sigmas:
+
+        >>> import moestat as ms
+        >>> res = ms.GaussianMoE(2).fit("y ~ x", data=ms.datasets.load_sim_moe2(), n_init=2)
+        >>> res.nobs, res.df_resid
+        (500.0, 494.0)
+        """
         return self.nobs - (self.df - self._n_scale)
 
     @cached_property
@@ -728,12 +798,50 @@ class MoEResults:
 
     @property
     def prsquared(self) -> float:
-        """McFadden's likelihood-ratio pseudo-R^2, 1 - llf / llnull (statsmodels' ``prsquared``)."""
+        """McFadden's likelihood-ratio pseudo-R^2, 1 - llf / llnull (statsmodels' ``prsquared``).
+
+        Returns
+        -------
+        float
+
+        Examples
+        --------
+        >>> import moestat as ms
+        >>> res = ms.GaussianMoE(2).fit("y ~ x", data=ms.datasets.load_sim_moe2(), n_init=2)
+        >>> round(res.prsquared, 4) == round(1 - res.llf / res.llnull, 4)
+        True
+        >>> round(res.prsquared, 3)
+        0.484
+        """
         return 1.0 - self.llf / self.llnull
 
     def pseudo_rsquared(self, kind: str = "mcf") -> float:
         """Likelihood-ratio pseudo-R^2: "mcf" (McFadden, 1 - llf/llnull) or "cs" (Cox-Snell,
-        1 - exp(2 (llnull - llf) / nobs)), as statsmodels' GLM results offer."""
+        1 - exp(2 (llnull - llf) / nobs)), as statsmodels' GLM results offer.
+
+        Parameters
+        ----------
+        kind : {"mcf", "cs"}
+            McFadden's (the default, equal to :attr:`prsquared`) or Cox and Snell's.
+
+        Returns
+        -------
+        float
+
+        Raises
+        ------
+        ValueError
+            For any other ``kind``.
+
+        Examples
+        --------
+        >>> import moestat as ms
+        >>> res = ms.GaussianMoE(2).fit("y ~ x", data=ms.datasets.load_sim_moe2(), n_init=2)
+        >>> res.pseudo_rsquared() == res.prsquared
+        True
+        >>> round(res.pseudo_rsquared("cs"), 3)
+        0.834
+        """
         if kind == "mcf":
             return self.prsquared
         if kind == "cs":
@@ -743,13 +851,41 @@ class MoEResults:
     @property
     def fittedvalues(self):
         """Fitted mixture means at the fitted rows ((n,); class probabilities (n, C) for multinomial
-        experts), with the data's pandas index when the fit had one."""
+        experts), with the data's pandas index when the fit had one.
+
+        Returns
+        -------
+        pandas.Series (n,) or pandas.DataFrame (n, C) when the fit had a pandas index, else ndarray
+            sum_i g_i(z) mu_i(x), as ``predict(kind="mean")`` on the fitted rows.
+
+        Examples
+        --------
+        >>> import moestat as ms
+        >>> res = ms.GaussianMoE(2).fit("y ~ x", data=ms.datasets.load_sim_moe2(), n_init=2)
+        >>> res.fittedvalues.shape
+        (500,)
+        >>> bool(abs(res.fittedvalues - res.predict(kind="mean")).max() < 1e-12)
+        True
+        """
         return self._labelled(self._predict_values(None, None, "mean", None, None),
                               self.design.extra.get("row_index"), "fittedvalues")
 
     @property
     def resid(self):
-        """Response residuals y - fittedvalues (multinomial experts: class indicators minus probabilities)."""
+        """Response residuals y - fittedvalues (multinomial experts: class indicators minus probabilities).
+
+        Returns
+        -------
+        pandas.Series (n,) or pandas.DataFrame (n, C) when the fit had a pandas index, else ndarray
+
+        Examples
+        --------
+        >>> import moestat as ms
+        >>> df = ms.datasets.load_sim_moe2()
+        >>> res = ms.GaussianMoE(2).fit("y ~ x", data=df, n_init=2)
+        >>> bool(abs(res.resid + res.fittedvalues - df["y"]).max() < 1e-12)
+        True
+        """
         fit = np.asarray(self.fittedvalues)
         if fit.ndim == 1:
             out = np.asarray(self.design.y, dtype=np.float64) - fit
@@ -846,6 +982,19 @@ class MoEResults:
         remove_data : bool
             Not supported (the fitted data are needed for standard errors and
             fitted values); passing True raises ValueError.
+
+        Returns
+        -------
+        None
+
+        Examples
+        --------
+        >>> import os, tempfile, moestat as ms
+        >>> res = ms.GaussianMoE(2).fit("y ~ x", data=ms.datasets.load_sim_moe2(), n_init=2)
+        >>> path = os.path.join(tempfile.mkdtemp(), "fit.pkl")
+        >>> res.save(path)
+        >>> round(ms.load(path).loglik, 4)
+        -479.3653
         """
         from .persistence import save
         if remove_data:
@@ -858,7 +1007,35 @@ class MoEResults:
 
     def routing_report(self, top_k: int | None = None, q: float = 2.0):
         """Router utilization, Jain index, load imbalance and gate entropy on the data; saturation and change
-        rate per EM iteration when fitted with ``record_gate=True`` (see :func:`moestat.routing.routing_report`)."""
+        rate per EM iteration when fitted with ``record_gate=True`` (see :func:`moestat.routing.routing_report`).
+
+        Parameters
+        ----------
+        top_k : int, optional
+            K of the top-K routing sets (default: the gate's own K for top-K-type
+            gates, 1 otherwise).
+        q : float
+            Index of the Tsallis entropy reported beside Shannon's.
+
+        Returns
+        -------
+        moestat.routing.RoutingReport
+            ``experts`` (DataFrame, k rows: ``weight_share``, ``topk_share``,
+            ``topk_load``), ``summary`` (Series: ``jain_weight``, ``jain_topk``,
+            ``load_imbalance``, ``entropy``, ``tsallis``, ``top_k``, ``q``) and
+            ``iterations`` (DataFrame, one row per EM iteration, or None unless
+            the fit was run with ``record_gate=True``).
+
+        Examples
+        --------
+        >>> import moestat as ms
+        >>> res = ms.GaussianMoE(2).fit("y ~ x", data=ms.datasets.load_sim_moe2(), n_init=2)
+        >>> rep = res.routing_report()
+        >>> rep.experts["topk_load"].tolist(), rep.iterations is None
+        ([230, 270], True)
+        >>> round(float(rep.summary["jain_topk"]), 4)
+        0.9936
+        """
         from .routing import routing_report
         return routing_report(self, top_k=top_k, q=q)
 

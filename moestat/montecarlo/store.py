@@ -53,6 +53,19 @@ class StoreError(RuntimeError):
     """The results file cannot be used: not a database, another program's database, unwritable, or full.
 
     The message names the file and the fault; the file is left as it was.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from moestat.montecarlo import Store, StoreError
+    >>> path = os.path.join(tempfile.mkdtemp(), "results.sqlite")
+    >>> with open(path, "w") as f:
+    ...     _ = f.write("not a database")
+    >>> try:
+    ...     Store(path)
+    ... except StoreError as e:
+    ...     print("not a SQLite database" in str(e))
+    True
     """
 
 
