@@ -410,10 +410,14 @@ class GLMResults(MoEResults):
         """Encoded data with the auxiliary row set, as ``_new_data`` returns it."""
         fam = self.model.expert
         frame = data if data is not None else X
-        if y is None and isinstance(frame, pd.DataFrame) and self.design.expert_block.formula is not None \
-                and self.design.y_name not in frame.columns:
-            # a (successes, failures) formula response, e.g. "cbind(s, f)": read it from the new frame
-            parsed = _pair_formula(self.design.y_name + " ~ 1", frame)
+        if y is None and fam.family == "binomial" and isinstance(frame, pd.DataFrame) \
+                and self.design.expert_block.formula is not None and self.design.y_name not in frame.columns:
+            # a (successes, failures) formula response, e.g. "cbind(s, f)": read it from the new frame when
+            # its columns are there (they give the trials); without them y is unknown, as for any new frame
+            try:
+                parsed = _pair_formula(self.design.y_name + " ~ 1", frame)
+            except ValueError:
+                parsed = None
             y = None if parsed is None else parsed[2]
         succ, pair_trials = split_response(fam, y)
         dat, n, has_y = self._new_data(X, gate_X, succ, data)
@@ -441,7 +445,9 @@ class GLMResults(MoEResults):
 
         Returns
         -------
-        ndarray, shape as listed for ``kind``
+        ndarray, or pandas Series/DataFrame
+            Shape as listed for ``kind``; a pandas DataFrame as new data keeps
+            its row index (as for :meth:`MoEResults.predict`).
 
         Examples
         --------
@@ -456,7 +462,8 @@ class GLMResults(MoEResults):
         from .results import KINDS
         if kind not in KINDS:
             raise ValueError("kind must be one of %s, got %r" % (", ".join(map(repr, KINDS)), kind))
-        return self._predict_on(*self._glm_data(X, gate_X, y, data, offset, exposure, trials), kind)
+        values = self._predict_on(*self._glm_data(X, gate_X, y, data, offset, exposure, trials), kind)
+        return self._labelled(values, self._row_labels(X, data), kind)
 
     def sample(self, X=None, gate_X=None, seed: int = 0, data=None, return_labels: bool = False, *, offset=None,
                exposure=None, trials=None):

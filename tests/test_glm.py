@@ -280,6 +280,12 @@ def test_predict_kinds_match_numpy(npreg_poisson, npreg):
     np.testing.assert_allclose(res.predict(new, kind="posterior"), np.exp(lj - logsumexp(lj, 1, keepdims=True)),
                                rtol=1e-9)
     np.testing.assert_allclose(res.predict(new, kind="logpdf"), logsumexp(lj, 1), rtol=1e-10)
+    # a new frame without the response column predicts the mean and keeps its index, as statsmodels does
+    bare = pd.DataFrame({"x": xn}, index=["a", "b", "c"])
+    mean = res.predict(bare, exposure=np.full(3, 2.0))
+    assert list(mean.index) == ["a", "b", "c"]
+    np.testing.assert_allclose(mean.to_numpy(), (g * mu).sum(1), rtol=1e-10)
+    assert list(res.predict(bare, kind="gate").index) == ["a", "b", "c"]
 
 
 def test_sample_has_the_predicted_mean(k2_fits):
