@@ -269,6 +269,7 @@ class MoEModel:
                          fit=fit, restarts=restarts, best=best, n_polish=n_polish,
                          fixed=fixed_mask, seed=seed, all_params=out.params)
         res.gate_trace = fit.gate_trace   # (record_gate) the reported start's gate per EM iteration, else None
+        res.restart_traces = np.asarray(out.trace)   # (n_starts, max_iter) EM paths of every start, NaN after each stop
         res._warn_about_fit()
         return res
 

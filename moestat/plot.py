@@ -9,10 +9,12 @@ Functions
 experts            fitted expert means over a covariate, with the gate probabilities
 class_probabilities  fitted class probabilities over a covariate (MultinomialMoE)
 responsibilities   posterior responsibilities of the experts over a covariate
-loglik_trace       EM log-likelihood path of the reported fit and every restart's end point
+loglik_trace       EM log-likelihood paths of the reported fit and of every restart
 coefficients       estimates with Wald confidence intervals (``summary_frame``)
 gate_regions       the expert with the largest gate probability over two gate covariates
 convergence        log-log mean loss against n with the fitted slope and its CI
+routing            a fitted router's utilization per expert and, when recorded, its saturation
+                   and change rate along the EM iterations (``res.routing_report()``)
 
 Examples
 --------
@@ -34,10 +36,11 @@ from .gating.base import Gate
 from .sampling import gate_probabilities
 
 __all__ = ["class_probabilities", "coefficients", "convergence", "experts", "gate_regions", "loglik_trace",
-           "responsibilities"]
+           "responsibilities", "routing"]
 
 #: the functions that take a fitted results object first (``MoEResults.plot(kind)``)
-RESULT_PLOTS = ("experts", "class_probabilities", "responsibilities", "loglik_trace", "coefficients", "gate_regions")
+RESULT_PLOTS = ("experts", "class_probabilities", "responsibilities", "loglik_trace", "coefficients", "gate_regions",
+                "routing")
 
 
 def _axes(ax, figsize=(6.0, 4.0)):
@@ -226,7 +229,7 @@ def responsibilities(res, covariate: str | None = None, ax=None):
 
 
 def loglik_trace(res, ax=None, relative: bool = True):
-    """EM log-likelihood path of the reported fit, and where every restart ended.
+    """EM log-likelihood paths of the reported fit and of every restart, and where each restart ended.
 
     Parameters
     ----------
@@ -243,9 +246,11 @@ def loglik_trace(res, ax=None, relative: bool = True):
     -------
     matplotlib Axes
         A line for the reported start's path (``res.loglik_trace``, one value
-        per EM iteration) and one marker per restart at (its iterations, its
-        final log-likelihood) from ``res.restarts``; crosses mark degenerate
-        restarts.
+        per EM iteration; ``ax.lines[0]``), one marker per restart at (its
+        iterations, its final log-likelihood) from ``res.restarts`` (crosses
+        mark degenerate restarts), and one thin grey line per restart for its
+        EM path (``res.restart_traces``; the path before the reported fit's
+        Newton polish).
 
     Examples
     --------
@@ -275,6 +280,11 @@ def loglik_trace(res, ax=None, relative: bool = True):
             label="end of each restart (%d)" % len(r))
     if (ok & degen).any():
         ax.plot(it[ok & degen], f(ll[ok & degen]), "x", color="C3", ms=6, label="degenerate restart")
+    paths = getattr(res, "restart_traces", None)
+    for j, path in enumerate(() if paths is None else np.asarray(paths, dtype=float)):
+        path = path[np.isfinite(path)]
+        ax.plot(np.arange(1, path.size + 1), f(path), color="0.6", lw=0.7, alpha=0.8, zorder=0,
+                label="each restart's EM path" if j == 0 else None)
     ax.set_xlabel("EM iteration")
     ax.legend(fontsize=7.5, loc="best")
     return ax
@@ -493,4 +503,61 @@ def convergence(stats: dict, ax=None, loss: str | None = None, predicted: float 
     if notes:
         ax.text(0.99, 0.99, "\n".join(notes), transform=ax.transAxes, ha="right", va="top", fontsize=7.5,
                 color="C3")
+    return ax
+
+
+def routing(res, ax=None, top_k: int | None = None):
+    """A fitted router: its saturation and change rate along EM, or its utilization per expert.
+
+    Parameters
+    ----------
+    res : MoEResults or moestat.routing.RoutingReport
+        A fit (its :meth:`~moestat.MoEResults.routing_report` is computed) or a
+        report computed before.
+    ax : matplotlib Axes, optional
+        Where to draw; a new figure when None.
+    top_k : int, optional
+        K of the routing sets when ``res`` is a fit (default: the router's own).
+
+    Returns
+    -------
+    matplotlib Axes
+        When the EM path was recorded (``fit(..., record_gate=True)``): two
+        lines over the EM iterations, the saturation (share of each point's
+        top-K set already equal to the final one) and the change rate between
+        consecutive iterations (DeepSeekMoE App. H).  Otherwise: one bar per
+        routed expert with its top-K share of the points and a marker at its
+        mean router probability; the title gives Jain's index of the loads.
+
+    Examples
+    --------
+    >>> import moestat as ms
+    >>> res = ms.GaussianMoE(2).fit("y ~ x", data=ms.datasets.load_sim_moe2(), n_init=2, record_gate=True)
+    >>> ax = ms.plot.routing(res)
+    >>> [ln.get_label() for ln in ax.lines]
+    ['saturation', 'change rate']
+    >>> float(ax.lines[0].get_ydata()[-1])
+    1.0
+    """
+    rep = res.routing_report(top_k=top_k) if hasattr(res, "routing_report") else res
+    ax = _axes(ax)
+    it = rep.iterations
+    if it is not None:
+        t = it.index.to_numpy()
+        ax.plot(t, it["saturation"].to_numpy(float), "-", color="C0", label="saturation")
+        ax.plot(t, it["change_rate"].to_numpy(float), "-", color="C3", label="change rate")
+        ax.set_xlabel("EM iteration")
+        ax.set_ylabel("share of top-%d routing sets" % int(rep.summary["top_k"]))
+        ax.set_ylim(-0.02, 1.02)
+        ax.legend(fontsize=8, loc="best")
+    else:
+        e = rep.experts
+        x = np.arange(len(e))
+        ax.bar(x, e["topk_share"].to_numpy(float), color="C0", alpha=0.7, label="top-%d share" % int(rep.summary["top_k"]))
+        ax.plot(x, e["weight_share"].to_numpy(float), "D", color="C3", label="mean router probability")
+        ax.set_xticks(x, ["expert %d" % i for i in e.index])
+        ax.set_ylabel("share of the points")
+        ax.legend(fontsize=8, loc="best")
+    ax.set_title("Jain index of the top-%d loads: %.3f" % (int(rep.summary["top_k"]), rep.summary["jain_topk"]),
+                 fontsize=9)
     return ax

@@ -78,7 +78,8 @@ def test_loglik_trace_draws_every_restart(sim_fit):
     tr = np.asarray(sim_fit.loglik_trace)
     np.testing.assert_allclose(ax.lines[0].get_ydata(), tr)
     assert np.all(np.diff(tr) > -1e-8 * abs(tr[-1]))                   # EM is monotone
-    ends = np.concatenate([ln.get_ydata() for ln in ax.lines[1:]])
+    markers = [ln for ln in ax.lines[1:] if ln.get_marker() in ("o", "x")]
+    ends = np.concatenate([ln.get_ydata() for ln in markers])
     r = sim_fit.restarts
     assert len(ends) == len(r) == 10
     np.testing.assert_allclose(np.sort(ends), np.sort(r["loglik"].to_numpy()))
@@ -220,3 +221,35 @@ def test_import_does_not_load_matplotlib():
     code = "import sys, moestat; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_loglik_trace_draws_each_restarts_em_path(sim_fit):
+    ax = ms.plot.loglik_trace(sim_fit, relative=False)
+    paths = [ln for ln in ax.lines if ln.get_marker() in ("None", "", None) and ln.get_color() == "0.6"]
+    r = sim_fit.restarts
+    assert len(paths) == len(r) == sim_fit.restart_traces.shape[0]
+    for ln, (_, row) in zip(paths, r.iterrows()):
+        y = np.asarray(ln.get_ydata())
+        assert np.all(np.diff(y) >= -1e-9 * abs(y[-1]))                   # every start's EM path is monotone
+        assert y[-1] <= row["loglik"] + 1e-6 * abs(row["loglik"])        # ... and ends at (or just below) its value
+        assert y.size >= 1 and abs(y[-1] - row["loglik"]) < 1e-3 * abs(row["loglik"])
+
+
+def test_routing_plot_path_and_utilization(sim_df):
+    res = ms.GaussianMoE(2).fit("y ~ x", data=sim_df, n_init=2, record_gate=True)
+    ax = ms.plot.routing(res)
+    sat, chg = ax.lines
+    assert sat.get_label() == "saturation" and chg.get_label() == "change rate"
+    y = np.asarray(sat.get_ydata())
+    assert y[-1] == 1.0 and np.all((y >= 0) & (y <= 1))
+    assert len(y) == res.n_iter + 1 or len(y) == len(res.loglik_trace)
+    # without a recorded path: bars of top-1 shares, counted here from the fitted gate probabilities
+    plain = ms.GaussianMoE(2).fit("y ~ x", data=sim_df, n_init=2)
+    ax = ms.plot.routing(plain)
+    g = np.asarray(plain.predict(kind="gate"))
+    share = np.bincount(g.argmax(1), minlength=2) / len(g)
+    np.testing.assert_allclose([p.get_height() for p in ax.patches], share)
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), g.mean(0), rtol=1e-12)
+    jain = share.sum() ** 2 / (2 * (share ** 2).sum())
+    assert ax.get_title().endswith("%.3f" % jain)
+    assert plain.plot("routing").get_title() == ax.get_title()
