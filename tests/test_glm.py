@@ -381,7 +381,7 @@ def test_separated_binary_data_warn_and_the_box_gives_the_bounded_maximum():
     X = np.column_stack([np.ones_like(x), x])
     f = lambda b: -st.bernoulli.logpmf(y, 1.0 / (1.0 + np.exp(-(X @ b)))).sum()
     ref = so.minimize(f, np.zeros(2), method="L-BFGS-B", bounds=[(-4.0, 4.0)] * 2, options={"ftol": 1e-15})
-    assert np.all(np.abs(res.params.expert.coef) <= 4.0)
+    assert np.all(np.abs(res.params_tree.expert.coef) <= 4.0)
     assert res.loglik == pytest.approx(-ref.fun, abs=1e-7)
-    np.testing.assert_allclose(res.params.expert.coef[0], ref.x, atol=1e-4)
-    assert np.abs(res.params.expert.coef[0, 1]) == 4.0           # the slope sits on the box
+    np.testing.assert_allclose(res.params_tree.expert.coef[0], ref.x, atol=1e-4)
+    assert np.abs(res.params_tree.expert.coef[0, 1]) == 4.0           # the slope sits on the box

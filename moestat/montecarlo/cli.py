@@ -40,8 +40,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def list_specs(out=sys.stdout) -> None:
+def list_specs(out=None) -> None:
     from .spec import available_specs, load_spec
+    out = sys.stdout if out is None else out  # the stream of the call, not the one at import time
     rows = []
     for name in available_specs():
         s = load_spec(name)
