@@ -49,9 +49,9 @@ from typing import ClassVar
 import jax.numpy as jnp
 import numpy as np
 
-from .._math import klog_softmax, klogsumexp, ksum
+from .._math import klog_softmax, ksum
 from .base import register
-from .topk import TopK, topk_mask, topk_swaps
+from .topk import TopK, masked_log_softmax, topk_mask, topk_swaps
 
 
 def tsallis_of_log_probs(log_p, q: float):
@@ -78,8 +78,7 @@ def entropy_switched_log_weights(coef, Xg, K: int, threshold: float, q: float):
     """(k, N) log weights of entropy-switched routing; -inf for inactive experts."""
     eta = coef @ Xg
     active, _ = entropy_switched_mask(eta, K, threshold, q)
-    lse = klogsumexp(jnp.where(active, eta, -jnp.inf))
-    return jnp.where(active, eta - lse[None], -jnp.inf)
+    return masked_log_softmax(eta, active)
 
 
 @register

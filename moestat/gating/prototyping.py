@@ -52,9 +52,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._math import klogsumexp
 from .base import register
-from .topk import TopK
+from .topk import TopK, masked_log_softmax
 
 COMBINE = ("softmax", "average")
 
@@ -73,8 +72,7 @@ def prototype_log_weights(coef, Xg, G: int, combine: str):
     active = group_winner_mask(eta, G)
     if combine == "average":
         return jnp.where(active, -math.log(G), -jnp.inf)
-    lse = klogsumexp(jnp.where(active, eta, -jnp.inf))
-    return jnp.where(active, eta - lse[None], -jnp.inf)
+    return masked_log_softmax(eta, active)
 
 
 @register

@@ -122,13 +122,17 @@ def topk_mask(v, K: int):
     return jnp.stack(rows)
 
 
+def masked_log_softmax(eta, active):
+    """(k, N) log softmax of the scores ``eta`` over the ``active`` experts of each point; -inf elsewhere."""
+    lse = klogsumexp(jnp.where(active, eta, -jnp.inf))
+    return jnp.where(active, eta - lse[None], -jnp.inf)
+
+
 def topk_log_weights(coef, Xg, K: int, select: str):
     """(k, N) log top-K softmax weights; -inf for inactive experts."""
     eta = coef @ Xg
     v = eta if select == "scores" else eta - coef[:, :1] * Xg[:1]
-    active = topk_mask(v, K)
-    lse = klogsumexp(jnp.where(active, eta, -jnp.inf))
-    return jnp.where(active, eta - lse[None], -jnp.inf)
+    return masked_log_softmax(eta, topk_mask(v, K))
 
 
 def weighted_sum(terms, w):
