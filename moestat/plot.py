@@ -13,8 +13,7 @@ loglik_trace       EM log-likelihood paths of the reported fit and of every rest
 coefficients       estimates with Wald confidence intervals (``summary_frame``)
 gate_regions       the expert with the largest gate probability over two gate covariates
 convergence        log-log mean loss against n with the fitted slope and its CI
-routing            a fitted router's utilization per expert and, when recorded, its saturation
-                   and change rate along the EM iterations (``res.routing_report()``)
+routing            a fitted router's utilization, or its saturation and change rate along EM
 
 Examples
 --------
