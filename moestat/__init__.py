@@ -18,8 +18,8 @@ from .persistence import load
 from .inference import InferenceWarning, bootstrap, bootstrap_lrt
 from .selection import select_k
 from .sampling import simulate
-from . import models  # (experts branch)
-from .models import DeepSeekMoE  # (experts branch)
+from . import models
+from .models import DeepSeekMoE
 from . import plot  # matplotlib is imported by the plotting functions, not here
 
 __version__ = "0.1.0"

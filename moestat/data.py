@@ -40,12 +40,12 @@ class Data(NamedTuple):
     Xg: Any
     y: Any
     w: Any
-    # (grouped branch) None, or a :class:`Groups`: all rows of a group share one latent expert
+    # None, or a :class:`Groups`: all rows of a group share one latent expert
     groups: Any = None
 
 
 class Groups(NamedTuple):
-    """(grouped branch) Group membership as the kernels see it (flexmix's ``y ~ x | id``).
+    """Group membership as the kernels see it (flexmix's ``y ~ x | id``).
 
     index : (N,) int32 group slot of each row; padded rows go to the last slot,
         which no real group uses (the slot count G is padded to a bucket too)
@@ -88,7 +88,7 @@ def make_data(X: np.ndarray, Xg: np.ndarray, y: np.ndarray, w: np.ndarray, N: in
               groups: np.ndarray | None = None) -> Data:
     """Row-major host arrays (n, p), (n, pg), (n,), (n,) -> padded device ``Data``.
 
-    groups : (n,) int group codes 0..G-1 (:func:`group_codes`), or None (grouped branch)
+    groups : (n,) int group codes 0..G-1 (:func:`group_codes`), or None
     """
     n = X.shape[0]
     N = bucket_size(n) if N is None else N
@@ -101,7 +101,7 @@ def make_data(X: np.ndarray, Xg: np.ndarray, y: np.ndarray, w: np.ndarray, N: in
     )
 
 
-# --------------------------------------------------------------------------- groups (grouped branch)
+# --------------------------------------------------------------------------- groups
 
 def make_groups(codes: np.ndarray, N: int) -> Groups:
     """Device :class:`Groups` for group codes (n,) 0..G-1, padded to N rows and a bucket of slots.
@@ -421,7 +421,7 @@ class Design:
     gate_same_as_expert: bool
     y_name: str = "y"
     extra: dict = field(default_factory=dict)
-    # (grouped branch) group codes (n,) 0..G-1 and their labels (G,); None when ungrouped
+    # group codes (n,) 0..G-1 and their labels (G,); None when ungrouped
     group_codes: np.ndarray | None = None
     group_labels: np.ndarray | None = None
 
@@ -431,7 +431,7 @@ class Design:
 
     @property
     def n_groups(self) -> int | None:
-        """(grouped branch) Number of groups, or None for an ungrouped design."""
+        """Number of groups, or None for an ungrouped design."""
         return None if self.group_labels is None else int(self.group_labels.shape[0])
 
     @property
@@ -537,7 +537,7 @@ def row_index(src: Any, n: int) -> pd.Index | None:
 
 
 def drop_gate_intercept(design: Design) -> Design:
-    """(experts branch) The design without the gate's intercept column, for gates that take raw covariates."""
+    """The design without the gate's intercept column, for gates that take raw covariates."""
     b = design.gate_block
     design.Xg = design.Xg[:, 1:]
     design.gate_block = Block(names=b.names[1:], intercept=False, formula=b.formula, spec=b.spec, source=b.source)

@@ -112,7 +112,7 @@ def e_step(params: MoEParams, data: Data, cfg: EMConfig):
 
 def _e_step(params: MoEParams, data: Data, cfg: EMConfig):
     """:func:`e_step` plus the gate's E-step terms (reused by the gate M-step)."""
-    if data.groups is not None:  # (grouped branch) static branch: the ungrouped kernel is unchanged
+    if data.groups is not None:  # static branch: the ungrouped kernel is unchanged
         return _e_step_grouped(params, data, cfg)
     return _e_step_from(cfg.gate.e_step_terms(params.gate, data.Xg), params, data, cfg)
 
@@ -133,12 +133,12 @@ def _e_step_from(lg, params: MoEParams, data: Data, cfg: EMConfig):
 
 
 def _group_inv_size(data: Data):
-    """(grouped branch) (N,) 1 / (rows in the row's group)."""
+    """(N,) 1 / (rows in the row's group)."""
     return 1.0 / data.groups.size[data.groups.index]
 
 
 def _e_step_grouped(params: MoEParams, data: Data, cfg: EMConfig):
-    """(grouped branch) E-step when all rows of a group share one latent expert.
+    """E-step when all rows of a group share one latent expert.
 
     Group g's joint log density for expert i is L_ig = log g_i(z_g) + sum_{n in g} log f_i(y_n | x_n);
     gate terms are constant within a group, so adding log g_i / n_g on every row and summing rows per
@@ -188,11 +188,11 @@ def m_step(params: MoEParams, tau, data: Data, cfg: EMConfig, ctl: EMControl, fi
 
     ``observed=False`` skips the gate's observed-likelihood move (starting values from fixed responsibilities).
     """
-    # (grouped branch) the gate sees each group once: rows weighted w_n / n_g (tau is constant in a group)
+    # the gate sees each group once: rows weighted w_n / n_g (tau is constant in a group)
     wg = data.w if data.groups is None else data.w * _group_inv_size(data)
     g = cfg.gate.m_step(params.gate, tau, data.Xg, wg, ctl, cfg.max_halvings, fixed.gate, log_w=log_w)
     e = cfg.expert.m_step(params.expert, tau, data.X, data.y, data.w, ctl, cfg.max_halvings, fixed.expert)
-    # (gates branch) a further gate move judged on the observed log-likelihood (top-K re-routing); default none
+    # a further gate move judged on the observed log-likelihood (top-K re-routing); default none
     if not observed:
         return MoEParams(gate=g, expert=e)
     return cfg.gate.observed_step(MoEParams(gate=g, expert=e), data, cfg, ctl, cfg.max_halvings, fixed.gate)
@@ -234,7 +234,7 @@ def fit_one(params0: MoEParams, data: Data, ctl: EMControl, fixed: MoEParams, ke
         conv = jnp.logical_and(s.it > 0, obj - s.obj_prev <= ctl.tol * jnp.abs(obj))
         if sem:
             conv = jnp.asarray(False)
-        conv = jnp.logical_and(conv, cfg.gate.may_stop(s.params.gate))  # (gates branch) e.g. tau schedules
+        conv = jnp.logical_and(conv, cfg.gate.may_stop(s.params.gate))  # e.g. tau schedules
         better = ll > s.best_ll
         best_params = _select(better, s.params, s.best_params)
         best_ll = jnp.where(better, ll, s.best_ll)

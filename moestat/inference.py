@@ -310,14 +310,14 @@ class ReplicateSpec:
     jobs: tuple         # FitJob, ...
     sampler: Any = None  # (cfg, MoEParams) the parametric bootstrap draws from
     batch_size: int = 1
-    groups: Any = None   # (grouped branch) (n,) group codes 0..G-1, or None
+    groups: Any = None   # (n,) group codes 0..G-1, or None
 
 
 @partial(jax.jit, static_argnames=("cfg",))
 def _sample_many(params, X, Xg, keys, cfg, first=None):
     """Responses drawn from the model at fixed covariates, one row per key: (R, N).
 
-    first : (N,) int, optional (grouped branch): each row takes the expert drawn for row ``first[n]``
+    first : (N,) int, optional: each row takes the expert drawn for row ``first[n]``
         (its group's first row), so that all rows of a group share one expert.
     """
     def one(key):
@@ -360,7 +360,7 @@ def _replicate_data(spec: ReplicateSpec, idx: np.ndarray):
     n, N = spec.n, w.shape[0]
     W = np.repeat(w[None], idx.size, axis=0)
     Y = np.repeat(y[None], idx.size, axis=0)
-    if spec.kind == "empirical" and spec.groups is not None:  # (grouped branch) resample whole groups
+    if spec.kind == "empirical" and spec.groups is not None:  # resample whole groups
         codes = np.asarray(spec.groups)
         G = int(codes.max()) + 1
         live = np.bincount(codes, weights=w[:n], minlength=G) > 0
@@ -382,7 +382,7 @@ def _replicate_data(spec: ReplicateSpec, idx: np.ndarray):
         root = jax.random.PRNGKey(spec.seed)
         keys = jnp.stack([jax.random.fold_in(root, int(b)) for b in idx])
         P = jax.tree_util.tree_map(to_device, params)
-        first = None if spec.groups is None else to_device(group_first_rows(spec.groups, N))  # (grouped branch)
+        first = None if spec.groups is None else to_device(group_first_rows(spec.groups, N))
         Y = np.asarray(_sample_many(P, to_device(X), to_device(Xg), keys, cfg, first)).astype(y.dtype)
         Y[:, n:] = 0
     return W, Y
@@ -573,7 +573,7 @@ def _spec_for(res, kind, seed, jobs, sampler=None, tol=None) -> ReplicateSpec:
     bs = 1 if backend() == "cpu" else 1 << 30
     return ReplicateSpec(data=tuple(np.asarray(a) for a in (d.X, d.Xg, d.y, d.w)), n=res.design.n, kind=kind,
                          seed=seed, ctl=tuple(ctl), jobs=tuple(jobs), sampler=sampler, batch_size=bs,
-                         groups=res.design.group_codes)  # (grouped branch)
+                         groups=res.design.group_codes)
 
 
 def _host(tree):

@@ -140,10 +140,10 @@ class MoEModel:
                          gate_intercept=self.gate_intercept, gate_transform=self.gate.transform,
                          y_check=self.expert.check_y)
         if d.gate_block.intercept and not self.gate.uses_intercept:
-            d = drop_gate_intercept(d)  # (experts branch) e.g. the Gaussian gate models the raw covariates
-        d.X = self.expert.transform_design(d.X, d.expert_block.intercept)  # (experts branch) was transform(d.X)
+            d = drop_gate_intercept(d)  # e.g. the Gaussian gate models the raw covariates
+        d.X = self.expert.transform_design(d.X, d.expert_block.intercept)
         self.gate.validate(self.n_experts, d.Xg.shape[1])
-        self.gate.validate_design(d.gate_block.names, d.gate_block.intercept)  # (gates branch)
+        self.gate.validate_design(d.gate_block.names, d.gate_block.intercept)
         return d
 
     def n_params(self, p: int, pg: int) -> int:
@@ -231,7 +231,7 @@ class MoEModel:
         if algorithm not in em.ALGORITHMS:
             raise ValueError("algorithm must be one of %s, got %r" % (", ".join(map(repr, em.ALGORITHMS)), algorithm))
         design = self.design(X, y, gate_X, weights, data)
-        if groups is not None or design.group_codes is not None:  # (grouped branch)
+        if groups is not None or design.group_codes is not None:
             self._attach_groups(design, groups, data, algorithm)
         k = self.n_experts
         n, p = design.X.shape
@@ -248,7 +248,7 @@ class MoEModel:
         cfg = self.config(max_iter, algorithm)
         ctl = self.control(info, tol)
         dat = make_data(design.X, design.Xg, self.expert.encode_y(design.y, info), design.w,  # class codes
-                        groups=design.group_codes)  # (grouped branch) None: ungrouped
+                        groups=design.group_codes)  # None: ungrouped
         base = self.base_params(p, pg, info)
         fixed_mask = self._fixed_mask(fixed, base, init)
         bs = batch_size if batch_size is not None else (1 if backend() == "cpu" else n_init)
@@ -275,7 +275,7 @@ class MoEModel:
 
     # ------------------------------------------------------------------ helpers
     def _attach_groups(self, design, groups, data, algorithm):
-        """(grouped branch) Validate ``groups`` and store the group codes on the design."""
+        """Validate ``groups`` and store the group codes on the design."""
         from .data import check_constant_in_groups, group_codes
         if self.gate.joint:
             raise ValueError("groups are not supported with the %r gate (its likelihood is joint in the "
@@ -298,7 +298,7 @@ class MoEModel:
 
     @staticmethod
     def _group_starts(R, design):
-        """(grouped branch) Starting responsibilities (b, k, n) averaged within each group."""
+        """Starting responsibilities (b, k, n) averaged within each group."""
         if design.group_codes is None:
             return R
         c = design.group_codes
@@ -358,11 +358,11 @@ class MoEModel:
         if isinstance(init, str) or init is None:
             F = self.expert.init_features(design.X, design.y)
             R = initmod.starting_responsibilities(init, F, design.w, k, n_init, seed)
-            R = self.gate.arrange_starts(R)  # (experts branch) e.g. shared vs routed roles
+            R = self.gate.arrange_starts(R)  # e.g. shared vs routed roles
         else:
             arr = np.asarray(init)
             R = initmod.user_responsibilities(arr, n, k) if arr.ndim == 2 else initmod.user_labels(arr, n, k)
-        R = self._group_starts(R, design)  # (grouped branch) no-op without groups
+        R = self._group_starts(R, design)  # no-op without groups
         R = np.pad(R, ((0, 0), (0, 0), (0, dat.w.shape[0] - n)), constant_values=1.0 / k)
         em_cfg = em.EMConfig(gate=cfg.gate, expert=cfg.expert, k=cfg.k, max_iter=1, algorithm="em")
         return em.params_from_resp(to_device(R), base, dat, ctl, fixed, em_cfg, batch_size=min(bs, R.shape[0]))
@@ -416,7 +416,7 @@ def _as_params(init, base):
         ok = False
     if not ok:
         raise ValueError("init parameters do not match this model's shapes: expected %s"
-                         % (jax.tree_util.tree_map(np.shape, base),))  # (gates branch) a PyTree is a tuple
+                         % (jax.tree_util.tree_map(np.shape, base),))  # a PyTree is a tuple
     return jax.tree_util.tree_map(lambda a, b: jnp.asarray(a, dtype=b.dtype), params, base)
 
 

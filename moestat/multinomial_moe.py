@@ -169,7 +169,7 @@ class MultinomialMoE(MoEModel):
         Fe = self.expert.init_features(design.X, design.y)
         Fg = gate_features(design.Xg)
         R = candidate_responsibilities(Fg if Fg is not None else Fe, Fe, design.w, k, M, seed)
-        R = self._group_starts(R, design)  # (grouped branch) no-op without groups
+        R = self._group_starts(R, design)  # no-op without groups
         R = np.pad(R, ((0, 0), (0, 0), (0, dat.w.shape[0] - design.n)), constant_values=1.0 / k)
         params, self._screen_ll = screened_starts(R, base, dat, ctl, fixed, cfg, n_init, seed,
                                                   self.screen_tol, bs, n_live=design.n)

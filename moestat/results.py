@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import warnings
 from functools import cached_property
-from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
@@ -163,7 +161,7 @@ class MoEResults:
     def nobs(self) -> float:
         """Number of observations: the sum of the case weights.
 
-        (grouped branch) With ``groups``: the sum of the group weights (the
+        With ``groups``: the sum of the group weights (the
         number of groups when unweighted), as flexmix's ``nobs``; BIC and ICL use it.
 
         Examples
@@ -179,7 +177,7 @@ class MoEResults:
 
     @property
     def _group_row_share(self):
-        """(grouped branch) (n,) 1 / (rows in the row's group), or 1 without groups."""
+        """(n,) 1 / (rows in the row's group), or 1 without groups."""
         c = self.design.group_codes
         return 1.0 if c is None else 1.0 / np.bincount(c)[c]
 
@@ -241,7 +239,7 @@ class MoEResults:
         """
         tau = self.responsibilities
         t = np.clip(tau, 1e-300, 1.0)
-        # (grouped branch) a group's entropy counts once: rows share w_n / n_g
+        # a group's entropy counts once: rows share w_n / n_g
         return float(-(self.design.w * self._group_row_share * (tau * np.log(t)).sum(1)).sum())
 
     @property
@@ -295,7 +293,7 @@ class MoEResults:
             yv = self.design.y if y is None else self.model.expert.check_y(np.asarray(y))
         else:
             Xm, Gm = new_design(self.design, X, gate_X, data, gate_transform=self.model.gate.transform)
-            Xm = self.model.expert.transform_design(Xm, self.design.expert_block.intercept)  # (experts branch)
+            Xm = self.model.expert.transform_design(Xm, self.design.expert_block.intercept)
             if y is None and self.design.expert_block.formula is not None and self.design.y_name in _columns(data, X):
                 y = _column(data, X, self.design.y_name)
             yv = None if y is None else self.model.expert.check_y(np.asarray(y))
@@ -303,7 +301,7 @@ class MoEResults:
             raise ValueError("y has %d entries but X has %d rows" % (yv.shape[0], Xm.shape[0]))
         yv = None if yv is None else self.model.expert.encode_y(yv, self.info)   # class labels -> training codes
         y_fill = yv if yv is not None else np.zeros(Xm.shape[0], dtype=np.asarray(self._data.y).dtype)
-        # (grouped branch) on the fitted rows the posterior is that of each row's group
+        # on the fitted rows the posterior is that of each row's group
         groups = self.design.group_codes if (X is None and gate_X is None and data is None) else None
         return make_data(Xm, Gm, y_fill, np.ones(Xm.shape[0]), groups=groups), Xm.shape[0], yv is not None
 
@@ -428,7 +426,7 @@ class MoEResults:
         kz, ky = jax.random.split(jax.random.PRNGKey(int(seed)))
         lg = self.model.gate.log_weights(P.gate, dat.Xg)
         z = jax.random.categorical(kz, lg, axis=0)
-        if dat.groups is not None:  # (grouped branch) fitted rows: one expert per group (its first row's draw)
+        if dat.groups is not None:  # fitted rows: one expert per group (its first row's draw)
             from .data import group_first_rows
             z = z[group_first_rows(self.design.group_codes, z.shape[0])]
         yv = np.asarray(self.model.expert.sample(ky, P.expert, dat.X, z))[:n]
@@ -681,7 +679,7 @@ class MoEResults:
                 ("Iterations:", "%d%s" % (self.n_iter, " + %d Newton" % self.n_polish if self.n_polish else "")),
                 ("Starts:", "%d (best: %d; %d reached its log-lik.)" % (len(self.restarts), self.best_start,
                                                                          self.n_best_starts))] + (
-                [("Likelihood:", "joint of (x, y)")] if self.model.gate.joint else [])  # (experts branch)
+                [("Likelihood:", "joint of (x, y)")] if self.model.gate.joint else [])
 
     def summary(self, alpha: float = 0.05) -> "Summary":
         """A printable summary: fit statistics and one coefficient table per block (with SEs, z, p, CIs).

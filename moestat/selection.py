@@ -70,7 +70,7 @@ def select_k(model, X, y=None, gate_X=None, weights=None, *, data=None, ks=range
         raise ValueError("criterion must be one of %s, got %r" % (", ".join(map(repr, CRITERIA)), criterion))
     ks = _check_ks(ks)
     design = model.design(X, y, gate_X, weights, data)
-    if fit_kwargs.get("groups") is not None:  # (grouped branch) encode the groups once, with the data
+    if fit_kwargs.get("groups") is not None:  # encode the groups once, with the data
         model._attach_groups(design, fit_kwargs.pop("groups"), data, fit_kwargs.get("algorithm", "em"))
     fits, caught, rows = {}, {}, []
     for k in ks:

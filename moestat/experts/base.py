@@ -68,7 +68,7 @@ class Expert(abc.ABC):
     def transform_design(self, X: np.ndarray, intercept: bool) -> np.ndarray:
         """The expert features from the design (n, p); ``intercept``: column 0 is the intercept.
 
-        (experts branch) Families whose features depend on which column is the
+        Families whose features depend on which column is the
         intercept (polynomial terms, a neuron without bias) override this; the
         default is :meth:`transform`.
         """
@@ -96,7 +96,7 @@ class Expert(abc.ABC):
         ...
 
     def canonical(self, params):
-        """(experts branch) The identified representative of ``params`` (e.g. a ReLU neuron with |scale| = 1)."""
+        """The identified representative of ``params`` (e.g. a ReLU neuron with |scale| = 1)."""
         return params
 
     # ---- kernels ---------------------------------------------------------------------

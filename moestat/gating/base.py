@@ -50,10 +50,10 @@ class Gate(abc.ABC):
     joint: ClassVar[bool] = False
     #: True when parameters are identified only up to a common translation (softmax).
     translation_invariant: ClassVar[bool] = False
-    #: (experts branch) False when the gate models the raw covariates and takes no intercept column
+    #: False when the gate models the raw covariates and takes no intercept column
     #: (Gaussian gate); the model then drops the intercept from the gate design.
     uses_intercept: ClassVar[bool] = True
-    #: (relu5 branch) True when starting values keep the gate at :meth:`init_params` instead of fitting it to
+    #: True when starting values keep the gate at :meth:`init_params` instead of fitting it to
     #: the starting partitions (:func:`moestat.em.params_from_resp`); EM's first gate M-step then sees the
     #: soft responsibilities of the partition-fitted experts.  For gates that a hard partition drives onto a
     #: flat part of their likelihood (normalized sigmoid: its softmax limit).
@@ -66,7 +66,7 @@ class Gate(abc.ABC):
     def validate_design(self, names: list[str], intercept: bool) -> None:
         """Raise ValueError when the gate design does not suit this gate (default: any design).
 
-        (gates branch) ``intercept`` says whether column 0 of the gate design is
+        ``intercept`` says whether column 0 of the gate design is
         the intercept; gates that treat the intercept apart from the slopes
         (activation gate, top-K ranked on slopes, estimated temperature) need it.
         """
@@ -97,7 +97,7 @@ class Gate(abc.ABC):
         return params
 
     def arrange_starts(self, R: np.ndarray) -> np.ndarray:
-        """(experts branch) Reorder the expert rows of starting responsibilities R (n_starts, k, n).
+        """Reorder the expert rows of starting responsibilities R (n_starts, k, n).
 
         Default: as they are.  Gates whose experts are not exchangeable (shared
         vs routed experts) use it to try each cluster in each role.
@@ -129,7 +129,7 @@ class Gate(abc.ABC):
     def observed_step(self, params, data, cfg, ctl, max_halvings: int, fixed_gate):
         """Optional extra move of the gate, judged on the observed log-likelihood (default: none).
 
-        (gates branch) Called by the EM loop after the gate and expert M-steps
+        Called by the EM loop after the gate and expert M-steps
         with the full parameters (``moestat.em.MoEParams``) and the data; it must
         return parameters whose log-likelihood is not lower, so that EM stays
         monotone.  Top-K uses it to re-route points, which no step on the
@@ -140,7 +140,7 @@ class Gate(abc.ABC):
     def may_stop(self, params):
         """Whether EM may stop at ``params`` (default: always).
 
-        (gates branch) A gate whose settings change by design across
+        A gate whose settings change by design across
         iterations (a temperature schedule) returns False until they have
         settled, so that the tolerance does not end EM half-way.
         """

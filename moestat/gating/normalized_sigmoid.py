@@ -125,7 +125,7 @@ class NormalizedSigmoid(Gate):
 
     name = "normalized_sigmoid"
     summary_title: ClassVar[str] = "Gate (normalized sigmoid: sigma(b_i'x) / sum_j sigma(b_j'x))"
-    #: (relu5 branch) fitted to a (softened) hard start partition, the gate's intercepts run towards the
+    #: fitted to a (softened) hard start partition, the gate's intercepts run towards the
     #: softmax limit (-9 to -25 after the starts and one EM step, cross test normalized_sigmoid x ReLU, n = 3e4),
     #: where EM's steps vanish: every start stopped 84 below the true log-likelihood.  Kept at 0 (equal
     #: weights) while the experts are fitted to the partitions, all 16 starts of seeds 11-13 end above it.
