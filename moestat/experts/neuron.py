@@ -74,14 +74,10 @@ class GaussianNeuron(Expert):
         Kink locations of the hinge search that proposes a further warm
         start in every M-step (see :meth:`_best_hinge`); 0 (default) turns it
         off.  Needs ``bias=True`` and an intercept column in the expert
-        design.  Measured (branch relu5, two ReLU experts under a softmax
-        gate, random kinks, n = 1000, one start, 60 data sets): 16 candidates
-        raise the fits reaching the true log-likelihood from 45 to 52 of 60,
-        at about 2x the time per EM iteration at n = 3e4 (9.2 -> 19-21 ms,
-        3 experts) and a longer compile (a cross test 27 -> 66 s with a cold
-        cache), hence opt-in (``benchmarks/relu_hinge_starts.py``).  Used only
-        for the starting values it gave no gain (45 of 60), so it is not
-        offered for them alone.
+        design.  It raises the share of single starts that reach the true
+        log-likelihood at about twice the cost per EM iteration and a longer
+        compile, hence opt-in; the measurements are in
+        ``benchmarks/relu_hinge_starts.py`` and its results file.
     """
 
     name: ClassVar[str] = "neuron"
