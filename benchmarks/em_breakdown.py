@@ -28,9 +28,10 @@ import numpy as np
 from jax import lax
 
 import moestat as ms
-from moestat import bench, em, newton
+from moestat import bench
+from moestat.fitting import em, newton
 from moestat._math import ksum
-from moestat.data import make_data
+from moestat.data.design import make_data
 from moestat.experts.gaussian import gram_stats
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -38,7 +39,7 @@ IT = 30
 
 
 def setup(n):
-    """Data, configuration, control and the benchmark's start (engineering.md's model, moestat.bench)."""
+    """Data, configuration, control and the benchmark's start (engineering.md's model, benchmarks/bench_em.py)."""
     _, Xd, y = bench.simulate(n)
     model = ms.GaussianMoE(bench.K)
     dat = make_data(Xd, Xd, y, np.ones(n))

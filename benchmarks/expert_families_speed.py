@@ -22,8 +22,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 
 import moestat as ms  # noqa: E402
-from moestat import em  # noqa: E402
-from moestat.data import make_data  # noqa: E402
+from moestat.fitting import em  # noqa: E402
+from moestat.data.design import make_data  # noqa: E402
 from _truths import truth  # noqa: E402
 
 MODELS = {
@@ -40,7 +40,7 @@ MODELS = {
 
 
 def main():
-    from moestat.bench import one_core
+    from bench_em import one_core
     one_core()      # one core's figure, like bench_em.py
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=100000)

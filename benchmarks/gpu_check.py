@@ -3,7 +3,7 @@
     PYTHONPATH=. python benchmarks/gpu_check.py [OUT_DIR]
 
 Prints the JAX backend, fits sim_moe2 (log-likelihood against the reference MLE), runs the kernel
-benchmark (moestat.bench: ns per point per iteration, JAX on the default device vs NumPy) at
+benchmark (benchmarks/bench_em.py: ns per point per iteration, JAX on the default device vs NumPy) at
 n = 1e5 and 1e6, and a vmapped batch of 32 replicate fits (the Monte Carlo harness's GPU path,
 em.fit_replicates with batch_size = 32) against one-by-one fits.  Writes gpu_check.json.
 """
@@ -20,8 +20,9 @@ def main(out_dir="."):
     import jax.numpy as jnp
 
     import moestat as ms
-    from moestat import bench, em
-    from moestat.data import make_data
+    import bench_em as bench
+    from moestat.fitting import em
+    from moestat.data.design import make_data
 
     rep = {"jax": jax.__version__, "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()]}
     print(rep, flush=True)

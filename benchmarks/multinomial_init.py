@@ -1,7 +1,7 @@
 """Which initialisation finds the MLE of a multinomial-logistic MoE on hard designs?
 
 For each design and simulated data set, the reference is the maximum that
-direct optimisation (SciPy BFGS + trust-exact, :mod:`moestat.models.direct`)
+direct optimisation (SciPy BFGS + trust-exact, ``tests/references/direct.py``)
 finds when started at the truth.  Every strategy fits the data with 10 full EM
 runs; a strategy *reaches* the MLE when its log-likelihood is within 1e-4 of
 the reference or above it ("above" counts data sets where EM found a higher
@@ -34,11 +34,12 @@ import warnings
 import numpy as np
 
 import moestat as ms
-from moestat.em import MoEParams
+from moestat.fitting.em import MoEParams
 from moestat.gating.softmax import SoftmaxParams
-from moestat.init_screen import candidate_responsibilities, gate_features
-from moestat.models import multinomial_regimes as mr
-from moestat.models.direct import direct_mle
+from moestat.fitting.screen import candidate_responsibilities, gate_features
+from moestat.truths import multinomial_regimes as mr
+import _references  # noqa: F401  (tests/ on sys.path)
+from references.direct import direct_mle
 
 DESIGNS = {
     # the validation design of the tests (steep gate 15 x1 - 8 x2)
@@ -56,7 +57,7 @@ class _GateVoronoi(ms.MultinomialMoE):
     """Random Voronoi partitions of the gate covariates as plain restarts (screening's candidates, unscreened)."""
 
     def _starts(self, init, design, dat, base, ctl, fixed, cfg, n_init, seed, bs):
-        from moestat import em
+        from moestat.fitting import em
         from moestat._jax import to_device
         Fe = self.expert.init_features(design.X, design.y)
         R = candidate_responsibilities(gate_features(design.Xg), Fe, design.w, self.n_experts, n_init, seed,

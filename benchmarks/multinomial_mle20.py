@@ -5,8 +5,9 @@ Run: OPENBLAS_NUM_THREADS=1 python benchmarks/multinomial_mle20.py  (prints one 
 import time, numpy as np, warnings
 warnings.simplefilter("ignore")
 import moestat as ms
-from moestat.models import multinomial_regimes as mr
-from moestat.models.direct import direct_mle
+from moestat.truths import multinomial_regimes as mr
+import _references  # noqa: F401  (tests/ on sys.path)
+from references.direct import direct_mle
 N = 2000
 ms.MultinomialMoE(2).fit(*mr.simulate_steep(N, seed=[1, 1, 1])[:2])     # compile
 ok, times, first = 0, [], []

@@ -5,8 +5,9 @@ Run: OPENBLAS_NUM_THREADS=1 python benchmarks/multinomial_regime_divergence.py  
 import numpy as np, warnings, time
 warnings.simplefilter("ignore")
 import moestat as ms
-from moestat.models import multinomial_regimes as mr
-from moestat.models.direct import direct_mle
+from moestat.truths import multinomial_regimes as mr
+import _references  # noqa: F401  (tests/ on sys.path)
+from references.direct import direct_mle
 for reg in (1, 2):
     for n in (2000, 10000):
         big, above, t0 = 0, 0, time.time()

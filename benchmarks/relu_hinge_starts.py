@@ -19,8 +19,8 @@ import warnings
 import numpy as np
 
 import moestat as ms
-from moestat import em
-from moestat.models import TrueModel
+from moestat.fitting import em
+from moestat.truths.truth import TrueModel
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))

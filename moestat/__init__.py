@@ -8,18 +8,18 @@ float64 (see :mod:`moestat._jax`).
 from . import _jax  # noqa: F401  (float64 on import)
 from . import datasets, experts, gating
 from . import diagnostics  # router diagnostics (load balance, saturation, entropy)
-from .em import MoEParams
-from .model import ConvergenceWarning, DegenerateFitWarning, GaussianMoE, MoEWarning
-from .model import RestartWarning
-from .multinomial_moe import MultinomialMoE, MultinomialResults
-from .glm_moe import GLMMoE, GLMResults
-from .results import MoEResults
-from .persistence import load
-from .inference import InferenceWarning, bootstrap, bootstrap_lrt
-from .selection import select_k
+from .fitting.em import MoEParams
+from .exceptions import ConvergenceWarning, DegenerateFitWarning, InferenceWarning, MoEWarning, RestartWarning
+from .estimators.gaussian import GaussianMoE
+from .estimators.multinomial import MultinomialMoE, MultinomialResults
+from .estimators.glm import GLMMoE, GLMResults
+from .inference.results import MoEResults
+from .inference.persistence import load
+from .inference.bootstrap import bootstrap, bootstrap_lrt
+from .inference.selection import select_k
 from .sampling import simulate
-from . import models
-from .models import DeepSeekMoE
+from . import truths
+from .estimators.deepseek import DeepSeekMoE
 from . import plot  # matplotlib is imported by the plotting functions, not here
 
 __version__ = "0.1.0"
@@ -27,7 +27,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ConvergenceWarning", "DeepSeekMoE", "DegenerateFitWarning", "GaussianMoE", "MoEParams", "MoEResults",
     "MoEWarning", "MultinomialMoE", "MultinomialResults", "GLMMoE", "GLMResults",
-    "datasets", "experts", "gating", "models", "plot", "simulate",
+    "datasets", "experts", "gating", "truths", "plot", "simulate",
     "InferenceWarning", "bootstrap", "bootstrap_lrt", "select_k",
     "RestartWarning", "load",
 ]

@@ -1,4 +1,4 @@
-"""The ``moestat`` command line: ``moestat fit | reproduce | bench``.
+"""The ``moestat`` command line: ``moestat fit | reproduce``.
 
 ``moestat fit --demo`` fits the bundled ``sim_moe2`` data and prints a summary;
 ``moestat fit data.csv -f "y ~ x" -g "~ z" -k 2`` fits a CSV file.
@@ -57,11 +57,6 @@ def _fit(args) -> int:
     return 0
 
 
-def _bench(args) -> int:
-    from .bench import main as bench_main
-    return bench_main(["--sizes"] + [str(s) for s in args.sizes] + ["--out", args.out])
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="moestat", description="Statistical mixture-of-experts models.")
     sub = p.add_subparsers(dest="command")
@@ -77,10 +72,6 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--json", help="also write the estimates to this JSON file")
     f.set_defaults(func=_fit)
-    b = sub.add_parser("bench", help="time one EM iteration (ns per point) against a NumPy implementation")
-    b.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
-    b.add_argument("--out", default="bench_em.csv")
-    b.set_defaults(func=_bench)
     from .montecarlo.cli import add_parser as add_reproduce
     add_reproduce(sub)
     return p

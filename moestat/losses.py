@@ -380,7 +380,7 @@ def voronoi_loss(fit: Atoms, true: Atoms, rule: VoronoiRule, *, rb: Callable = r
     with np.errstate(over="ignore", invalid="ignore"):
         res = _voronoi_loss(fit, true, rule, rb, translation)
     if not math.isfinite(res.value):
-        from .model import MoEWarning
+        from .exceptions import MoEWarning
         warnings.warn("the Voronoi loss overflows float64 (largest fitted |parameter| %.3g): reported as inf"
                       % max(float(np.abs(b).max(initial=0.0)) for b in fit.blocks.values()), MoEWarning,
                       stacklevel=2)

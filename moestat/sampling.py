@@ -4,7 +4,7 @@ Two entry points:
 
 * :func:`simulate` (``ms.simulate``) takes an estimator, parameters and
   covariates in any form ``fit`` accepts, and draws y with JAX keys exactly as
-  :meth:`moestat.results.MoEResults.sample` does, so
+  :meth:`moestat.inference.results.MoEResults.sample` does, so
   ``simulate(model, res.params_tree, X, seed=s)`` equals ``res.sample(X, seed=s)``.
 * :func:`simulate_data` draws (x, y, z) from gate and expert families with given
 parameters; the Monte Carlo harness and the true models of the published
@@ -34,8 +34,8 @@ import jax
 import numpy as np
 
 from . import _jax  # noqa: F401  (float64)
-from . import em
-from .data import bucket_size, make_data, pad_columns
+from .fitting import em
+from .data.design import bucket_size, make_data, pad_columns
 
 X_LAWS = ("grid", "uniform", "normal")
 
@@ -212,13 +212,13 @@ def simulate(model, params: em.MoEParams, X: Any, gate_X: Any = None, seed: int 
     >>> y.shape
     (5,)
     """
-    from .model import _as_params
+    from .fitting.starts import as_params
     Xa = X if isinstance(X, str) else np.asarray(X) if not hasattr(X, "columns") else X
     n = len(data) if isinstance(X, str) else np.shape(Xa)[0]
     design = model.design(X, np.zeros(n), gate_X, None, data)
     p, pg = design.X.shape[1], design.Xg.shape[1]
     base = model.base_params(p, pg, {"var_y": 1.0})
-    P = _as_params(params, base)
+    P = as_params(params, base)
     dat = make_data(design.X, design.Xg, np.zeros(design.n), np.ones(design.n))
     kz, ky = jax.random.split(jax.random.PRNGKey(int(seed)))
     lg = model.gate.log_weights(P.gate, dat.Xg)

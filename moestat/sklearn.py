@@ -44,7 +44,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without scikit-learn
     raise ImportError("moestat.sklearn needs scikit-learn: pip install 'moestat[sklearn]'") from exc
 
-from .model import MoEWarning
+from .exceptions import FewerExpertsWarning
 
 
 def _columns(X, which, name):
@@ -68,10 +68,6 @@ def _columns(X, which, name):
     if bad:
         raise ValueError("%s has column indices %s outside X's %d columns" % (name, bad, arr.shape[1]))
     return arr[:, which]
-
-
-class FewerExpertsWarning(MoEWarning):
-    """The training data identify fewer experts than ``n_experts``; the fit uses fewer (``n_experts_``)."""
 
 
 class _MoEEstimator(BaseEstimator):
@@ -147,7 +143,7 @@ class _MoEEstimator(BaseEstimator):
         residual variance); below that, ValueError.  Only moestat models are
         sized; other ``model_class`` objects get ``n_experts`` as given.
         """
-        from .model import MoEModel
+        from .estimators.base import MoEModel
         model = self._make_model(self.n_experts)
         if not isinstance(model, MoEModel):
             return self.n_experts
@@ -226,7 +222,7 @@ class MoERegressor(RegressorMixin, _MoEEstimator):
     def _model_class(self):
         if self.model_class is not None:
             return self.model_class
-        from .model import GaussianMoE
+        from .estimators.gaussian import GaussianMoE
         return GaussianMoE
 
     def fit(self, X, y, sample_weight=None):

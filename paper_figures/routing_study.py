@@ -45,9 +45,10 @@ import pandas as pd
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from moestat import diagnostics as dg, em, routing  # noqa: E402
+from moestat import diagnostics as dg, routing
+from moestat.fitting import em  # noqa: E402
 from moestat._jax import to_device  # noqa: E402
-from moestat.data import bucket_size, make_data  # noqa: E402
+from moestat.data.design import bucket_size, make_data  # noqa: E402
 from moestat.montecarlo import load_spec, protocols  # noqa: E402
 from moestat.montecarlo.adapters import model_atoms  # noqa: E402
 from moestat.montecarlo.setup import Experiment  # noqa: E402

@@ -10,7 +10,7 @@ import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from moestat.models import multinomial_regimes as mr  # noqa: E402  (the ICML'24 truths live in the package)
+from moestat.truths import multinomial_regimes as mr  # noqa: E402  (the ICML'24 truths live in the package)
 
 OUT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "moestat", "simulations")
 
@@ -208,7 +208,7 @@ def gaussian_gated(model):
 GAUSSIAN_GATED = [gaussian_gated(m) for m in (1, 2, 3, 4)]
 
 # ---------------------------------------------------------------- multinomial-logistic MoE (ICML 2024, arXiv:2310.14188)
-ML_NOTE = "no published simulation: moestat's own design (moestat.models.multinomial_regimes); docs/multinomial.md"
+ML_NOTE = "no published simulation: moestat's own design (moestat.truths.multinomial_regimes); docs/multinomial.md"
 
 
 def multinomial_losses(predicted, row, pred_note):

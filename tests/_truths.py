@@ -14,9 +14,9 @@ import numpy as np
 import scipy.optimize as so
 
 import moestat as ms
-from moestat import em
-from moestat import parametrization as pz
-from moestat.models import TrueModel
+from moestat.fitting import em
+from moestat.fitting import parametrization as pz
+from moestat.truths.truth import TrueModel
 
 #: gates whose truth is written below rather than generically
 SPECIAL_GATES = ("gaussian", "shared_routed")

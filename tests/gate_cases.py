@@ -14,8 +14,8 @@ import jax
 import numpy as np
 
 import moestat as ms
-from moestat import em
-from moestat.data import make_data
+from moestat.fitting import em
+from moestat.data.design import make_data
 
 G = ms.gating
 

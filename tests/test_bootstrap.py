@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import moestat as ms
-from moestat import inference
+from moestat.inference import bootstrap as inference
 from _inference_helpers import sim_moe2_fit
 
 B = 32  # one chunk of 16 twice: every bootstrap below reuses one compiled program per model
@@ -138,7 +138,7 @@ def test_broken_worker_pool_gets_a_clear_error(monkeypatch):
     """A pool whose workers die (e.g. a script without the __main__ guard) says why, not BrokenProcessPool."""
     import concurrent.futures
 
-    from moestat import inference
+    from moestat.inference import bootstrap as inference
     from moestat._parallel import BrokenProcessPool
 
     class DeadPool:

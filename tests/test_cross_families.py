@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 import moestat as ms
-from moestat import em
-from moestat.models import TrueModel
+from moestat.fitting import em
+from moestat.truths.truth import TrueModel
 
 from _truths import KNOWN_HARD, gate_options, monotone, n_experts, param_error, scipy_gain, truth
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import moestat as ms
-from moestat.models import deepseek
+from moestat.truths import deepseek
 
 from _truths import monotone
 

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 import moestat as ms
-from moestat import em
-from moestat import reference_numpy as ref
-from moestat.data import bucket_size, make_data
+from moestat.fitting import em
+from references import numpy_em as ref
+from moestat.data.design import bucket_size, make_data
 
 from conftest import simulate_softmax_gaussian
 

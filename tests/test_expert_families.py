@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import moestat as ms
-from moestat import em
+from moestat.fitting import em
 from moestat.experts import GaussianParams, NeuronParams, Stacked, StackedParams
 
 from _truths import monotone, scipy_gain
@@ -209,7 +209,7 @@ def test_unknown_expert_name_lists_families():
 
 def test_new_sizes_in_a_bucket_reuse_the_program_and_padding_is_exact():
     """Same family/bucket as the polynomial test above: n = 300 and 310 share the 320-point bucket."""
-    from moestat.data import bucket_size, make_data
+    from moestat.data.design import bucket_size, make_data
     assert bucket_size(300) == bucket_size(310) == 320
     model = ms.GaussianMoE(2, expert=ms.experts.GaussianPolynomial(degree=2))
     rng = np.random.default_rng(8)

@@ -15,8 +15,8 @@ import pytest
 import scipy.optimize
 
 import moestat as ms
-from moestat import em, parametrization
-from moestat.data import bucket_size
+from moestat.fitting import em, parametrization
+from moestat.data.design import bucket_size
 
 from gate_cases import (EXPERTS, GATE_CASES, N_BIG, N_INIT, N_SMALL, aligned_error, device_data, loglik_at,
                         simulate_data, truth)

@@ -12,7 +12,7 @@ import scipy.optimize as so
 from scipy.stats import multivariate_normal, norm
 
 import moestat as ms
-from moestat import em
+from moestat.fitting import em
 from moestat.gating import GaussianGate, GaussianGateParams, SharedRouted, SharedRoutedParams, SoftmaxParams
 from moestat.gating.gaussian import floor_cov
 

@@ -8,8 +8,8 @@ from scipy.special import logsumexp
 from scipy.stats import norm
 
 import moestat as ms
-from moestat import parametrization as pz
-from moestat.inference import _replicate_data, _spec_for
+from moestat.fitting import parametrization as pz
+from moestat.inference.bootstrap import _replicate_data, _spec_for
 
 from _truths import monotone, scipy_gain
 

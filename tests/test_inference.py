@@ -9,7 +9,8 @@ import pytest
 from scipy import stats
 
 import moestat as ms
-from moestat.inference import InferenceWarning, match_experts, permute_params
+from moestat.exceptions import InferenceWarning
+from moestat.inference.bootstrap import match_experts, permute_params
 from _inference_helpers import np_loglik, positive_slope_first, sim_moe2_fit
 
 

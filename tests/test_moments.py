@@ -1,4 +1,4 @@
-"""The EM loop's arithmetic shortcuts: moment statistics (moestat.moments) equal the direct weighted sums they
+"""The EM loop's arithmetic shortcuts: moment statistics (moestat.fitting.moments) equal the direct weighted sums they
 replace, and the element-wise log (moestat._math.log_positive) equals numpy.log."""
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 import moestat as ms
-from moestat import em, moments, newton
+from moestat.fitting import em, moments, newton
 from moestat._math import klogsumexp, log_positive
-from moestat.data import make_data
+from moestat.data.design import make_data
 from moestat.experts.gaussian import gram_from_moments, gram_stats
 
 

@@ -11,11 +11,11 @@ import statsmodels.api as sm
 from scipy.optimize import minimize
 
 import moestat as ms
-from moestat import em, newton
-from moestat.models import multinomial_regimes as mr
-from moestat.models.direct import negloglik_grad, negloglik, direct_mle
-from moestat.data import make_data
-from moestat.parametrization import loglik_derivatives
+from moestat.fitting import em, newton
+from moestat.truths import multinomial_regimes as mr
+from references.direct import negloglik_grad, negloglik, direct_mle
+from moestat.data.design import make_data
+from moestat.fitting.parametrization import loglik_derivatives
 
 N_STEEP = 2000
 #: replicates of the steep validation design checked here (benchmarks/multinomial_init.py runs all 20):

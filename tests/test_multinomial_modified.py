@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import moestat as ms
-from moestat.models import multinomial_regimes as mr
-from moestat.models.direct import direct_mle
+from moestat.truths import multinomial_regimes as mr
+from references.direct import direct_mle
 
 if not hasattr(ms.gating, "ModifiedSoftmax"):
     pytest.skip("needs moestat.gating.ModifiedSoftmax (gates branch)", allow_module_level=True)

@@ -13,14 +13,14 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import moestat as ms
-from moestat import em
-from moestat.data import make_data
+from moestat.fitting import em
+from moestat.data.design import make_data
 from moestat.experts.gaussian import GaussianParams
 from moestat.gating.softmax import SoftmaxParams
 from moestat.losses import theory_loss
 from moestat.montecarlo.adapters import model_atoms
 from moestat.montecarlo.setup import ModelSetup
-from moestat.reference_numpy import loglik_and_resp
+from references.numpy_em import loglik_and_resp
 
 from conftest import simulate_softmax_gaussian
 

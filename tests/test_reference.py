@@ -4,7 +4,7 @@ import pytest
 from scipy.optimize import minimize
 
 import moestat as ms
-from moestat import reference_numpy as ref
+from references import numpy_em as ref
 
 
 def _by_component(res):

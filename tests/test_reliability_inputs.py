@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 import moestat as ms
-from moestat.data import as_float_matrix, as_weights
+from moestat.data.design import as_float_matrix, as_weights
 
 
 # ---------------------------------------------------------------------------------------------- restarts

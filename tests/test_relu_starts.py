@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 import moestat as ms
-from moestat import em
-from moestat.data import make_data
+from moestat.fitting import em
+from moestat.data.design import make_data
 from moestat.experts import NeuronParams
-from moestat.models import TrueModel
+from moestat.truths.truth import TrueModel
 
 from _truths import monotone
 

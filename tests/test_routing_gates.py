@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 import moestat as ms
-from moestat import em
-from moestat.data import bucket_size
+from moestat.fitting import em
+from moestat.data.design import bucket_size
 
 from gate_cases import aligned_error, device_data, loglik_at, simulate_data
 

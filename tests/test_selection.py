@@ -1,4 +1,4 @@
-"""select_k: restarts per k, AIC / BIC / ICL, and the choice (moestat.selection)."""
+"""select_k: restarts per k, AIC / BIC / ICL, and the choice (moestat.inference.selection)."""
 from __future__ import annotations
 
 import functools

@@ -106,7 +106,7 @@ def test_classifier_with_multinomial_moe():
 
 
 def test_tiny_data_fit_fewer_experts_with_a_warning():
-    from moestat.sklearn import FewerExpertsWarning
+    from moestat.exceptions import FewerExpertsWarning
     rng = np.random.default_rng(4)
     X = rng.normal(size=(12, 2))
     y = X @ [1.0, -1.0] + rng.normal(size=12)

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import moments
+from ..fitting import moments
 from .base import Expert, register
 
 LOG2PI = math.log(2.0 * math.pi)
@@ -61,7 +61,7 @@ def constrained_wls(A, b, beta_old, fixed):
 def gram_from_moments(M, p: int):
     """Gram blocks (A, b, c, N_k) of :func:`gram_stats` from the moments of the rows tau_i w.
 
-    M (k, f): the rows ``tau * w`` contracted with :func:`moestat.moments.features` of Z = [X; y].
+    M (k, f): the rows ``tau * w`` contracted with :func:`moestat.fitting.moments.features` of Z = [X; y].
     """
     Nk, _, G = moments.split(M, p + 1)
     return G[:, :p, :p], G[:, :p, p], G[:, p, p], Nk
@@ -102,7 +102,7 @@ class GaussianLinear(Expert):
     def check_y(self, y, name="y"):
         y = np.asarray(y)
         if y.dtype == object:
-            from ..data import numeric_objects
+            from ..data.design import numeric_objects
             y = numeric_objects(y, name)
         if y.dtype.kind in "USb" or y.dtype.kind not in "fiu":
             raise TypeError("%s must be numeric for Gaussian experts, got dtype %s" % (name, y.dtype))
@@ -144,7 +144,7 @@ class GaussianLinear(Expert):
         beta, s2 = gaussian_m_step(params.coef, params.sigma2, tau, X, y, w, ctl, fixed.coef, fixed.sigma2)
         return GaussianParams(coef=beta, sigma2=s2)
 
-    # the EM loop's moment path (moestat.moments): the M-step needs only sums of tau_i w against [X; y] products
+    # the EM loop's moment path (moestat.fitting.moments): the M-step needs only sums of tau_i w against [X; y] products
     moment_design = "Xy"
 
     def m_step_from_moments(self, params, M, total, ctl, fixed):

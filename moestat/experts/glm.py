@@ -11,7 +11,7 @@ The per-row quantity the likelihood needs besides y -- the offset of a Poisson
 expert, the number of trials of a binomial one -- travels as the *last row of
 the expert design* X (p + 1, N).  :meth:`GLMExpert.transform_design` appends
 it with its neutral value (offset 0, one trial), and
-:class:`moestat.glm_moe.GLMMoE` overwrites it with the user's offset/exposure
+:class:`moestat.estimators.glm.GLMMoE` overwrites it with the user's offset/exposure
 or trials.  It is data, not a coefficient: no parameter multiplies it, so it
 moves with its row through padding (0 trials / offset 0 on padded rows: no
 contribution), case resampling in the bootstrap, and prediction.
@@ -22,7 +22,7 @@ comparable across packages.
 
 M-step: for every expert separately, guarded Newton steps on
 sum_n w_n tau_in log f(y_n | beta_i' x_n), warm-started from the current
-coefficients (:func:`moestat.newton.newton_ascent`).  The per-row first and
+coefficients (:func:`moestat.fitting.newton.newton_ascent`).  The per-row first and
 second derivatives in eta come from JAX (the log density is a sum of
 per-row terms, so the gradient of the sum is the per-row derivative).  All
 offered links give a log density concave in eta, so the curvature is
@@ -43,7 +43,7 @@ import numpy as np
 from jax.scipy.special import gammaln, log_ndtr
 from scipy import special
 
-from .. import newton
+from ..fitting import newton
 from .base import Expert, register
 
 #: links each family offers (the first is the canonical link, the default)
@@ -266,7 +266,7 @@ class PoissonGLM(GLMExpert):
     """Poisson-regression experts: y | x, z = i ~ Poisson(exp(beta_i' x + offset)).
 
     The last row of the expert design is the offset (log exposure plus any
-    offset); :class:`moestat.glm_moe.GLMMoE` fills it in from ``offset=`` /
+    offset); :class:`moestat.estimators.glm.GLMMoE` fills it in from ``offset=`` /
     ``exposure=``.
 
     Examples
@@ -323,7 +323,7 @@ class BinomialGLM(GLMExpert):
     """Binomial-regression experts: y | x, z = i ~ Binomial(t, link^-1(beta_i' x)).
 
     The last row of the expert design is the number of trials t (1 for 0/1
-    responses); :class:`moestat.glm_moe.GLMMoE` fills it in from ``trials=`` or
+    responses); :class:`moestat.estimators.glm.GLMMoE` fills it in from ``trials=`` or
     a two-column (successes, failures) response.  Links: ``"logit"``
     (default), ``"probit"``, ``"cloglog"``.
 

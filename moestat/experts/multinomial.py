@@ -11,7 +11,7 @@ The M-step maximises, for every expert separately,
 with one-hot targets.  It is the gate's soft-label cross-entropy with targets
 one-hot(y) and weights ``w * tau_i``, so it calls the gate's own guarded,
 warm-started Newton routine (:func:`moestat.gating.softmax.softmax_gate_step`,
-built on :func:`moestat.newton.softmax_newton_stats`): one kernel serves the gate
+built on :func:`moestat.fitting.newton.softmax_newton_stats`): one kernel serves the gate
 and the experts (``engineering.md`` §8).  The k experts' Newton systems are
 independent (the Hessian is block-diagonal over experts), so they are solved
 batched with ``jax.vmap`` -- k systems of size (C-1)p, not one of size k(C-1)p.
@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import newton
+from ..fitting import newton
 from .._math import klogsumexp, ksum
 from .base import Expert, register
 

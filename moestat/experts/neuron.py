@@ -10,7 +10,7 @@ with ``bias=False`` (eta0 = 0), its routed expert eta2 ReLU(eta1 x)
 M-step (a GEM step on this expert's part of the EM objective):
 the mean parameters take ``newton_steps`` Levenberg-damped Gauss-Newton steps
 on the weighted residual sum of squares, each accepted only if the exact RSS
-does not rise (:func:`moestat.newton.guarded_step`), warm-started from the
+does not rise (:func:`moestat.fitting.newton.guarded_step`), warm-started from the
 better of the current neuron and two neurons built from the expert's weighted
 least-squares line (``s * act(s * line)``, s = +-1, active where the line has
 sign s, so a ReLU unit is never started dead) and, with
@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import ndtr
 
-from .. import newton
+from ..fitting import newton
 from ..gating.base import mask_newton
 from .base import Expert, register
 from .gaussian import (GaussianLinear, constrained_wls, gaussian_degenerate, gaussian_log_density,

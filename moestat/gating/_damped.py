@@ -1,7 +1,7 @@
 """Damped (Levenberg-Marquardt) guarded Newton ascent for gates with non-concave M-step objectives.
 
 The softmax gate's soft-label cross-entropy is concave, so a plain Newton step
-with step halving (:func:`moestat.newton.newton_ascent`) always finds an
+with step halving (:func:`moestat.fitting.newton.newton_ascent`) always finds an
 improving move.  The normalized-sigmoid and activation gates have objectives
 whose Hessian need not be negative definite: a Newton "step" can then point
 downhill and no amount of halving rescues it.  Here the curvature matrix
@@ -9,7 +9,7 @@ downhill and no amount of halving rescues it.  Here the curvature matrix
 definite (Levenberg), and when a trial is rejected ``lam`` grows (Marquardt),
 which turns the direction into an ever shorter gradient step -- so an improving
 move is found whenever the gradient is not zero.  One eigendecomposition of the
-small (P x P) system serves every trial.  As in :func:`moestat.newton.guarded_step`,
+small (P x P) system serves every trial.  As in :func:`moestat.fitting.newton.guarded_step`,
 a candidate is accepted only if the objective does not decrease (beyond
 ``ls_eps`` relative rounding), and the current value is kept when every trial
 fails: each M-step is a GEM step and EM stays monotone.
@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from .. import newton
+from ..fitting import newton
 
 
 def _eig(negH):

@@ -54,7 +54,7 @@ class Gate(abc.ABC):
     #: (Gaussian gate); the model then drops the intercept from the gate design.
     uses_intercept: ClassVar[bool] = True
     #: True when starting values keep the gate at :meth:`init_params` instead of fitting it to
-    #: the starting partitions (:func:`moestat.em.params_from_resp`); EM's first gate M-step then sees the
+    #: the starting partitions (:func:`moestat.fitting.em.params_from_resp`); EM's first gate M-step then sees the
     #: soft responsibilities of the partition-fitted experts.  For gates that a hard partition drives onto a
     #: flat part of their likelihood (normalized sigmoid: its softmax limit).
     hold_in_starts: ClassVar[bool] = False
@@ -130,7 +130,7 @@ class Gate(abc.ABC):
         """Optional extra move of the gate, judged on the observed log-likelihood (default: none).
 
         Called by the EM loop after the gate and expert M-steps
-        with the full parameters (``moestat.em.MoEParams``) and the data; it must
+        with the full parameters (``moestat.fitting.em.MoEParams``) and the data; it must
         return parameters whose log-likelihood is not lower, so that EM stays
         monotone.  Top-K uses it to re-route points, which no step on the
         M-step objective can do.

@@ -26,7 +26,7 @@ and curvature are closed form (s_i = sigma(eta_i), g_i = s_i (1 - s_i), S = sum_
     df/deta_i        = tau_i (1 - s_i) - g_i / S
     -d2f/deta_i eta_j = delta_ij [tau_i g_i + g_i (1 - 2 s_i) / S] - g_i g_j / S^2
 
-and :func:`moestat.newton.linear_newton_stats` turns these per-point terms
+and :func:`moestat.fitting.newton.linear_newton_stats` turns these per-point terms
 into the gradient and negative Hessian in B.  The step is a Levenberg-damped
 Newton step guarded on the exact objective (:mod:`moestat.gating._damped`), so
 the M-step never lowers it and EM is monotone.  ``curvature="autodiff"`` gets
@@ -43,7 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import newton
+from ..fitting import newton
 from .._math import klogsumexp, ksum
 from ._damped import damped_ascent
 from .base import Gate, mask_newton, register

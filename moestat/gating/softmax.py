@@ -3,7 +3,7 @@
 Identifiability: the gate is invariant to adding one vector to every row, so
 expert 0 is the reference (its row is fixed at 0), as in statsmodels' MNLogit
 and flexmix.  The M-step is a warm-started, guarded Newton step on the
-soft-label cross-entropy (:mod:`moestat.newton`).
+soft-label cross-entropy (:mod:`moestat.fitting.newton`).
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
-from .. import newton
+from ..fitting import newton
 from .._math import klogsumexp, ksum, kshifted_exp, log_positive
 from .base import Gate, mask_newton, register, softmax_log_weights
 
@@ -60,7 +60,7 @@ def softmax_gate_step(coef, tau, Xg, w, ctl, max_halvings, free, n_steps, log_w=
 def softmax_gate_direction(coef, tau, Xg, w, ctl, free, log_w):
     """The unguarded Newton direction (k, pg; row 0 zero) and the objective at ``coef``.
 
-    For the EM loop's speculative guard (:func:`moestat.em.fit_one`): the
+    For the EM loop's speculative guard (:func:`moestat.fitting.em.fit_one`): the
     candidate ``coef + direction`` is checked in the next E-step's pass.
     """
     grad, negH, q = _gate_stats(log_w, tau, w, Xg, free)
@@ -144,7 +144,7 @@ class Softmax(SoftmaxCoefficients, Gate):
     def direction_from_moments(self, params, linear, gram, ctl, fixed):
         """:meth:`direction` (without the objective) from the moments of :meth:`moment_rows`.
 
-        linear (r, pg), gram (r, pg, pg): the rows' sums against x and x x' (:func:`moestat.moments.split`).
+        linear (r, pg), gram (r, pg, pg): the rows' sums against x and x x' (:func:`moestat.fitting.moments.split`).
         """
         m = params.coef.shape[0] - 1
         grad, negH = newton.softmax_stats_from_moments(linear, gram, m)

@@ -27,7 +27,7 @@ point leaves that point's active set.  The M-step therefore
 
 1. takes a Newton direction for Q restricted to the *current* active sets
    (the restricted problem is a softmax over each point's active experts, so
-   :func:`moestat.newton.softmax_newton_stats` with the top-K weights gives
+   :func:`moestat.fitting.newton.softmax_newton_stats` with the top-K weights gives
    its exact gradient and curvature), and
 2. guards it on the *exact* top-K objective Q (step halving; a candidate is
    accepted only if Q does not decrease, so candidates that drop a
@@ -98,7 +98,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from .. import newton
+from ..fitting import newton
 from .._math import klog_softmax, klogsumexp, ksum
 from .base import Gate, mask_newton, register
 from .softmax import SoftmaxCoefficients, SoftmaxParams, softmax_gate_step

@@ -21,7 +21,7 @@ sampler's standard deviations as ``sigmak_0``).  ``n_tries`` such starts are
 run and the best log-likelihood kept (the R code's ``n_tries``).
 
 ``mle``: ``n_init`` data-driven starts (k-means and random-centre partitions
-of [x, y], :mod:`moestat.init`), EM from each, best non-degenerate
+of [x, y], :mod:`moestat.fitting.starts`), EM from each, best non-degenerate
 log-likelihood -- the estimator the theory is about.
 
 All draws come from NumPy streams keyed by (seed, n, replicate), separate
@@ -32,8 +32,8 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from .. import em
-from .. import init as initmod
+from ..fitting import em
+from ..fitting import starts as initmod
 from .._jax import to_device
 
 GROUP_FIELDS = ("sigma2",)  # leaves treated as variances

@@ -16,7 +16,7 @@ import json
 import jax
 import numpy as np
 
-from .. import em
+from ..fitting import em
 from .._jax import to_device
 from . import protocols
 from .setup import Experiment, params_to_json

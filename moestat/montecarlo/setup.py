@@ -15,10 +15,10 @@ from typing import Any
 import jax
 import numpy as np
 
-from .. import em
+from ..fitting import em
 from ..experts import base as experts_base
 from ..gating import base as gating_base
-from ..models.truth import params_to_json  # noqa: F401  (the inverse of fill_params; re-exported)
+from ..truths.truth import params_to_json  # noqa: F401  (the inverse of fill_params; re-exported)
 from ..sampling import design_matrices, simulate_data
 
 PILOT_N = 4000

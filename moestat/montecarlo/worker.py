@@ -30,10 +30,10 @@ import numpy as np
 from jax import lax
 from threadpoolctl import threadpool_limits
 
-from .. import em
+from ..fitting import em
 from .._jax import backend, to_device
 from .._math import klogsumexp
-from ..data import bucket_size, make_data
+from ..data.design import bucket_size, make_data
 from ..losses import VORONOI_KINDS, conditional_distance, gauss_legendre_nodes, theory_loss
 from ..sampling import _variances, simulate_data
 from . import protocols

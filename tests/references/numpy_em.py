@@ -3,7 +3,7 @@
 Independent of the JAX kernels (no shared code), it serves two purposes: the
 speed baseline in ``benchmarks/`` (``engineering.md`` §3, implementation (a))
 and a cross-check in the tests that the JAX EM computes the same iterates.
-Row-major (n, p) layout; the same algorithm as :mod:`moestat.em`: E-step with
+Row-major (n, p) layout; the same algorithm as :mod:`moestat.fitting.em`: E-step with
 a max-shifted log-sum-exp, weighted least squares and ML variances per
 expert, one guarded Newton step for the softmax gate (reference row 0).
 """

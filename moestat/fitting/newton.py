@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from . import moments
-from ._math import klogsumexp, ksum
+from .._math import klogsumexp, ksum
 
 
 def linear_newton_stats(g_eta, C, X):
@@ -81,7 +81,7 @@ def softmax_stats_from_moments(linear, gram, m: int):
     """Gradient (m, p) and negative Hessian from the moments of :func:`softmax_moment_rows`.
 
     linear (m + P, p): rows' sums against x; gram (m + P, p, p): against x x'
-    (:func:`moestat.moments.split` of the rows contracted with the design's features).
+    (:func:`moestat.fitting.moments.split` of the rows contracted with the design's features).
     """
     return linear[:m], _assemble_blocks(gram[m:], m)
 

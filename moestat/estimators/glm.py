@@ -4,7 +4,7 @@ p(y | x, z) = sum_i g_i(z) f(y | x; beta_i), f Poisson (log link, optional
 offset/exposure) or binomial (logit, probit or cloglog link; 0/1 responses,
 (successes, failures) pairs or successes with ``trials``).
 
-The estimator shares the whole fitting pipeline of :class:`moestat.model.MoEModel`
+The estimator shares the whole fitting pipeline of :class:`moestat.estimators.base.MoEModel`
 (validation, restarts in one compiled program, monotone EM, Newton polish,
 observed information, bootstrap, ``select_k``).  What is specific to GLMs lives
 here: reading the response forms and the offset/exposure/trials arguments,
@@ -21,11 +21,13 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from .data import Design, as_float_matrix, parse_formula
-from .experts.glm import GLMExpert, LINKS, check_counts
-from .experts.base import get_expert
-from .model import MoEModel, MoEWarning, _check_float
-from .results import MoEResults
+from ..data.design import Design, as_float_matrix, parse_formula
+from ..experts.glm import GLMExpert, LINKS, check_counts
+from ..experts.base import get_expert
+from .base import MoEModel
+from ..exceptions import MoEWarning
+from ..data.validation import check_float
+from ..inference.results import MoEResults
 
 FAMILIES = tuple(LINKS)
 
@@ -209,7 +211,7 @@ class GLMMoE(MoEModel):
         if newton_steps != fam.newton_steps:
             fam = dataclasses.replace(fam, newton_steps=newton_steps)
         if max_abs_coef is not None:
-            fam = dataclasses.replace(fam, max_abs_coef=_check_float(max_abs_coef, "max_abs_coef", 0.0, strict=True))
+            fam = dataclasses.replace(fam, max_abs_coef=check_float(max_abs_coef, "max_abs_coef", 0.0, strict=True))
         super().__init__(n_experts, gating, fam, intercept=intercept, gate_intercept=gate_intercept, ridge=ridge)
         self._aux_args: dict = {}
         self._start = None
@@ -347,7 +349,7 @@ class GLMMoE(MoEModel):
             Binomial only: number of trials of each row (y counts the successes).
         **kwargs
             ``data``, ``n_init``, ``seed``, ``init``, ``tol``, ``max_iter``,
-            ``algorithm``, ``fixed``, ``polish``, ... as in :meth:`moestat.model.MoEModel.fit`.
+            ``algorithm``, ``fixed``, ``polish``, ... as in :meth:`moestat.estimators.base.MoEModel.fit`.
 
         Returns
         -------
@@ -459,7 +461,7 @@ class GLMResults(MoEResults):
         >>> res.predict(np.array([0.0]), exposure=np.array([2.0])).shape
         (1,)
         """
-        from .results import KINDS
+        from ..inference.results import KINDS
         if kind not in KINDS:
             raise ValueError("kind must be one of %s, got %r" % (", ".join(map(repr, KINDS)), kind))
         values = self._predict_on(*self._glm_data(X, gate_X, y, data, offset, exposure, trials), kind)

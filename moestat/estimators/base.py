@@ -3,105 +3,27 @@
 An estimator holds the model specification (number of experts, gate family,
 expert family, intercepts, variance bound); ``fit`` validates the data at the
 door, runs EM from several starts in one compiled program, chooses the best
-non-degenerate fit and returns a :class:`moestat.results.MoEResults`.
+non-degenerate fit and returns a :class:`moestat.inference.results.MoEResults`.
 """
 from __future__ import annotations
 
 import dataclasses
-import numbers
 import warnings
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from . import em
-from . import init as initmod
-from ._jax import backend, to_device
-from .data import Design, build_design, drop_gate_intercept, make_data
-from .experts import get_expert
-from .gating import get_gate
-
-
-class MoEWarning(UserWarning):
-    """A fit finished but something about it deserves the user's attention (base of moestat's warnings).
-
-    Examples
-    --------
-    >>> import warnings, moestat as ms
-    >>> issubclass(ms.ConvergenceWarning, ms.MoEWarning), issubclass(ms.MoEWarning, UserWarning)
-    (True, True)
-    >>> warnings.simplefilter("ignore", ms.MoEWarning)   # silence every moestat fit warning
-    """
-
-
-class ConvergenceWarning(MoEWarning):
-    """EM stopped at max_iter before meeting the tolerance.
-
-    Examples
-    --------
-    >>> import warnings, moestat as ms
-    >>> df = ms.datasets.load_sim_moe2()
-    >>> with warnings.catch_warnings(record=True) as caught:
-    ...     warnings.simplefilter("always")
-    ...     res = ms.GaussianMoE(2).fit("y ~ x", data=df, n_init=2, max_iter=2, polish=False)
-    >>> any(issubclass(w.category, ms.ConvergenceWarning) for w in caught), res.converged
-    (True, False)
-    """
-
-
-class DegenerateFitWarning(MoEWarning):
-    """A start (or the reported fit) sits at a spurious, degenerate maximum.
-
-    Degenerate: an expert carries few effective points or a tiny variance.
-    Which starts were degenerate is in ``res.restarts["degenerate"]``.
-
-    Examples
-    --------
-    >>> import moestat as ms
-    >>> issubclass(ms.DegenerateFitWarning, ms.MoEWarning)
-    True
-    """
-
-
-class RestartWarning(MoEWarning):
-    """Only one of several starts reached the best log-likelihood: more starts may find a higher maximum.
-
-    Raised (as a warning) after a fit with several starts when
-    ``res.n_best_starts == 1``; ``res.restarts`` lists every start's
-    log-likelihood.  Filter it like any warning, or refit with a larger ``n_init``.
-
-    Examples
-    --------
-    >>> import warnings, moestat as ms
-    >>> issubclass(ms.RestartWarning, ms.MoEWarning)
-    True
-    >>> with warnings.catch_warnings(record=True) as caught:
-    ...     warnings.simplefilter("always")
-    ...     res = ms.GaussianMoE(2).fit("y ~ x", data=ms.datasets.load_sim_moe2(), n_init=2)
-    >>> warned = any(issubclass(w.category, ms.RestartWarning) for w in caught)
-    >>> warned == (res.n_best_starts == 1)
-    True
-    """
-
-
-def _check_int(value, name, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError("%s must be an integer, got %r" % (name, value))
-    if value < minimum:
-        raise ValueError("%s must be >= %d, got %d" % (name, minimum, value))
-    return int(value)
-
-
-def _check_float(value, name, minimum=0.0, strict=False):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError("%s must be a number, got %r" % (name, value))
-    v = float(value)
-    if not np.isfinite(v) or v < minimum or (strict and v == minimum):
-        raise ValueError("%s must be a finite number %s %g, got %r" % (name, ">" if strict else ">=", minimum, value))
-    return v
+from ..fitting import em
+from ..fitting import starts as initmod
+from .._jax import backend, to_device
+from ..data.design import Design, build_design, drop_gate_intercept, make_data
+from ..data.validation import check_float, check_int
+from ..exceptions import MoEWarning
+from ..experts import get_expert
+from ..fitting.starts import as_mask, as_params
+from ..gating import get_gate
 
 
 class MoEModel:
@@ -112,13 +34,13 @@ class MoEModel:
     def __init__(self, n_experts: int = 2, gating: Any = "softmax", expert: Any = None, *,
                  intercept: bool = True, gate_intercept: bool = True, min_variance: float | None = None,
                  ridge: float = 0.0):
-        self.n_experts = _check_int(n_experts, "n_experts", 1)
+        self.n_experts = check_int(n_experts, "n_experts", 1)
         self.gate = get_gate(gating)
         self.expert = get_expert(self._default_expert if expert is None else expert)
         self.intercept = bool(intercept)
         self.gate_intercept = bool(gate_intercept)
-        self.min_variance = None if min_variance is None else _check_float(min_variance, "min_variance", 0.0, True)
-        self.ridge = _check_float(ridge, "ridge")
+        self.min_variance = None if min_variance is None else check_float(min_variance, "min_variance", 0.0, True)
+        self.ridge = check_float(ridge, "ridge")
         self._check_family()
 
     def _check_family(self):
@@ -224,10 +146,10 @@ class MoEModel:
             iteration (:mod:`moestat.routing`).  The routing sets are computed
             afterwards on the data, not inside the loop.
         """
-        n_init = _check_int(n_init, "n_init", 1)
-        seed = _check_int(seed, "seed", 0)
-        max_iter = _check_int(max_iter, "max_iter", 1)
-        tol = _check_float(tol, "tol")
+        n_init = check_int(n_init, "n_init", 1)
+        seed = check_int(seed, "seed", 0)
+        max_iter = check_int(max_iter, "max_iter", 1)
+        tol = check_float(tol, "tol")
         if algorithm not in em.ALGORITHMS:
             raise ValueError("algorithm must be one of %s, got %r" % (", ".join(map(repr, em.ALGORITHMS)), algorithm))
         design = self.design(X, y, gate_X, weights, data)
@@ -276,11 +198,11 @@ class MoEModel:
     # ------------------------------------------------------------------ helpers
     def _attach_groups(self, design, groups, data, algorithm):
         """Validate ``groups`` and store the group codes on the design."""
-        from .data import check_constant_in_groups, group_codes
+        from ..data.design import check_constant_in_groups, group_codes
         if self.gate.joint:
             raise ValueError("groups are not supported with the %r gate (its likelihood is joint in the "
                              "covariates); use a conditional gate such as 'softmax'" % self.gate.name)
-        from .gating.base import Gate
+        from ..gating.base import Gate
         if type(self.gate).observed_step is not Gate.observed_step:
             raise ValueError("groups are not supported with the %r gate (its re-routing step judges the "
                              "ungrouped likelihood)" % self.gate.name)
@@ -308,13 +230,13 @@ class MoEModel:
 
     def _results_class(self):
         """The results type this estimator returns (MultinomialMoE returns MultinomialResults)."""
-        from .results import MoEResults
+        from ..inference.results import MoEResults
         return MoEResults
 
     @staticmethod
     def _polish(fit, dat, cfg, fixed, ctl):
         """Newton polish of the EM solution on the observed log-likelihood (never lowers it)."""
-        from .parametrization import newton_polish
+        from ..fitting.parametrization import newton_polish
         params = jax.tree_util.tree_map(to_device, fit.params)
         try:
             new, ll, steps = newton_polish(cfg, params, dat, fixed, ctl)
@@ -337,13 +259,13 @@ class MoEModel:
         gate, expert = mask.gate, mask.expert
         for key, val in fixed.items():
             if key == "gate":
-                gate = jax.tree_util.tree_map(lambda a: _as_mask(val, a, "fixed['gate']"), gate)
+                gate = jax.tree_util.tree_map(lambda a: as_mask(val, a, "fixed['gate']"), gate)
             elif key == "expert":
-                expert = jax.tree_util.tree_map(lambda a: _as_mask(val, a, "fixed['expert']"), expert)
+                expert = jax.tree_util.tree_map(lambda a: as_mask(val, a, "fixed['expert']"), expert)
             elif key in expert._fields:
-                expert = expert._replace(**{key: _as_mask(val, getattr(expert, key), "fixed[%r]" % key)})
+                expert = expert._replace(**{key: as_mask(val, getattr(expert, key), "fixed[%r]" % key)})
             elif key in gate._fields:
-                gate = gate._replace(**{key: _as_mask(val, getattr(gate, key), "fixed[%r]" % key)})
+                gate = gate._replace(**{key: as_mask(val, getattr(gate, key), "fixed[%r]" % key)})
             else:
                 raise ValueError("fixed has unknown key %r; use 'gate', 'expert' or one of %s"
                                  % (key, ", ".join(expert._fields + gate._fields)))
@@ -352,7 +274,7 @@ class MoEModel:
     def _starts(self, init, design, dat, base, ctl, fixed, cfg, n_init, seed, bs):
         """Starting parameters, stacked on a leading axis."""
         k, n = self.n_experts, design.n
-        params = _as_params(init, base)
+        params = as_params(init, base)
         if params is not None:
             return jax.tree_util.tree_map(lambda a: a[None], params)
         if isinstance(init, str) or init is None:
@@ -388,69 +310,3 @@ class MoEModel:
         if prefer_nondegenerate and ok.any():
             ll = np.where(ok, ll, -np.inf)
         return int(np.argmax(ll))
-
-
-def _as_mask(val, like, name):
-    shape = np.shape(like)
-    if isinstance(val, (bool, np.bool_)):
-        return jnp.full(shape, bool(val))
-    m = np.asarray(val)
-    if m.dtype != bool or m.shape != shape:
-        raise ValueError("%s must be True/False or a boolean mask of shape %s, got %s %s"
-                         % (name, shape, m.dtype, m.shape))
-    return jnp.asarray(m)
-
-
-def _as_params(init, base):
-    """Parameters from ``init`` when it holds parameters (MoEParams or results), else None."""
-    if init is None or isinstance(init, (str, np.ndarray, list)):
-        return None
-    params = getattr(init, "params_internal", None) or init
-    if not isinstance(params, em.MoEParams):
-        raise TypeError("init must be None, a strategy name, labels, responsibilities, MoEParams or a results "
-                        "object; got %s" % type(init).__name__)
-    try:
-        ok = jax.tree_util.tree_structure(params) == jax.tree_util.tree_structure(base) and all(
-            np.shape(a) == np.shape(b) for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(base)))
-    except Exception:
-        ok = False
-    if not ok:
-        raise ValueError("init parameters do not match this model's shapes: expected %s"
-                         % (jax.tree_util.tree_map(np.shape, base),))  # a PyTree is a tuple
-    return jax.tree_util.tree_map(lambda a, b: jnp.asarray(a, dtype=b.dtype), params, base)
-
-
-class GaussianMoE(MoEModel):
-    """Mixture of Gaussian-regression experts with a covariate-dependent gate.
-
-    p(y | x, z) = sum_i g_i(z) N(y | beta_i' x, sigma_i^2), fitted by maximum likelihood (EM).
-
-    Parameters
-    ----------
-    n_experts : int
-    gating : str or gate object ("softmax", ...; see ``moestat.gating.available()``)
-    expert : str or expert object, default "linear"
-    intercept, gate_intercept : bool
-        Add an intercept column to the expert / gate covariates.
-    min_variance : float, optional
-        Lower bound on every expert variance (default 1e-8 * var(y), a
-        numerical floor only); raise it to rule out spurious maxima.
-    ridge : float
-        Levenberg ridge on the gate's Newton systems, relative to the curvature
-        scale (0 = exact Newton; helps with separated gates).
-
-    Examples
-    --------
-    >>> import moestat as ms
-    >>> df = ms.datasets.load_sim_moe2()
-    >>> res = ms.GaussianMoE(n_experts=2).fit("y ~ x", data=df)
-    >>> round(res.loglik, 4)
-    -479.3653
-    """
-
-    _default_expert = "linear"
-
-    def _check_family(self):
-        if self.expert.response != "continuous":
-            raise ValueError("GaussianMoE needs a Gaussian expert family, got %r (use MultinomialMoE)"
-                             % self.expert.name)

@@ -19,9 +19,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import em
-from ._jax import to_device
-from .data import standardize_columns
-from .init import kmeans_labels, labels_to_resp, random_center_labels
+from .._jax import to_device
+from ..data.design import standardize_columns
+from .starts import kmeans_labels, labels_to_resp, random_center_labels
 
 
 def gate_features(Xg: np.ndarray) -> np.ndarray | None:

@@ -25,8 +25,8 @@ import pandas as pd
 from scipy import stats
 from scipy.special import ndtr
 
-from .inference import check_alpha
-from .parametrization import unpack
+from .bootstrap import check_alpha
+from ..fitting.parametrization import unpack
 
 
 @partial(jax.jit, static_argnames=("cfg", "masks"))

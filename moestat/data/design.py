@@ -20,7 +20,7 @@ from typing import Any, NamedTuple, Sequence
 import numpy as np
 import pandas as pd
 
-from ._jax import to_device
+from .._jax import to_device
 
 BUCKET_MIN = 256
 BUCKET_RATIO = 1.25

@@ -93,7 +93,7 @@ def truth(regime: int = 1, gating: str = "softmax", transform: str = "sigmoid") 
 
 def truth_params(regime: int = 1, gating: str = "softmax", transform: str = "sigmoid"):
     """The truth as moestat parameters (``MoEParams`` of a softmax-type gate and multinomial experts)."""
-    from ..em import MoEParams
+    from ..fitting.em import MoEParams
     from ..experts.multinomial import MultinomialParams
     from ..gating.softmax import SoftmaxParams
     _check(regime, gating, transform)
@@ -189,7 +189,7 @@ def regime_spec(regime: int = 1, gating: str = "softmax", transform: str = "sigm
                     gating if gating == "softmax" else "modified softmax M = " + transform, k_fit),
         "source": "Nguyen, Akbarian, T. Nguyen & Ho, A General Theory for Softmax Gating Multinomial Logistic "
                   "Mixture of Experts, ICML 2024, arXiv:2310.14188 (no published simulation: moestat's own "
-                  "experiment; truth from moestat.models.multinomial_regimes)",
+                  "experiment; truth from moestat.truths.multinomial_regimes)",
         "truth": t,
         "x": dict(X_LAW),
         "fit": {"gate": t["gate"], "expert": fit_expert, "k": int(k_fit), "tol": 1e-8, "max_iter": 3000},

@@ -19,9 +19,9 @@ CRITERIA = ("bic", "aic", "icl")
 
 def with_k(model, k: int):
     """A copy of an estimator with ``k`` experts (all other settings kept)."""
-    from .model import _check_int
+    from ..data.validation import check_int
     m = copy.copy(model)
-    m.n_experts = _check_int(k, "k", 1)
+    m.n_experts = check_int(k, "k", 1)
     return m
 
 

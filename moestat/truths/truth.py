@@ -1,7 +1,7 @@
 """A known model: estimator (families and layout) plus true parameters and a covariate law.
 
 Used to write down the true models of published experiments
-(:mod:`moestat.models.deepseek`), to simulate from them
+(:mod:`moestat.truths.deepseek`), to simulate from them
 (:func:`moestat.sampling.simulate_data`), to evaluate the true log-likelihood on a
 sample, and to export them in the Monte Carlo spec format
 (``truth: {gate, expert, k, params, intercept, gate_intercept}``).
@@ -15,8 +15,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from .. import em
-from ..data import make_data
+from ..fitting import em
+from ..data.design import make_data
 
 
 def params_to_json(params):

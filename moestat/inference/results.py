@@ -12,9 +12,9 @@ import jax
 import numpy as np
 import pandas as pd
 
-from . import em
-from ._jax import to_device
-from .data import make_data, new_design
+from ..fitting import em
+from .._jax import to_device
+from ..data.design import make_data, new_design
 
 KINDS = ("mean", "experts", "gate", "posterior", "labels", "logpdf")
 
@@ -346,7 +346,7 @@ class MoEResults:
 
     def _row_labels(self, X, data):
         """The row index of new pandas input (``data``, else ``X``), or None."""
-        from .data import row_index
+        from ..data.design import row_index
         src = data if data is not None else X
         return None if src is None else row_index(src, len(src) if hasattr(src, "index") else -1)
 
@@ -427,7 +427,7 @@ class MoEResults:
         lg = self.model.gate.log_weights(P.gate, dat.Xg)
         z = jax.random.categorical(kz, lg, axis=0)
         if dat.groups is not None:  # fitted rows: one expert per group (its first row's draw)
-            from .data import group_first_rows
+            from ..data.design import group_first_rows
             z = z[group_first_rows(self.design.group_codes, z.shape[0])]
         yv = np.asarray(self.model.expert.sample(ky, P.expert, dat.X, z))[:n]
         yv = self.model.expert.decode_y(yv, self.info) if hasattr(self.model.expert, "decode_y") else yv
@@ -470,7 +470,7 @@ class MoEResults:
         >>> res.information.bse.shape
         (8,)
         """
-        from .inference import observed_information
+        from .bootstrap import observed_information
         return observed_information(self)
 
     @property
@@ -606,7 +606,7 @@ class MoEResults:
         >>> boot.estimates.shape
         (5, 8)
         """
-        from .inference import bootstrap
+        from .bootstrap import bootstrap
         return bootstrap(self, B=B, kind=kind, seed=seed, **kwargs)
 
     def plot(self, kind: str | None = None, ax=None, **kwargs):
@@ -635,7 +635,7 @@ class MoEResults:
         >>> res.plot("coefficients", block="gate").get_xlabel()
         'estimate'
         """
-        from . import plot as plots
+        from .. import plot as plots
         if kind is None:
             kind = "class_probabilities" if hasattr(self, "classes") else "experts"
         if kind not in plots.RESULT_PLOTS:
@@ -661,7 +661,7 @@ class MoEResults:
         >>> res.relabel([1, 0]).params_tree.expert.coef[0].round(3).tolist()
         [0.98, -2.497]
         """
-        from .inference import relabel
+        from .bootstrap import relabel
         return relabel(self, order)
 
     def _header(self) -> list[tuple[str, str]]:
@@ -945,7 +945,7 @@ class MoEResults:
         return wald_test(self, r_matrix)
 
     def get_prediction(self, X=None, gate_X=None, data=None):
-        """Mixture means with delta-method intervals and predictive intervals (:mod:`moestat.prediction`).
+        """Mixture means with delta-method intervals and predictive intervals (:mod:`moestat.inference.prediction`).
 
         Parameters
         ----------
@@ -953,7 +953,7 @@ class MoEResults:
 
         Returns
         -------
-        moestat.prediction.PredictionResults
+        moestat.inference.prediction.PredictionResults
             ``summary_frame(alpha)`` has columns mean, mean_se, mean_ci_lower,
             mean_ci_upper, obs_ci_lower, obs_ci_upper (n rows; the new data's
             pandas index when it had one).
@@ -1034,11 +1034,11 @@ class MoEResults:
         >>> round(float(rep.summary["jain_topk"]), 4)
         0.9936
         """
-        from .routing import routing_report
+        from ..routing import routing_report
         return routing_report(self, top_k=top_k, q=q)
 
     def _warn_about_fit(self):
-        from .model import ConvergenceWarning, DegenerateFitWarning, MoEWarning
+        from ..exceptions import ConvergenceWarning, DegenerateFitWarning, MoEWarning
         r = self.restarts
         if not self.converged and self.algorithm != "sem":
             warnings.warn("EM did not converge in %d iterations (relative tolerance %g); increase max_iter"
@@ -1095,7 +1095,7 @@ class MoEResults:
 
     def _check_restarts(self):
         """Warn when only one of several starts reached the reported maximum."""
-        from .model import RestartWarning
+        from ..exceptions import RestartWarning
         if len(self.restarts) > 1 and self.n_best_starts == 1:
             warnings.warn("only 1 of %d starts reached the best log-likelihood (%.4f); a higher maximum may exist: "
                           "refit with more starts (n_init) or compare res.restarts"
@@ -1103,7 +1103,7 @@ class MoEResults:
 
     def _check_unique(self):
         """Warn when another start reaches the same log-likelihood with a different fitted model."""
-        from .model import MoEWarning
+        from ..exceptions import MoEWarning
         r = self.restarts
         tol = 1e-6 * max(1.0, abs(self.loglik))
         close = r[(np.abs(r["loglik"] - self.loglik) <= tol) & (r["start"] != self.best_start) & ~r["degenerate"]]

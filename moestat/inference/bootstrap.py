@@ -3,7 +3,7 @@
 Observed information
     The Hessian of the full observed-data log-likelihood (``jax.hessian``) in
     the identified, unconstrained parametrisation of
-    :mod:`moestat.parametrization` (softmax reference expert removed,
+    :mod:`moestat.fitting.parametrization` (softmax reference expert removed,
     variances as log-variances, user-fixed entries removed).  Its inverse is
     the covariance of that vector; the reported estimates (``describe`` order,
     e.g. sigma rather than log sigma^2) get theirs by the delta method through
@@ -41,26 +41,16 @@ import pandas as pd
 from jax import lax
 from scipy import stats
 
-from . import em
-from . import init as initmod
-from ._jax import backend, to_device
-from .data import Data, group_first_rows, make_groups
-from .model import MoEWarning
-from .parametrization import _Masks, free_masks, loglik_derivatives, unpack
+from ..fitting import em
+from ..fitting import starts as initmod
+from .._jax import backend, to_device
+from ..data.design import Data, group_first_rows, make_groups
+from ..exceptions import InferenceWarning, MoEWarning
+from ..data.validation import check_int
+from ..fitting.parametrization import _Masks, free_masks, loglik_derivatives, unpack
 
 BOOTSTRAP_KINDS = ("empirical", "parametric")
 ROW_INDEX = ["block", "expert", "term"]
-
-
-class InferenceWarning(MoEWarning):
-    """Standard errors or a bootstrap may be unreliable (singular information, boundary, failed replicates).
-
-    Examples
-    --------
-    >>> import moestat as ms
-    >>> issubclass(ms.InferenceWarning, ms.MoEWarning)
-    True
-    """
 
 
 # =========================================================================== reported vector
@@ -475,7 +465,7 @@ def run_chunk(spec: ReplicateSpec, idx) -> list[dict]:
 def chunk_length(B: int, chunk_size: int | None, target: int = 16) -> int:
     """Replicates per chunk: ``chunk_size``, or about ``target`` with as little padding as possible."""
     if chunk_size is not None:
-        return _check_int(chunk_size, "chunk_size", 1)
+        return check_int(chunk_size, "chunk_size", 1)
     n_chunks = -(-B // target)
     return -(-B // n_chunks)
 
@@ -499,7 +489,7 @@ def run_replicates(spec: ReplicateSpec, B: int, chunk_size: int | None = None, n
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
-        from ._parallel import BrokenProcessPool, broken_pool_error, worker_environment
+        from .._parallel import BrokenProcessPool, broken_pool_error, worker_environment
         with worker_environment(cpu_only=True), ProcessPoolExecutor(max_workers=min(n_jobs, len(chunks)),
                                                         mp_context=mp.get_context("spawn")) as pool:
             try:
@@ -560,11 +550,6 @@ def _align(cfg, reference, params, data, scale):
 
 # =========================================================================== bootstrap
 
-def _check_int(value, name, minimum):
-    from .model import _check_int as check
-    return check(value, name, minimum)
-
-
 def _spec_for(res, kind, seed, jobs, sampler=None, tol=None) -> ReplicateSpec:
     d = res._data
     ctl = [float(v) for v in res._ctl]
@@ -624,10 +609,10 @@ def bootstrap(res, B: int = 200, kind: str = "empirical", seed: int = 0, *, n_in
     >>> boot.estimates.shape, boot.bse.shape
     ((5, 8), (8,))
     """
-    B = _check_int(B, "B", 2)
-    seed = _check_int(seed, "seed", 0)
-    n_init = _check_int(n_init, "n_init", 0)
-    n_jobs = _check_int(n_jobs, "n_jobs", 1)
+    B = check_int(B, "B", 2)
+    seed = check_int(seed, "seed", 0)
+    n_init = check_int(n_init, "n_init", 0)
+    n_jobs = check_int(n_jobs, "n_jobs", 1)
     check_alpha(alpha)
     if kind not in BOOTSTRAP_KINDS:
         raise ValueError("kind must be one of %s, got %r" % (", ".join(map(repr, BOOTSTRAP_KINDS)), kind))
@@ -758,10 +743,10 @@ def bootstrap_lrt(null, alternative=None, B: int = 99, *, n_init: int = 5, seed:
     0.2
     """
     from .selection import with_k
-    B = _check_int(B, "B", 1)
-    n_init = _check_int(n_init, "n_init", 1)
-    seed = _check_int(seed, "seed", 0)
-    n_jobs = _check_int(n_jobs, "n_jobs", 1)
+    B = check_int(B, "B", 1)
+    n_init = check_int(n_init, "n_init", 1)
+    seed = check_int(seed, "seed", 0)
+    n_jobs = check_int(n_jobs, "n_jobs", 1)
     if null.model.gate.joint:
         raise ValueError("the bootstrap LRT draws y given the covariates, which does not fit the joint likelihood of "
                          "the %r gate" % null.model.gate.name)

@@ -24,8 +24,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from . import moments, newton
-from ._math import kmax, ksum, log_positive
-from .data import Data
+from .._math import kmax, ksum, log_positive
+from ..data.design import Data
 
 ALGORITHMS = ("em", "cem", "sem")
 
@@ -282,7 +282,7 @@ def _fit_one_speculative(params0: MoEParams, data: Data, ctl: EMControl, fixed: 
     previous responsibilities is one more reduction in that pass.  If it fell,
     the iteration is undone: the direction is halved and the E-step repeated
     (after ``max_halvings`` halvings the gate stays where it was), exactly the
-    line search of :func:`moestat.newton.guarded_step`.  Only verified
+    line search of :func:`moestat.fitting.newton.guarded_step`.  Only verified
     iterations count, are traced and can stop EM, so the log-likelihood never
     decreases, as in :func:`fit_one`.
 
@@ -370,7 +370,7 @@ def _moment_sweep(data: Data, ctl: EMControl, fixed: MoEParams, cfg: EMConfig):
     The E-step keeps the gate probabilities from its log-sum-exp; the softmax
     Newton rows, the gate objective at the iterate and under the previous
     responsibilities, and the experts' rows tau_i w are contracted with the
-    designs' product features (:mod:`moestat.moments`), formed once per fit.
+    designs' product features (:mod:`moestat.fitting.moments`), formed once per fit.
     """
     Fg = moments.features(data.Xg)
     Fe = moments.features(jnp.concatenate([data.X, data.y[None]]))

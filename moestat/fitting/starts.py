@@ -1,6 +1,6 @@
 """Starting values: k-means and random partitions, user labels, responsibilities or parameters.
 
-A start is a matrix of responsibilities (k, n); :func:`moestat.em.params_from_resp`
+A start is a matrix of responsibilities (k, n); :func:`moestat.fitting.em.params_from_resp`
 turns it into parameters with M-steps, so every gate/expert family gets
 the same initialisations for free.  Default (``init=None``): start 0 is a
 weighted k-means++ / Lloyd partition of the standardised [x, y] features, the
@@ -10,9 +10,12 @@ flexmix uses, start every expert at nearly the same fit).
 """
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-from .data import standardize_columns
+from ..data.design import standardize_columns
+from . import em
 
 STRATEGIES = ("kmeans", "random", "random_centers")
 
@@ -110,3 +113,33 @@ def user_responsibilities(R, n: int, k: int) -> np.ndarray:
         i = int(np.argmax(np.abs(s - 1.0)))
         raise ValueError("init responsibilities must sum to 1 in every row; row %d sums to %g" % (i, s[i]))
     return R.T[None]
+
+
+def as_mask(val, like, name):
+    shape = np.shape(like)
+    if isinstance(val, (bool, np.bool_)):
+        return jnp.full(shape, bool(val))
+    m = np.asarray(val)
+    if m.dtype != bool or m.shape != shape:
+        raise ValueError("%s must be True/False or a boolean mask of shape %s, got %s %s"
+                         % (name, shape, m.dtype, m.shape))
+    return jnp.asarray(m)
+
+
+def as_params(init, base):
+    """Parameters from ``init`` when it holds parameters (MoEParams or results), else None."""
+    if init is None or isinstance(init, (str, np.ndarray, list)):
+        return None
+    params = getattr(init, "params_internal", None) or init
+    if not isinstance(params, em.MoEParams):
+        raise TypeError("init must be None, a strategy name, labels, responsibilities, MoEParams or a results "
+                        "object; got %s" % type(init).__name__)
+    try:
+        ok = jax.tree_util.tree_structure(params) == jax.tree_util.tree_structure(base) and all(
+            np.shape(a) == np.shape(b) for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(base)))
+    except Exception:
+        ok = False
+    if not ok:
+        raise ValueError("init parameters do not match this model's shapes: expected %s"
+                         % (jax.tree_util.tree_map(np.shape, base),))  # a PyTree is a tuple
+    return jax.tree_util.tree_map(lambda a, b: jnp.asarray(a, dtype=b.dtype), params, base)

@@ -2,7 +2,7 @@
 
 p(y = c | x, z) = sum_i g_i(z) softmax_c(A_i x),  A_i (C, p) with the first class as reference.
 
-The estimator shares the whole fitting pipeline of :class:`moestat.model.MoEModel`
+The estimator shares the whole fitting pipeline of :class:`moestat.estimators.base.MoEModel`
 (validation, restarts in one compiled program, monotone EM, Newton polish,
 results); what is specific to classification lives here: binding the expert
 family to the training classes, the default initialisation, and a results
@@ -15,8 +15,9 @@ import dataclasses
 
 import numpy as np
 
-from .model import MoEModel, _check_float, _check_int
-from .results import MoEResults
+from .base import MoEModel
+from ..data.validation import check_float, check_int
+from ..inference.results import MoEResults
 
 
 class MultinomialMoE(MoEModel):
@@ -36,7 +37,7 @@ class MultinomialMoE(MoEModel):
     screen : int
         Default initialisation (``init=None``): ``screen * n_init`` candidate
         partitions of the gate covariates each get a short EM run, and the
-        ``n_init`` best go on to full EM (:mod:`moestat.init_screen`).  1 turns
+        ``n_init`` best go on to full EM (:mod:`moestat.fitting.screen`).  1 turns
         screening off (plain k-means / random-centre restarts).
     screen_tol : float
         Relative tolerance that ends the short screening runs.
@@ -74,11 +75,11 @@ class MultinomialMoE(MoEModel):
         if max_abs_coef is not None:
             if not hasattr(self.expert, "max_abs_coef"):
                 raise ValueError("max_abs_coef needs the multinomial expert family, got %r" % self.expert.name)
-            self.expert = dataclasses.replace(self.expert, max_abs_coef=_check_float(
+            self.expert = dataclasses.replace(self.expert, max_abs_coef=check_float(
                 max_abs_coef, "max_abs_coef", 0.0, strict=True))
         self._family = self.expert          # as given; each fit binds a copy of it to its classes
-        self.screen = _check_int(screen, "screen", 1)
-        self.screen_tol = _check_float(screen_tol, "screen_tol", 0.0, strict=True)
+        self.screen = check_int(screen, "screen", 1)
+        self.screen_tol = check_float(screen_tol, "screen_tol", 0.0, strict=True)
 
     def _check_family(self):
         if self.expert.response != "categorical":
@@ -120,7 +121,7 @@ class MultinomialMoE(MoEModel):
         return d
 
     def fit(self, X, y=None, gate_X=None, weights=None, **kwargs):
-        """Fit by EM (see :meth:`moestat.model.MoEModel.fit` for every argument).
+        """Fit by EM (see :meth:`moestat.estimators.base.MoEModel.fit` for every argument).
 
         Each fit works on its own copy of the estimator, bound to the classes of
         its y, so results of earlier fits keep their class order.
@@ -137,7 +138,7 @@ class MultinomialMoE(MoEModel):
             Case weights (0 allowed).
         **kwargs
             ``data``, ``n_init``, ``seed``, ``init``, ``tol``, ``max_iter``,
-            ``algorithm``, ... as for :meth:`moestat.model.MoEModel.fit`.
+            ``algorithm``, ... as for :meth:`moestat.estimators.base.MoEModel.fit`.
 
         Returns
         -------
@@ -156,14 +157,14 @@ class MultinomialMoE(MoEModel):
         return MoEModel.fit(bound, X, y, gate_X, weights, **kwargs)
 
     def _starts(self, init, design, dat, base, ctl, fixed, cfg, n_init, seed, bs):
-        """Default (init=None): screened starts (:mod:`moestat.init_screen`); otherwise as every MoE."""
+        """Default (init=None): screened starts (:mod:`moestat.fitting.screen`); otherwise as every MoE."""
         if self.n_experts == 1:   # every start is the same: one is enough
             return super()._starts(None, design, dat, base, ctl, fixed, cfg, 1, seed, bs)
         if isinstance(init, str) and init == "screen":
             init = None
         if init is not None or self.screen <= 1:
             return super()._starts(init, design, dat, base, ctl, fixed, cfg, n_init, seed, bs)
-        from .init_screen import candidate_responsibilities, gate_features, screened_starts
+        from ..fitting.screen import candidate_responsibilities, gate_features, screened_starts
         k = self.n_experts
         M = n_init * self.screen
         Fe = self.expert.init_features(design.X, design.y)

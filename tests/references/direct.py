@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.optimize import minimize
 
-from .. import _jax  # noqa: F401  (float64)
+import moestat  # noqa: F401  (float64 on import)
 
 
 def _unpack(theta, k, C, p, pg):

@@ -1,0 +1,1 @@
+"""Inference on fitted models: results objects, observed information, bootstrap, LRT, model selection, tests."""
