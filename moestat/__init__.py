@@ -5,30 +5,49 @@ experts under softmax and other gates, inference, model selection, and a Monte
 Carlo harness for convergence-rate studies.  Importing moestat switches JAX to
 float64 (see :mod:`moestat._jax`).
 """
+import importlib
+
 from . import _jax  # noqa: F401  (float64 on import)
-from . import datasets, experts, gating
-from . import diagnostics  # router diagnostics (load balance, saturation, entropy)
-from .fitting.em import MoEParams
 from .exceptions import ConvergenceWarning, DegenerateFitWarning, InferenceWarning, MoEWarning, RestartWarning
-from .estimators.gaussian import GaussianMoE
-from .estimators.multinomial import MultinomialMoE, MultinomialResults
-from .estimators.glm import GLMMoE, GLMResults
-from .inference.results import MoEResults
-from .inference.persistence import load
-from .inference.bootstrap import bootstrap, bootstrap_lrt
-from .inference.selection import select_k
-from .sampling import simulate
-from . import truths
-from .estimators.deepseek import DeepSeekMoE
-from . import plot  # matplotlib is imported by the plotting functions, not here
 
 __version__ = "0.1.0"
+
+#: public name -> module that defines it; imported on first use (PEP 562), so that
+#: ``import moestat`` costs little more than importing JAX.
+_LAZY = {
+    "MoEParams": "moestat.fitting.em",
+    "GaussianMoE": "moestat.estimators.gaussian",
+    "MultinomialMoE": "moestat.estimators.multinomial", "MultinomialResults": "moestat.estimators.multinomial",
+    "GLMMoE": "moestat.estimators.glm", "GLMResults": "moestat.estimators.glm",
+    "DeepSeekMoE": "moestat.estimators.deepseek",
+    "MoEResults": "moestat.inference.results",
+    "load": "moestat.inference.persistence",
+    "bootstrap": "moestat.inference.bootstrap", "bootstrap_lrt": "moestat.inference.bootstrap",
+    "select_k": "moestat.inference.selection",
+    "simulate": "moestat.sampling",
+}
+_SUBMODULES = ("datasets", "diagnostics", "estimators", "experts", "exceptions", "fitting", "gating", "inference",
+               "losses", "montecarlo", "plot", "routing", "sampling", "sklearn", "truths")
 
 __all__ = [
     "ConvergenceWarning", "DeepSeekMoE", "DegenerateFitWarning", "GaussianMoE", "MoEParams", "MoEResults",
     "MoEWarning", "MultinomialMoE", "MultinomialResults", "GLMMoE", "GLMResults",
     "datasets", "experts", "gating", "truths", "plot", "simulate",
     "InferenceWarning", "bootstrap", "bootstrap_lrt", "select_k",
-    "RestartWarning", "load",
+    "RestartWarning", "load", "diagnostics",
 ]
-__all__ += ["diagnostics"]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module("moestat." + name)
+    else:
+        raise AttributeError("module 'moestat' has no attribute %r" % name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY) | set(_SUBMODULES))

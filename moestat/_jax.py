@@ -36,7 +36,7 @@ def _enable_compile_cache() -> None:
     try:
         os.makedirs(path, exist_ok=True)
         jax.config.update("jax_compilation_cache_dir", path)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.3)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)  # every program: a fresh process recompiles nothing
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     except Exception:  # a read-only home or an old jax: run without the cache
         pass
