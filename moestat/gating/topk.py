@@ -44,9 +44,7 @@ posterior (responsibilities under softmax weights with the same coefficients),
 with step halving, then a Newton step of the observed log-likelihood on the
 current routing cells (the M-step's direction, which that step can only take
 while no point changes its active set, so on large samples EM stalled a few
-iterations in; measured on the cross test's k = 3, K = 2 truth, 4 default
-starts, n = 30000: best start 19.5 below the true log-likelihood before
-(seed 11), 6.2 / 1.3 / 3.7 above after (seeds 11 / 12 / 13)), then the same
+iterations in without it), then the same
 Newton step restricted to the moves that keep every routing boundary (see
 below), then a coordinate pattern search (steps +-{3, 1, 0.3, 0.1, 0.03,
 0.01, 0.003, 0.001} x (1 + |b|) on each free coefficient b, the best kept).
@@ -64,19 +62,11 @@ b_i - b_j for every pair that swaps at some live point (the moves that keep
 those hyperplanes, a null space of at most (k - 1) pg dimensions found by an
 eigendecomposition), where the likelihood is smooth; the pattern search's
 finer steps then move single boundaries across the few points that decide
-them.  Measured on ``tests/test_cross_families.py``'s top-K x ReLU case
-(k = 3, K = 2, n = 30000, 4 default starts, seeds [s, 30000]): best start
-227.3 / 13.3 below the true log-likelihood before (seeds 11 / 13; seed 12
-3.6 above), 5.2 / 3.6 / 6.0 / 4.5 above after (seeds 11 / 12 / 13 / 14);
-error ratios (mean n = 1000 error / n = 30000 error) 0.42 -> 8.5 (seed 11),
-5.4 / 3.5 / 5.3 (seeds 12 / 13 / 14) after.  Measured on the k = 3,
-K = 2 case of ``tests/gate_cases.py`` with 10 default starts and no polish
-(``benchmarks/bench_topk_search.py``): without these moves the best start
-ended 130-350 (n = 2000) and 2400-2800 (n = 30000) log-likelihood units below
-EM started at the truth; with them, within 0.15 at n = 2000 and from 6.6
-below to 0.4 above at n = 30000 (three data sets each) -- the likelihood jumps where the routing changes and has local
-maxima that no local method escapes, so use several starts (or the paper's
-near-truth protocol).  The moves cost about 16 (k - 1) pg + 15
+them.  What these moves gain is measured in ``benchmarks/README.md``
+("Top-K observed-likelihood moves", ``benchmarks/bench_topk_search.py``).
+The likelihood jumps where the routing changes and has local maxima that no
+local method escapes, so use several starts (or the paper's near-truth
+protocol).  The moves cost about 16 (k - 1) pg + 15
 log-likelihood evaluations per iteration; ``search=False`` turns them off.
 
 When Q is -inf at the current coefficients (starting values built from
