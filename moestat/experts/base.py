@@ -2,7 +2,10 @@
 
 Like gates, an expert family is a frozen (hashable) dataclass holding settings;
 its parameters are a PyTree handed to pure methods.  Shapes: ``X (p, N)``
-features-major expert design, ``y (N,)``, ``tau (k, N)``, ``w (N,)``.
+features-major expert design, ``y (N,)``, ``tau (k, N)``, ``w (N,)``.  Every
+method and attribute that the EM loop, the sampler, the inference and the
+Monte Carlo harness use is declared here, abstract or with a default
+(``docs/extending.md`` lists them).
 """
 from __future__ import annotations
 

@@ -4,7 +4,10 @@ A gate is a small frozen (hashable) dataclass: its fields are the gate's
 *settings* (e.g. top-K's K, a temperature schedule), static under ``jax.jit``;
 its *parameters* are a PyTree (a NamedTuple of arrays) passed to pure methods.
 A new gate is one new module in ``moestat/gating/`` that subclasses
-:class:`Gate` and registers itself with :func:`register`.
+:class:`Gate` and registers itself with :func:`register`.  Every method and
+attribute that the EM loop, the sampler, the inference and the Monte Carlo
+harness use is declared here, abstract or with a default
+(``docs/extending.md`` lists them).
 
 Shapes: ``Xg (pg, N)`` features-major gate design (row 0 = intercept when the
 model has one); ``tau (k, N)`` responsibilities; ``w (N,)`` case weights with 0
@@ -246,6 +249,27 @@ class Gate(abc.ABC):
         at its lower bound.
         """
         return []
+
+    # ---- router diagnostics (moestat.routing) ------------------------------------------
+    def router(self):
+        """(router gate, index of its first expert in the model): the gate that routes (default: this one, 0).
+
+        A shared + routed gate returns its routed gate and the number of
+        shared experts; :meth:`router_params` gives that gate's parameters.
+        """
+        return self, 0
+
+    def router_params(self, params):
+        """The parameters of :meth:`router`'s gate (default: ``params``)."""
+        return params
+
+    @property
+    def top_k(self) -> int:
+        """Experts with non-zero weight at each point for sparse routers (top-K: K); dense gates: 1.
+
+        The default K of the routing sets in :func:`moestat.routing.routing_report`.
+        """
+        return 1
 
     def sample_x(self, params, n: int, rng: np.random.Generator):
         """Draw n covariates and their experts from a joint gate's covariate model: (x (n, d), z (n,)).

@@ -165,6 +165,12 @@ class SharedRouted(Gate):
         routed = self.routed.near_truth(true.routed, base.routed, s_blocks[1], s_blocks[1:], rng, sd, sd_v)
         return base._replace(shared=omega / omega.sum(), routed=routed)
 
+    def router(self):
+        return self.routed, self.n_shared
+
+    def router_params(self, params):
+        return params.routed
+
     # ---- mixing-measure atoms --------------------------------------------------------
     def atom_groups(self, params, intercept):
         """Two groups: "shared" (masses omega, no gate blocks) and "routed" (the routed gate's atoms)."""

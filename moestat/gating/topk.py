@@ -261,6 +261,10 @@ class TopK(SoftmaxCoefficients, Gate):
         th = _pattern_search(th, free, loglik)
         return params._replace(gate=SoftmaxParams(coef=jnp.concatenate([head, th], axis=0)))
 
+    @property
+    def top_k(self) -> int:
+        return int(self.k)
+
     def boundary_swaps(self, v, live):
         """(k, k) booleans: expert pairs whose routing boundary some live point sits next to (see _cell_null_space)."""
         return topk_swaps(v, live, self.k)
