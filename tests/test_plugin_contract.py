@@ -234,3 +234,16 @@ def test_a_gate_written_against_the_contract_takes_the_em_step_computed_by_hand(
     atoms = model_atoms(setup, setup.canonical(P0))["moe"]
     np.testing.assert_allclose(atoms.mass, pi0, rtol=1e-14)
     assert set(atoms.blocks) == {"slope", "intercept", "variance"}
+
+
+def test_near_truth_start_of_a_gate_with_a_temperature():
+    """The paper protocol: rows of the assigned true experts + one N(0, sd^2) draw per fitted expert on the
+    free entries (the reference row stays 0); the temperature, shared by all experts, stays at the truth."""
+    gate = ms.gating.TemperatureSoftmax(temperature=0.5)
+    true = ms.gating.TemperatureParams(coef=np.array([[0.0, 0.0], [-4.0, 12.5]]), log_temp=np.asarray(math.log(0.5)))
+    s = np.array([0, 1, 1])
+    start = gate.near_truth(true, gate.init_params(3, 2), s, [s], np.random.default_rng(4), 0.1, 0.0)
+    d = np.random.default_rng(4).normal(0.0, 0.1, size=(3, 1))
+    expected = np.array([[0.0, 0.0], [-4.0 + d[1, 0], 12.5 + d[1, 0]], [-4.0 + d[2, 0], 12.5 + d[2, 0]]])
+    np.testing.assert_allclose(np.asarray(start.coef), expected, rtol=1e-15)
+    assert float(start.log_temp) == math.log(0.5)
