@@ -70,6 +70,15 @@ def gaussian_m_step_from_stats(coef, sigma2, stats, total, ctl, fixed_coef, fixe
     return beta, s2
 
 
+def linear_atoms(coef, intercept: bool) -> dict:
+    """Atom blocks of linear predictors coef (k, p): ``slope`` (the non-intercept columns) and ``intercept``."""
+    b, a = split_intercept(coef, intercept)
+    blocks = {"slope": a} if a.shape[1] else {}
+    if intercept:
+        blocks["intercept"] = b[:, None]
+    return blocks
+
+
 def gaussian_log_density(mean, sigma2, y):
     """(k, N) log N(y | mean_i, sigma2_i)."""
     inv = 1.0 / sigma2
@@ -162,10 +171,7 @@ class GaussianLinear(Expert):
 
     def atoms(self, params, intercept):
         """Blocks ``slope`` (non-intercept coefficients), ``intercept`` and ``variance`` sigma_i^2."""
-        b, a = split_intercept(params.coef, intercept)
-        blocks = {"slope": a} if a.shape[1] else {}
-        if intercept:
-            blocks["intercept"] = b[:, None]
+        blocks = linear_atoms(params.coef, intercept)
         blocks["variance"] = np.asarray(params.sigma2, dtype=np.float64)[:, None]
         return blocks
 

@@ -44,8 +44,8 @@ from jax.scipy.special import gammaln, log_ndtr
 from scipy import special
 
 from ..fitting import newton
-from .._math import split_intercept
 from .base import Expert, register
+from .gaussian import linear_atoms
 
 #: links each family offers (the first is the canonical link, the default)
 LINKS = {"poisson": ("log",), "binomial": ("logit", "probit", "cloglog")}
@@ -253,11 +253,7 @@ class GLMExpert(Expert):
 
     def atoms(self, params, intercept):
         """Blocks ``slope`` (the covariates' coefficients) and ``intercept`` of the linear predictors."""
-        b, a = split_intercept(params.coef, intercept)
-        blocks = {"slope": a} if a.shape[1] else {}
-        if intercept:
-            blocks["intercept"] = b[:, None]
-        return blocks
+        return linear_atoms(params.coef, intercept)
 
     def free_mask(self, params):
         return GLMParams(coef=jnp.ones(np.shape(params.coef), bool))
