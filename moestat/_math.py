@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 _LN2_HI, _LN2_LO = 6.93147180369123816490e-01, 1.90821492927058770002e-10
@@ -86,6 +87,22 @@ def klogsumexp(a):
 def klog_softmax(a):
     """log softmax over the first axis (k, N)."""
     return a - klogsumexp(a)[None]
+
+
+def inverse_cdf(probs: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Category index per column of probs (k, n) for uniforms u (n,) (host NumPy draws)."""
+    c = np.cumsum(probs, axis=0)
+    c = c / c[-1:]
+    return np.minimum((c < u[None]).sum(0), probs.shape[0] - 1)
+
+
+def split_intercept(coef, has_intercept: bool):
+    """(intercepts (k,), slopes (k, p - 1)) of a host coefficient matrix (k, p) whose column 0 is the
+    intercept; without an intercept: zeros and the whole matrix."""
+    coef = np.asarray(coef, dtype=np.float64)
+    if has_intercept:
+        return coef[:, 0], coef[:, 1:]
+    return np.zeros(coef.shape[0]), coef
 
 
 def wsum(w, a):

@@ -11,13 +11,14 @@ A_j = {i : omega_i is nearest to omega*_j}.  Every loss has the same shape::
 with exponent 1 in singleton cells and a cell-size-dependent exponent
 (2, r, r/2 with ``r = r̄(|A_j|)``) in over-specified cells.  Here they are written
 once, on plain arrays (:class:`Atoms`: masses and named parameter blocks), so
-that every model family only needs a small adapter that turns its fitted
-parameter PyTree into atoms (:mod:`moestat.montecarlo.adapters`).
+that every model family only says which atoms its fitted parameter PyTree
+holds (``Gate.atoms`` / ``Expert.atoms``, joined by :mod:`moestat.montecarlo.adapters`).
 
-Block names are shared by all adapters:
+Block names are shared by all families:
 
 ``gate_slope``      gate slopes beta_1 (shifted by softmax translations)
 ``gate_intercept``  gate intercept beta_0 where it is identified (normalized sigmoid)
+``gate_activation`` activation-gate slopes beta_1 and temperature tau (no translation)
 ``expert``          all mean parameters of a strongly identifiable expert (ReLU, GELU, ...)
 ``intercept``       intercept of a linear mean (b, eta_0, kappa_0)
 ``slope``           slopes of a linear mean (a, eta_1, kappa_1; A in the Gaussian gate)

@@ -31,7 +31,6 @@ from typing import Any
 
 import numpy as np
 
-from .gating.base import Gate
 from .sampling import gate_probabilities
 
 __all__ = ["class_probabilities", "coefficients", "convergence", "experts", "gate_regions", "loglik_trace",
@@ -383,7 +382,7 @@ def gate_regions(res, Z: Any = None, ax=None, resolution: int = 150, data: bool 
                          % (len(names), ", ".join(names) or "none"))
     if Z is None:
         Z = res.design.Xg[:, start:]
-        if type(gate).transform is not Gate.transform:
+        if gate.transforms_covariates:
             raise ValueError("the %r gate transforms its covariates: pass the raw gate covariates as Z (n, 2)"
                              % gate.name)
     Z = np.asarray(Z, dtype=float)

@@ -41,22 +41,16 @@ class RoutingReport(NamedTuple):
 
 def router(gate):
     """(router gate, index of its first expert in the model): the routed block of a SharedRouted gate."""
-    from .gating import SharedRouted
-    if isinstance(gate, SharedRouted):
-        return gate.routed, gate.n_shared
-    return gate, 0
+    return gate.router()
 
 
 def router_params(gate, params):
-    from .gating import SharedRouted
-    return params.routed if isinstance(gate, SharedRouted) else params
+    return gate.router_params(params)
 
 
 def default_top_k(gate) -> int:
     """The router's own number of active experts for top-K-type gates (TopK and its subclasses), else 1."""
-    from .gating import TopK
-    r, _ = router(gate)
-    return int(r.k) if isinstance(r, TopK) else 1
+    return router(gate)[0].top_k
 
 
 @partial(jax.jit, static_argnames=("gate",))

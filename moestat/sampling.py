@@ -18,12 +18,13 @@ every JAX version (JAX's random streams changed in 0.5, ``engineering.md``
 only evaluates the deterministic gate probabilities and expert means.
 
 A draw is: covariates (or a fixed grid), labels z ~ Categorical(g(x)) by the
-inverse CDF of one uniform per point, then y | z from the expert (Gaussian:
-mean + sd * standard normal; categorical: inverse CDF of one uniform; GLM
-count experts: NumPy's Poisson / binomial draws at the expert's mean, the
-binomial trials from the design's last row).
-Families with none of these forms fall back to the family's own ``sample`` with a JAX
-key drawn from the same stream (then the stream is only as stable as JAX's).
+inverse CDF of one uniform per point, then y | z from the expert family's
+:meth:`~moestat.experts.base.Expert.sample_numpy` (Gaussian: mean + sd *
+standard normal; categorical: inverse CDF of one uniform; GLM count experts:
+NumPy's Poisson / binomial draws at the expert's mean, the binomial trials
+from the design's last row).  Families without a NumPy form fall back to their
+JAX ``sample`` with a key drawn from the same stream (then the stream is only
+as stable as JAX's).
 """
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ import numpy as np
 
 from . import _jax  # noqa: F401  (float64)
 from .fitting import em
-from .data.design import bucket_size, make_data, pad_columns
+from ._math import inverse_cdf
+from .data.design import make_data, padded_eval
 
 X_LAWS = ("grid", "uniform", "normal")
 
@@ -49,11 +51,10 @@ def design_matrices(x: np.ndarray, gate, expert, intercept: bool = True, gate_in
     x = np.asarray(x, dtype=np.float64)
     x = x[:, None] if x.ndim == 1 else x
     X = add_intercept(x, intercept)
-    tdesign = getattr(expert, "transform_design", None)
-    X = tdesign(X, intercept) if tdesign is not None else expert.transform(X)
+    X = expert.transform_design(X, intercept)
     # gates on raw covariates (the Gaussian gate) take no intercept column
     Xg = add_intercept(np.asarray(gate.transform(x), dtype=np.float64),
-                       gate_intercept and getattr(gate, "uses_intercept", True))
+                       gate_intercept and gate.uses_intercept)
     return np.asarray(X, dtype=np.float64), Xg
 
 
@@ -75,69 +76,14 @@ def draw_x(law: dict, n: int, rng: np.random.Generator) -> np.ndarray:
     raise ValueError("unknown covariate law %r; choose one of %s" % (kind, ", ".join(X_LAWS)))
 
 
-def inverse_cdf(probs: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """Category index per column of probs (k, n) for uniforms u (n,)."""
-    c = np.cumsum(probs, axis=0)
-    c = c / c[-1:]
-    return np.minimum((c < u[None]).sum(0), probs.shape[0] - 1)
-
-
 @partial(jax.jit, static_argnames=("gate",))
 def _log_weights(params, Xg, gate):
     return gate.log_weights(params, Xg)
 
 
-@partial(jax.jit, static_argnames=("expert",))
-def _expert_mean(params, X, expert):
-    return expert.mean(params, X)
-
-
-def _padded(fn, params, A: np.ndarray, family):
-    """fn(params, A.T padded to its size bucket) restricted to the n real columns.
-
-    Padding to the buckets of :func:`moestat.data.bucket_size` lets every n of a
-    bucket reuse one compiled evaluation instead of compiling per n.
-    """
-    n = A.shape[0]
-    At = pad_columns(np.ascontiguousarray(A.T), bucket_size(n))
-    return np.asarray(fn(params, jax.numpy.asarray(At), family))[..., :n]
-
-
 def gate_probabilities(gate, gate_params, Xg: np.ndarray) -> np.ndarray:
     """(k, n) gating probabilities at the gate design (n, pg)."""
-    return np.exp(_padded(_log_weights, gate_params, Xg, gate))
-
-
-def sample_response(expert, expert_params, X: np.ndarray, z: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """y (n,) given labels z (n,) from the expert family (see the module docstring)."""
-    n = X.shape[0]
-    if expert.response == "continuous" and (hasattr(expert_params, "sigma2") or _stacked_gaussian(expert_params)):
-        mean = _padded(_expert_mean, expert_params, X, expert)                 # (k, n)
-        s2 = _variances(expert_params)
-        e = rng.standard_normal(n)
-        return mean[z, np.arange(n)] + np.sqrt(s2[z]) * e
-    if expert.response == "categorical":
-        probs = _padded(_expert_mean, expert_params, X, expert)                # (k, C, n)
-        pz = probs[z, :, np.arange(n)].T                                       # (C, n)
-        return inverse_cdf(pz, rng.random(n))
-    if expert.response == "count":
-        mean = _padded(_expert_mean, expert_params, X, expert)[z, np.arange(n)]   # counts / success probs
-        if expert.family == "poisson":
-            return rng.poisson(mean).astype(np.float64)
-        return rng.binomial(np.round(X[:, -1]).astype(np.int64), mean).astype(np.float64)
-    key = jax.random.PRNGKey(int(rng.integers(0, 2**31 - 1)))
-    return np.asarray(expert.sample(key, expert_params, jax.numpy.asarray(X.T), jax.numpy.asarray(z)))
-
-
-def _stacked_gaussian(params) -> bool:
-    blocks = getattr(params, "blocks", None)
-    return blocks is not None and all(hasattr(b, "sigma2") for b in blocks)
-
-
-def _variances(params) -> np.ndarray:
-    if hasattr(params, "sigma2"):
-        return np.asarray(params.sigma2, dtype=np.float64)
-    return np.concatenate([np.asarray(b.sigma2, dtype=np.float64) for b in params.blocks])
+    return np.exp(padded_eval(_log_weights, gate_params, Xg, gate))
 
 
 def simulate_data(gate, expert, params, x: np.ndarray | None = None, *, n: int | None = None, x_law: dict | None = None,
@@ -151,8 +97,8 @@ def simulate_data(gate, expert, params, x: np.ndarray | None = None, *, n: int |
         True parameters (gate and expert PyTrees).
     x : array (n, d), optional
         Fixed covariates; otherwise ``n`` draws from ``x_law`` (see :func:`draw_x`).
-        A joint (Gaussian) gate draws x from its own mixture when it provides
-        ``sample_x(params, n, rng)``.
+        A joint (Gaussian) gate draws x from its own mixture
+        (:meth:`moestat.gating.base.Gate.sample_x`).
     seed : int, sequence of ints or numpy SeedSequence
         Seeds the NumPy stream (the harness passes ``[seed, n, replicate]``).
 
@@ -166,7 +112,7 @@ def simulate_data(gate, expert, params, x: np.ndarray | None = None, *, n: int |
     if x is None:
         if n is None:
             raise ValueError("give covariates x or a sample size n")
-        if getattr(gate, "joint", False) and hasattr(gate, "sample_x"):
+        if gate.joint:
             x, z = gate.sample_x(params.gate, int(n), np.random.default_rng(s_x))
         else:
             x = draw_x(x_law or {"law": "uniform"}, int(n), np.random.default_rng(s_x))
@@ -176,7 +122,7 @@ def simulate_data(gate, expert, params, x: np.ndarray | None = None, *, n: int |
     if z is None:
         probs = gate_probabilities(gate, params.gate, Xg)
         z = inverse_cdf(probs, np.random.default_rng(s_z).random(x.shape[0]))
-    y = sample_response(expert, params.expert, X, np.asarray(z), np.random.default_rng(s_y))
+    y = expert.sample_numpy(np.random.default_rng(s_y), params.expert, X, np.asarray(z))
     return x, y, np.asarray(z)
 
 

@@ -222,17 +222,17 @@ def test_density_distances_closed_form():
 
 def test_deepseek_and_gaussian_gate_adapters():
     """The shared+routed adapter splits atoms into groups; the Gaussian-gate adapter gives loc/scale blocks."""
-    from types import SimpleNamespace as NS
-
-    from moestat.experts import GaussianLinear, GaussianParams
-    from moestat.gating import Softmax, SoftmaxParams
+    from moestat.experts import GaussianLinear, GaussianParams, Stacked, StackedParams
+    from moestat.fitting.em import MoEParams
+    from moestat.gating import GaussianGate, GaussianGateParams, SharedRouted, SharedRoutedParams, Softmax, SoftmaxParams
     from moestat.montecarlo.adapters import model_atoms
+    from moestat.montecarlo.setup import ModelSetup
     lin = GaussianLinear()
-    setup = NS(gate=NS(name="shared_routed", n_shared=1, routed=Softmax()), expert=NS(blocks=((lin, 1), (lin, 2))),
-               intercept=True, uses_gate_intercept=True)
-    params = NS(gate=NS(shared=np.array([1.0]), routed=SoftmaxParams(coef=np.array([[0.0, 0.0], [1.0, 0.0]]))),
-                expert=NS(blocks=(GaussianParams(coef=np.array([[0.0, 2.0]]), sigma2=np.array([0.2])),
-                                  GaussianParams(coef=np.array([[2.0, 8.0], [1.0, -6.0]]), sigma2=np.array([0.4, 0.4])))))
+    setup = ModelSetup(gate=SharedRouted(n_shared=1, routed=Softmax()), expert=Stacked(((lin, 1), (lin, 2))), k=3)
+    params = MoEParams(
+        gate=SharedRoutedParams(shared=np.array([1.0]), routed=SoftmaxParams(coef=np.array([[0.0, 0.0], [1.0, 0.0]]))),
+        expert=StackedParams(blocks=(GaussianParams(coef=np.array([[0.0, 2.0]]), sigma2=np.array([0.2])),
+                                     GaussianParams(coef=np.array([[2.0, 8.0], [1.0, -6.0]]), sigma2=np.array([0.4, 0.4])))))
     atoms = model_atoms(setup, params)
     assert set(atoms) == {"shared", "routed"} and atoms["shared"].gate == "shared"
     np.testing.assert_allclose(atoms["routed"].mass, [1 / math.e, 1.0])  # exp(beta0), up to a common factor
@@ -243,9 +243,11 @@ def test_deepseek_and_gaussian_gate_adapters():
                                                 "variance": [[0.2], [0.2]]}, "shared"))
     d = theory_loss("D2", fit, atoms)
     assert d.groups["shared"].value == pytest.approx(0.6 * (0.1 ** 2 + 0.1 ** 4) + 0.4 * (0.1 ** 2 + 0.1 ** 4), rel=1e-10)
-    gg = NS(gate=NS(name="gaussian"), expert=lin, intercept=True, uses_gate_intercept=False)
-    gp = NS(gate=NS(weight=np.array([0.3, 0.7]), mean=np.array([[0.1], [0.5]]), cov=np.array([[[0.04]], [[0.01]]])),
-            expert=GaussianParams(coef=np.array([[0.3, 0.4], [0.2, 0.0]]), sigma2=np.array([0.01, 0.02])))
+    gg = ModelSetup(gate=GaussianGate(), expert=lin, k=2)
+    assert not gg.uses_gate_intercept
+    gp = MoEParams(gate=GaussianGateParams(weight=np.array([0.3, 0.7]), mean=np.array([[0.1], [0.5]]),
+                                           cov=np.array([[[0.04]], [[0.01]]])),
+                   expert=GaussianParams(coef=np.array([[0.3, 0.4], [0.2, 0.0]]), sigma2=np.array([0.01, 0.02])))
     ga = model_atoms(gg, gp)["moe"]
     assert ga.gate == "gaussian" and sorted(ga.blocks) == ["intercept", "loc", "scale", "slope", "variance"]
     np.testing.assert_allclose(ga.blocks["scale"].ravel(), [0.04, 0.01])

@@ -72,6 +72,28 @@ def bucket_size(n: int) -> int:
         b *= BUCKET_RATIO
 
 
+def padded_eval(fn, params, A: np.ndarray, family) -> np.ndarray:
+    """fn(params, A.T padded to its size bucket, family) restricted to the n real columns.
+
+    Parameters
+    ----------
+    fn : jitted callable (params, (q, N) features-major array, family) -> (..., N)
+        With ``family`` static, e.g. a gate's ``log_weights`` or an expert's ``mean``.
+    params : PyTree of arrays
+    A : ndarray (n, q), sample-major host array
+    family : hashable gate or expert object
+
+    Returns
+    -------
+    ndarray (..., n)
+        Padding to the buckets of :func:`bucket_size` lets every n of a bucket
+        reuse one compiled evaluation instead of compiling per n.
+    """
+    n = A.shape[0]
+    At = pad_columns(np.ascontiguousarray(A.T), bucket_size(n))
+    return np.asarray(fn(params, to_device(At), family))[..., :n]
+
+
 def pad_columns(a: np.ndarray, N: int) -> np.ndarray:
     """Pad the last axis of ``a`` with zeros up to length N."""
     a = np.asarray(a)

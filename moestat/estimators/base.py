@@ -202,8 +202,7 @@ class MoEModel:
         if self.gate.joint:
             raise ValueError("groups are not supported with the %r gate (its likelihood is joint in the "
                              "covariates); use a conditional gate such as 'softmax'" % self.gate.name)
-        from ..gating.base import Gate
-        if type(self.gate).observed_step is not Gate.observed_step:
+        if self.gate.moves_on_observed:
             raise ValueError("groups are not supported with the %r gate (its re-routing step judges the "
                              "ungrouped likelihood)" % self.gate.name)
         if algorithm == "sem":

@@ -73,7 +73,7 @@ class MultinomialMoE(MoEModel):
         super().__init__(n_experts, gating, expert, intercept=intercept, gate_intercept=gate_intercept,
                          ridge=ridge)
         if max_abs_coef is not None:
-            if not hasattr(self.expert, "max_abs_coef"):
+            if "max_abs_coef" not in {f.name for f in dataclasses.fields(self.expert)}:
                 raise ValueError("max_abs_coef needs the multinomial expert family, got %r" % self.expert.name)
             self.expert = dataclasses.replace(self.expert, max_abs_coef=check_float(
                 max_abs_coef, "max_abs_coef", 0.0, strict=True))

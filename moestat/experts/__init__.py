@@ -19,3 +19,15 @@ from .stacked import Stacked, StackedParams
 __all__ = ["BinomialGLM", "Expert", "GELUExpert", "GLMExpert", "GLMParams", "GaussianLinear", "GaussianNeuron",
            "GaussianParams", "GaussianPolynomial", "MultinomialLogistic", "MultinomialParams", "NeuronParams",
            "PoissonGLM", "ReLUExpert", "Stacked", "StackedParams", "available", "get_expert", "register"]
+
+
+def _register_every_family() -> None:
+    """Import every public module of the package, so that a family in a new file registers itself."""
+    import importlib
+    import pkgutil
+    for mod in pkgutil.iter_modules(__path__):
+        if not mod.name.startswith("_"):
+            importlib.import_module("%s.%s" % (__name__, mod.name))
+
+
+_register_every_family()

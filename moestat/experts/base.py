@@ -2,7 +2,10 @@
 
 Like gates, an expert family is a frozen (hashable) dataclass holding settings;
 its parameters are a PyTree handed to pure methods.  Shapes: ``X (p, N)``
-features-major expert design, ``y (N,)``, ``tau (k, N)``, ``w (N,)``.
+features-major expert design, ``y (N,)``, ``tau (k, N)``, ``w (N,)``.  Every
+method and attribute that the EM loop, the sampler, the inference and the
+Monte Carlo harness use is declared here, abstract or with a default
+(``docs/extending.md`` lists them).
 """
 from __future__ import annotations
 
@@ -11,9 +14,13 @@ import abc
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from functools import partial
+
+import jax
 import numpy as np
 
 from .._registry import Registry
+from ..data.design import padded_eval
 
 _REGISTRY = Registry("expert", "moestat.experts expert object", "unknown expert family", "an expert object")
 
@@ -32,6 +39,11 @@ def get_expert(expert: Any) -> "Expert":
     return _REGISTRY.get(expert, Expert)
 
 
+@partial(jax.jit, static_argnames=("expert",))
+def _mean(params, X, expert):
+    return expert.mean(params, X)
+
+
 @dataclass(frozen=True)
 class Expert(abc.ABC):
     """Base class of the expert families."""
@@ -39,6 +51,11 @@ class Expert(abc.ABC):
     name: ClassVar[str] = "expert"
     #: "continuous" (Gaussian experts), "categorical" (multinomial-logistic experts) or "count" (GLM experts)
     response: ClassVar[str] = "continuous"
+    #: "Xy" when :meth:`m_step_from_moments` computes the M-step from the weighted moments of the stacked
+    #: design [X; y] (Gaussian experts with a linear mean); None when the M-step needs the data themselves.
+    moment_design: ClassVar[str | None] = None
+    #: Parameter fields that hold variances (the Monte Carlo ``paper`` protocol perturbs them by |noise|).
+    variance_fields: ClassVar[tuple[str, ...]] = ()
 
     # ---- host-side set-up ------------------------------------------------------------
     @abc.abstractmethod
@@ -108,13 +125,80 @@ class Expert(abc.ABC):
     def m_step(self, params, tau, X, y, w, ctl, max_halvings: int, fixed):
         """Parameters that do not lower sum_n w_n sum_i tau_in log f_i(y_n | x_n)."""
 
+    def m_step_from_moments(self, params, M, total, ctl, fixed):
+        """:meth:`m_step` from the moments of the rows tau_i w (used when :attr:`moment_design` is "Xy").
+
+        Parameters
+        ----------
+        params : expert parameters
+        M : array (k, f)
+            The rows ``tau * w`` contracted with :func:`moestat.fitting.moments.features` of [X; y].
+        total : scalar, the total case weight sum_n w_n
+        ctl : EMControl
+        fixed : bool PyTree like ``params``
+
+        Returns
+        -------
+        params : the expert parameters after the M-step
+        """
+        raise TypeError("the %r expert family has no moment M-step (moment_design is None)" % self.name)
+
     @abc.abstractmethod
     def mean(self, params, X):
         """(k, N) conditional mean of each expert (class probabilities: (k, C, N))."""
 
     @abc.abstractmethod
     def sample(self, key, params, X, z):
-        """Draw y (N,) given expert labels z (N,)."""
+        """Draw y (N,) given expert labels z (N,) with a JAX key; X (p, N) features-major.
+
+        The stream is JAX's (it changed in JAX 0.5); :meth:`sample_numpy` is the
+        version-stable one.
+        """
+
+    def noise_variances(self, params):
+        """(k,) variances sigma_i^2 when y | x, z=i ~ N(mean_i(x), sigma_i^2), else None (the default).
+
+        Used by the default :meth:`sample_numpy` and by the density losses'
+        integration range.
+        """
+        return None
+
+    def host_mean(self, params, X: np.ndarray) -> np.ndarray:
+        """:meth:`mean` at a host design X (n, p): (k, n) (class probabilities: (k, C, n)).
+
+        Evaluated with X padded to its size bucket, so every n of a bucket
+        reuses one compiled program.
+        """
+        return padded_eval(_mean, params, X, self)
+
+    def sample_numpy(self, rng: np.random.Generator, params, X: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """Draw y (n,) given expert labels z (n,) from NumPy's generator ``rng``; X (n, p) sample-major.
+
+        The Monte Carlo harness draws every replicate through this method, so
+        its data are the same in every JAX version.  Default: Gaussian families
+        (:meth:`noise_variances` not None) draw mean + sd * one standard normal
+        per point; other families fall back to :meth:`sample` with a JAX key
+        drawn from ``rng`` (then the stream is only as stable as JAX's).
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+        params : expert parameters
+        X : ndarray (n, p), the expert design
+        z : int ndarray (n,), the generating experts
+
+        Returns
+        -------
+        y : ndarray (n,)
+        """
+        n = X.shape[0]
+        s2 = self.noise_variances(params)
+        if s2 is not None:
+            mean = self.host_mean(params, X)                                   # (k, n)
+            e = rng.standard_normal(n)
+            return mean[z, np.arange(n)] + np.sqrt(np.asarray(s2, dtype=np.float64)[z]) * e
+        key = jax.random.PRNGKey(int(rng.integers(0, 2**31 - 1)))
+        return np.asarray(self.sample(key, params, jax.numpy.asarray(X.T), jax.numpy.asarray(z)))
 
     @abc.abstractmethod
     def describe(self, params, names: list[str]) -> list[tuple[int, str, float]]:
@@ -155,6 +239,45 @@ class Expert(abc.ABC):
         """
         from .._pytree import permute_leading
         return permute_leading(params, perm)
+
+    # ---- mixing-measure atoms (moestat.losses, the Monte Carlo harness) ---------------
+    def atoms(self, params, intercept: bool) -> dict:
+        """The experts' parameter blocks of the mixing measure for the Voronoi losses.
+
+        Parameters
+        ----------
+        params : expert parameters, canonical (:meth:`canonical`)
+        intercept : bool
+            Whether column 0 of the expert design is the intercept.
+
+        Returns
+        -------
+        blocks : dict name -> ndarray (k, d)
+            Named as in :mod:`moestat.losses` (``slope``, ``intercept``, ``variance``, ``expert``).
+
+        The default raises TypeError: a family is scored by the Voronoi losses only once it
+        says what its atoms are.
+        """
+        raise TypeError("the %r expert family defines no mixing-measure atoms (Expert.atoms), so the Voronoi "
+                        "losses cannot score it; use a density loss ('tv', 'hellinger') or give the family an "
+                        "atoms() method" % self.name)
+
+    def atom_groups(self, params, intercept: bool) -> list:
+        """[blocks, ...]: the experts' atom blocks per group of experts, in expert order.
+
+        Default: one group, :meth:`atoms`.  Composite families (:class:`moestat.experts.Stacked`)
+        return one per block of experts, matched with the gate's
+        :meth:`moestat.gating.base.Gate.atom_groups`.
+        """
+        return [self.atoms(params, intercept)]
+
+    def parts(self, params) -> list:
+        """[(family, parameters), ...] per block of experts, in expert order (default: one block, this family)."""
+        return [(self, params)]
+
+    def from_parts(self, parts: list):
+        """Inverse of :meth:`parts`: the parameters from the blocks' parameters (a list)."""
+        return parts[0]
 
     def degenerate(self, params, n_eff, info: dict) -> np.ndarray:
         """(k,) booleans: experts that sit at a spurious degenerate solution."""

@@ -21,6 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..fitting import moments
+from ..fitting.wls import constrained_wls
+from .._math import split_intercept
 from .base import Expert, register
 
 LOG2PI = math.log(2.0 * math.pi)
@@ -39,23 +41,6 @@ def gram_stats(tau, w, X, y):
     Z = jnp.concatenate([X, y[None]], axis=0)                               # (p+1, N)
     G = moments.contract((r[:, None, :] * Z[None]).reshape(k * (p + 1), N), Z).reshape(k, p + 1, p + 1)
     return G[:, :p, :p], G[:, :p, p], G[:, p, p], r @ jnp.ones(N, dtype=r.dtype)
-
-
-def constrained_wls(A, b, beta_old, fixed):
-    """Solve A beta = b per expert for the free coefficients, fixed ones held at beta_old.
-
-    A (k,p,p), b (k,p), beta_old (k,p), fixed (k,p) bool.
-    """
-    p = A.shape[-1]
-    free = jnp.logical_not(fixed).astype(A.dtype)
-    bx = b - jnp.einsum("kij,kj->ki", A, beta_old * (1.0 - free))
-    Af = A * free[:, :, None] * free[:, None, :] + jax.vmap(jnp.diag)(1.0 - free)
-    scale = jnp.maximum(jnp.trace(A, axis1=1, axis2=2) / p, 1e-300)
-    Af = Af + (1e-13 * scale)[:, None, None] * jnp.eye(p, dtype=A.dtype)[None]
-    rhs = jnp.where(free > 0, bx, beta_old)
-    beta = jnp.linalg.solve(Af, rhs[..., None])[..., 0]
-    # the ridge also touches the fixed rows (beta_j = beta_old_j / (1 + ridge)): hold them exactly
-    return jnp.where(free > 0, beta, beta_old)
 
 
 def gram_from_moments(M, p: int):
@@ -83,6 +68,15 @@ def gaussian_m_step_from_stats(coef, sigma2, stats, total, ctl, fixed_coef, fixe
     beta = jnp.where(alive[:, None], beta, coef)
     s2 = jnp.where(alive & jnp.logical_not(fixed_sigma2), s2, sigma2)
     return beta, s2
+
+
+def linear_atoms(coef, intercept: bool) -> dict:
+    """Atom blocks of linear predictors coef (k, p): ``slope`` (the non-intercept columns) and ``intercept``."""
+    b, a = split_intercept(coef, intercept)
+    blocks = {"slope": a} if a.shape[1] else {}
+    if intercept:
+        blocks["intercept"] = b[:, None]
+    return blocks
 
 
 def gaussian_log_density(mean, sigma2, y):
@@ -169,6 +163,17 @@ class GaussianLinear(Expert):
             rows += [(i, names[j], float(c[i, j])) for j in range(c.shape[1])]
             rows.append((i, "sigma", float(np.sqrt(s2[i]))))
         return rows
+
+    variance_fields = ("sigma2",)
+
+    def noise_variances(self, params):
+        return np.asarray(params.sigma2, dtype=np.float64)
+
+    def atoms(self, params, intercept):
+        """Blocks ``slope`` (non-intercept coefficients), ``intercept`` and ``variance`` sigma_i^2."""
+        blocks = linear_atoms(params.coef, intercept)
+        blocks["variance"] = np.asarray(params.sigma2, dtype=np.float64)[:, None]
+        return blocks
 
     def free_mask(self, params):
         return GaussianParams(coef=jnp.ones(params.coef.shape, bool), sigma2=jnp.ones(params.sigma2.shape, bool))

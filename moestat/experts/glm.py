@@ -45,6 +45,7 @@ from scipy import special
 
 from ..fitting import newton
 from .base import Expert, register
+from .gaussian import linear_atoms
 
 #: links each family offers (the first is the canonical link, the default)
 LINKS = {"poisson": ("log",), "binomial": ("logit", "probit", "cloglog")}
@@ -102,8 +103,6 @@ def glm_m_step(loglik, coef, tau, Z, w, ctl, max_halvings, fixed, n_steps, bound
         path clip(b + 2^-j d), so a step is kept only if the objective at the projected point
         does not fall: EM stays monotone on the box).
     """
-    from ..gating.base import mask_newton
-
     r = tau * w[None]
     alive = r @ jnp.ones(r.shape[1], dtype=r.dtype) > 1e-10 * jnp.sum(w)
 
@@ -126,7 +125,7 @@ def glm_m_step(loglik, coef, tau, Z, w, ctl, max_halvings, fixed, n_steps, bound
 
         def stats(bb):
             grad, negH, q = raw_stats(bb)
-            return (*mask_newton(grad, negH, free), q)
+            return (*newton.mask_newton(grad, negH, free), q)
 
         return project(newton.newton_ascent(b, objective, stats, ctl, max_halvings, n_steps)[0])
 
@@ -252,6 +251,10 @@ class GLMExpert(Expert):
         c = np.asarray(params.coef)
         return [(i, names[j], float(c[i, j])) for i in range(c.shape[0]) for j in range(c.shape[1])]
 
+    def atoms(self, params, intercept):
+        """Blocks ``slope`` (the covariates' coefficients) and ``intercept`` of the linear predictors."""
+        return linear_atoms(params.coef, intercept)
+
     def free_mask(self, params):
         return GLMParams(coef=jnp.ones(np.shape(params.coef), bool))
 
@@ -298,6 +301,11 @@ class PoissonGLM(GLMExpert):
     def sample(self, key, params, X, z):
         mu = jnp.take_along_axis(self.mean(params, X), z[None], axis=0)[0]
         return jax.random.poisson(key, mu, dtype=jnp.int64).astype(mu.dtype)
+
+    def sample_numpy(self, rng, params, X, z):
+        """NumPy's Poisson draws at the generating expert's mean (see :meth:`Expert.sample_numpy`)."""
+        mean = self.host_mean(params, X)[z, np.arange(X.shape[0])]
+        return rng.poisson(mean).astype(np.float64)
 
 
 def _log_p_and_q(eta, link: str):
@@ -365,3 +373,8 @@ class BinomialGLM(GLMExpert):
     def sample(self, key, params, X, z):
         p = jnp.take_along_axis(self.mean(params, X), z[None], axis=0)[0]
         return jax.random.binomial(key, X[-1], p).astype(p.dtype)
+
+    def sample_numpy(self, rng, params, X, z):
+        """NumPy's binomial draws; the trials are the design's last column (see :meth:`Expert.sample_numpy`)."""
+        p = self.host_mean(params, X)[z, np.arange(X.shape[0])]
+        return rng.binomial(np.round(X[:, -1]).astype(np.int64), p).astype(np.float64)

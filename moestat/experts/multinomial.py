@@ -10,7 +10,7 @@ The M-step maximises, for every expert separately,
 ``sum_n w_n tau_in log softmax_{y_n}(A_i x_n)`` -- a weighted multinomial logit
 with one-hot targets.  It is the gate's soft-label cross-entropy with targets
 one-hot(y) and weights ``w * tau_i``, so it calls the gate's own guarded,
-warm-started Newton routine (:func:`moestat.gating.softmax.softmax_gate_step`,
+warm-started Newton routine (:func:`moestat.fitting.newton.softmax_step`,
 built on :func:`moestat.fitting.newton.softmax_newton_stats`): one kernel serves the gate
 and the experts (``engineering.md`` §8).  The k experts' Newton systems are
 independent (the Hessian is block-diagonal over experts), so they are solved
@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..fitting import newton
-from .._math import klogsumexp, ksum
+from .._math import inverse_cdf, klogsumexp, ksum
 from .base import Expert, register
 
 
@@ -110,8 +110,6 @@ def multinomial_m_step(coef, tau, X, y, w, ctl, max_halvings, fixed, n_steps, bo
     ``bound``: optional box |coef| <= bound; the clipped step is kept only if it
     does not lower the expert's objective (so EM stays monotone on the box).
     """
-    from ..gating.softmax import softmax_gate_step   # the gate's routine: one kernel for both
-
     C = coef.shape[1]
     target = jax.nn.one_hot(y, C, axis=0, dtype=X.dtype)     # (C, N), shared by all experts
     r = tau * w[None]                                        # (k, N) expert weights
@@ -121,13 +119,13 @@ def multinomial_m_step(coef, tau, X, y, w, ctl, max_halvings, fixed, n_steps, bo
 
     def one(c, ri, fr):
         if bound is None:
-            return softmax_gate_step(c, target, X, ri, ctl, max_halvings, fr, n_steps)
+            return newton.softmax_step(c, target, X, ri, ctl, max_halvings, fr, n_steps)
         # projected Newton: coefficients on the box whose gradient points outwards are held there
         eta = c @ X
         grad = (ri * (target - jnp.exp(eta - klogsumexp(eta)[None]))) @ X.T             # (C, p)
         edge = (1.0 - 1e-12) * bound
         active = ((c >= edge) & (grad > 0)) | ((c <= -edge) & (grad < 0))
-        new = softmax_gate_step(c, target, X, ri, ctl, max_halvings, fr & ~active, n_steps)
+        new = newton.softmax_step(c, target, X, ri, ctl, max_halvings, fr & ~active, n_steps)
         new = jnp.clip(new, -bound, bound)
         q_old = newton.softmax_objective(c, target, ri, X)
         q_new = newton.softmax_objective(new, target, ri, X)
@@ -239,12 +237,29 @@ class MultinomialLogistic(Expert):
         lz = jnp.einsum("kn,kcn->cn", jax.nn.one_hot(z, lp.shape[0], axis=0, dtype=lp.dtype), lp)
         return jax.random.categorical(key, lz, axis=0)
 
+    def sample_numpy(self, rng, params, X, z):
+        """Class codes (n,) by the inverse CDF of one uniform per point (see :meth:`Expert.sample_numpy`)."""
+        n = X.shape[0]
+        probs = self.host_mean(params, X)                                      # (k, C, n)
+        return inverse_cdf(probs[z, :, np.arange(n)].T, rng.random(n))
+
     def describe(self, params, names):
         """Rows (expert, "<class>:<term>", estimate) for the non-reference classes, in theta order."""
         c = np.asarray(params.coef)
         labels = [str(v) for v in (self.classes if self.classes is not None else range(c.shape[1]))]
         return [(i, "%s:%s" % (labels[s], names[j]), float(c[i, s, j]))
                 for i in range(c.shape[0]) for s in range(1, c.shape[1]) for j in range(c.shape[2])]
+
+    def atoms(self, params, intercept):
+        """The free classes' slopes (flattened, ``slope``) and intercepts (``intercept``); class 0 is the reference."""
+        coef = np.asarray(params.coef, dtype=np.float64)[:, 1:, :]                  # (k, C - 1, p)
+        k = coef.shape[0]
+        blocks = {}
+        if coef.shape[2] > int(bool(intercept)):
+            blocks["slope"] = coef[:, :, int(bool(intercept)):].reshape(k, -1)
+        if intercept:
+            blocks["intercept"] = coef[:, :, 0]
+        return blocks
 
     def free_mask(self, params):
         m = np.ones(np.shape(params.coef), dtype=bool)

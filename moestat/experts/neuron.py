@@ -41,9 +41,9 @@ import numpy as np
 from jax.scipy.special import ndtr
 
 from ..fitting import newton
-from ..gating.base import mask_newton
+from ..fitting.wls import constrained_wls
 from .base import Expert, register
-from .gaussian import (GaussianLinear, constrained_wls, gaussian_degenerate, gaussian_log_density,
+from .gaussian import (GaussianLinear, gaussian_degenerate, gaussian_log_density,
                        gram_stats)
 
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -151,6 +151,19 @@ class GaussianNeuron(Expert):
         c = jnp.where(jnp.abs(s) > 0, jnp.abs(s), 1.0)
         return params._replace(coef=jnp.asarray(params.coef) * c[:, None], scale=s / c)
 
+    variance_fields = ("sigma2",)
+
+    def noise_variances(self, params):
+        return np.asarray(params.sigma2, dtype=np.float64)
+
+    def atoms(self, params, intercept):
+        """Strongly identifiable experts: all mean parameters (inner weights, scale) form one block ``expert``."""
+        coef = np.asarray(params.coef, dtype=np.float64)
+        if intercept and not self.bias:
+            coef = coef[:, 1:]  # the bias is held at 0 and is not a parameter
+        mean = np.column_stack([coef, np.asarray(params.scale, dtype=np.float64)])
+        return {"expert": mean, "variance": np.asarray(params.sigma2, dtype=np.float64)[:, None]}
+
     def free_mask(self, params):
         k, p = np.shape(params.coef)
         coef = np.ones((k, p), dtype=bool)
@@ -184,7 +197,7 @@ class GaussianNeuron(Expert):
             J = jnp.concatenate([th[-1] * self.dact(u)[None] * X, a[None]], axis=0)    # (p+1, N)
             grad = J @ (r * res)
             negH = (J * r[None]) @ J.T
-            grad, negH = mask_newton(grad, negH, free)
+            grad, negH = newton.mask_newton(grad, negH, free)
             return grad, negH, -jnp.dot(r, res ** 2)
 
         c = ctl._replace(ridge=jnp.maximum(ctl.ridge, self.damping))

@@ -169,6 +169,21 @@ class Stacked(Expert):
             start += c
         return rows
 
+    def noise_variances(self, params):
+        """The blocks' variances, concatenated, when every block is Gaussian; else None."""
+        parts = [f.noise_variances(pb) for (f, _), pb in zip(self.blocks, params.blocks)]
+        return None if any(v is None for v in parts) else np.concatenate(parts)
+
+    def parts(self, params):
+        return [(f, pb) for (f, _), pb in zip(self.blocks, params.blocks)]
+
+    def from_parts(self, parts):
+        return StackedParams(blocks=tuple(parts))
+
+    def atom_groups(self, params, intercept):
+        """One group of atom blocks per block of experts (each from its family's :meth:`atoms`)."""
+        return [f.atoms(pb, intercept) for (f, _), pb in zip(self.blocks, params.blocks)]
+
     def degenerate(self, params, n_eff, info):
         parts = self._split(np.asarray(n_eff))
         return np.concatenate([np.asarray(f.degenerate(pb, nb, info), dtype=bool)

@@ -268,7 +268,7 @@ class _SpecState(NamedTuple):
 
 def _speculative(cfg: EMConfig, data: Data) -> bool:
     """EM with a gate whose single Newton step can be checked in the next E-step's pass."""
-    return cfg.algorithm == "em" and getattr(cfg.gate, "speculative", False) and data.groups is None
+    return cfg.algorithm == "em" and cfg.gate.speculative and data.groups is None
 
 
 def _fit_one_speculative(params0: MoEParams, data: Data, ctl: EMControl, fixed: MoEParams, key,
@@ -360,7 +360,7 @@ def _direct_sweep(data: Data, ctl: EMControl, fixed: MoEParams, cfg: EMConfig):
 def _use_moments(data: Data, cfg: EMConfig) -> bool:
     """The moment sweep applies: experts with a moment M-step, designs small enough (static: shapes only)."""
     N = data.w.shape[-1]
-    return (getattr(cfg.expert, "moment_design", None) == "Xy" and moments.worthwhile(data.Xg.shape[0], N)
+    return (cfg.expert.moment_design == "Xy" and moments.worthwhile(data.Xg.shape[0], N)
             and moments.worthwhile(data.X.shape[0] + 1, N))
 
 
@@ -420,7 +420,7 @@ def params_from_resp(tau, base: MoEParams, data: Data, ctl: EMControl, fixed: Mo
         # (xfails) no observed-likelihood gate moves here: they ignore t, and top-K's re-routing moves made these
         # 25 steps cost more than the whole EM run (topk cross test, n = 30000, 4 starts: fit 30 s -> 6-7 s on a
         # loaded 2-core machine; best start 5.0 -> 6.2 above the truth, seed 11); EM runs them from iteration 1
-        if getattr(cfg.gate, "hold_in_starts", False):   # (relu5) the gate stays at base; static switch
+        if cfg.gate.hold_in_starts:   # the gate stays at base; static switch
             return base._replace(expert=lax.fori_loop(0, n_steps, lambda _, e: cfg.expert.m_step(
                 e, t, data.X, data.y, data.w, ctl, cfg.max_halvings, fixed.expert), base.expert))
         return lax.fori_loop(0, n_steps, lambda _, p: m_step(p, t, data, cfg, ctl, fixed, observed=False), base)

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from . import moments
-from .._math import klogsumexp, ksum
+from .._math import klog_softmax, klogsumexp, ksum
 
 
 def linear_newton_stats(g_eta, C, X):
@@ -170,3 +170,87 @@ def newton_ascent(theta, objective: Callable, stats: Callable, ctl, max_halvings
     if n_steps > 0:
         theta, acc = lax.fori_loop(0, n_steps, one, (theta, acc))
     return theta, acc
+
+
+def mask_newton(grad, negH, free):
+    """Restrict a Newton system to free coordinates: fixed entries get zero gradient, identity curvature.
+
+    Parameters
+    ----------
+    grad : array (m, p) or (m p,)
+        Gradient; ``free`` has its shape.
+    negH : array (m p, m p)
+        Negative Hessian, blocks ordered as ``grad.ravel()``.
+    free : bool array like ``grad``
+        True for the coordinates allowed to move.
+
+    Returns
+    -------
+    grad, negH : the masked system; its Newton direction is 0 on fixed coordinates.
+    """
+    f = free.ravel().astype(grad.dtype)
+    g = grad * free.astype(grad.dtype)
+    H = negH * f[:, None] * f[None, :] + jnp.diag(1.0 - f)
+    return g, H
+
+
+def softmax_stats(log_pi, target, w, X, free):
+    """Masked gradient (m, p), negative Hessian and objective of the soft-label cross-entropy, m = C - 1.
+
+    log_pi (C, N): log softmax probabilities at the current coefficients; target (C, N);
+    w (N,); X (p, N); free (C, p) bool, row 0 (the reference) never free.
+    """
+    grad, negH = softmax_newton_stats(jnp.exp(log_pi), target, w, X)
+    grad, negH = mask_newton(grad, negH, free[1:])
+    return grad, negH, jnp.dot(ksum(target * log_pi), w)
+
+
+def softmax_step(coef, target, X, w, ctl, max_halvings: int, free, n_steps: int, log_pi=None):
+    """Guarded Newton steps on the soft-label cross-entropy in rows 1..C-1 of ``coef`` (C, p).
+
+    Maximises ``sum_n w_n sum_c t_cn log softmax_c(coef x_n)`` with row 0 held
+    (the reference).  The softmax gate (targets: the responsibilities, X: the
+    gate design) and the multinomial-logistic experts (targets: one-hot
+    classes, weights: w tau_i) both call it: one kernel for both
+    (``engineering.md`` §8).
+
+    Parameters
+    ----------
+    coef : array (C, p)
+    target : array (C, N), soft labels summing to one per point
+    X : array (p, N), features-major design
+    w : array (N,), weights (0 on padding)
+    ctl : EMControl (ridge, ls_eps)
+    max_halvings : int, halvings of the guarded line search
+    free : bool array (C, p), coefficients allowed to move; row 0 never moves
+    n_steps : int, guarded Newton steps
+    log_pi : array (C, N), optional
+        Log probabilities at ``coef`` already known (the E-step's), reused for the first step.
+
+    Returns
+    -------
+    coef : array (C, p)
+    """
+    head = coef[:1]
+
+    def full(th):
+        return jnp.concatenate([head, th], axis=0)
+
+    def objective(th):
+        return softmax_objective(full(th), target, w, X)
+
+    def stats_from(lp):
+        return softmax_stats(lp, target, w, X, free)
+
+    def stats(th):
+        return stats_from(klog_softmax(full(th) @ X))
+
+    stats0 = None if log_pi is None else stats_from(log_pi)
+    th, _ = newton_ascent(coef[1:], objective, stats, ctl, max_halvings, n_steps, stats0=stats0)
+    return full(th)
+
+
+def softmax_direction(coef, grad, negH, ctl):
+    """The Newton direction (C, p) of rows 1..C-1 from masked statistics; the reference row 0 does not move."""
+    d = newton_direction(grad, negH, ctl.ridge)
+    return jnp.concatenate([jnp.zeros_like(coef[:1]), d], axis=0)

@@ -25,3 +25,15 @@ __all__ = ["ActivationParams", "ActivationSoftmax", "Gate", "GaussianGate", "Gau
            "SoftmaxParams", "TemperatureParams", "TemperatureSchedule", "TemperatureSoftmax", "TopK", "available",
            "get_gate", "register"]
 __all__ += ["EntropySwitched", "ExpertPrototyping"]
+
+
+def _register_every_family() -> None:
+    """Import every public module of the package, so that a family in a new file registers itself."""
+    import importlib
+    import pkgutil
+    for mod in pkgutil.iter_modules(__path__):
+        if not mod.name.startswith("_"):
+            importlib.import_module("%s.%s" % (__name__, mod.name))
+
+
+_register_every_family()

@@ -66,7 +66,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._math import klog_softmax, ksum
+from .._math import klog_softmax, ksum, split_intercept
 from ._damped import damped_ascent, masked_autodiff_stats
 from .base import Gate, register
 from .temperature import TemperatureMixin, check_temperature
@@ -210,6 +210,20 @@ class ActivationSoftmax(TemperatureMixin, Gate):
                     "gate is a hard switch and the likelihood rises towards it (no interior maximum)"
                     % self.min_temperature]
         return []
+
+    def atoms(self, params, intercept):
+        """Masses exp(beta_0i - max beta_0) and, per atom, the activation slopes and the temperature.
+
+        Block ``gate_activation`` (k, d + 1): (beta_1i, tau).  The temperature
+        is shared by the atoms and identified jointly with the slopes, so it
+        enters every atom's distance.  Only the intercepts shift together
+        (kind "softmax" without a ``gate_slope`` block: the losses take the
+        infimum over the common factor of the masses alone).
+        """
+        beta0, beta1 = split_intercept(params.coef, intercept)
+        tau = math.exp(float(np.asarray(params.log_temp)))
+        blocks = {"gate_activation": np.column_stack([beta1, np.full(beta1.shape[0], tau)])}
+        return np.exp(beta0 - beta0.max()), blocks, "softmax"
 
     def permute(self, params, perm):
         """Parameters with the experts relabelled (new expert i = old expert ``perm[i]``); see the module docstring."""

@@ -4,7 +4,10 @@ A gate is a small frozen (hashable) dataclass: its fields are the gate's
 *settings* (e.g. top-K's K, a temperature schedule), static under ``jax.jit``;
 its *parameters* are a PyTree (a NamedTuple of arrays) passed to pure methods.
 A new gate is one new module in ``moestat/gating/`` that subclasses
-:class:`Gate` and registers itself with :func:`register`.
+:class:`Gate` and registers itself with :func:`register`.  Every method and
+attribute that the EM loop, the sampler, the inference and the Monte Carlo
+harness use is declared here, abstract or with a default
+(``docs/extending.md`` lists them).
 
 Shapes: ``Xg (pg, N)`` features-major gate design (row 0 = intercept when the
 model has one); ``tau (k, N)`` responsibilities; ``w (N,)`` case weights with 0
@@ -17,6 +20,7 @@ import abc
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -58,6 +62,16 @@ class Gate(abc.ABC):
     #: soft responsibilities of the partition-fitted experts.  For gates that a hard partition drives onto a
     #: flat part of their likelihood (normalized sigmoid: its softmax limit).
     hold_in_starts: ClassVar[bool] = False
+    #: True when EM may take the gate M-step as ONE unguarded Newton step whose guard is checked in the next
+    #: E-step's pass (:func:`moestat.fitting.em.fit_one`): the E-step computes the gate at the candidate anyway.
+    #: A gate that sets it provides :meth:`direction`, :meth:`moment_rows` and :meth:`direction_from_moments`.
+    speculative: ClassVar[bool] = False
+    #: True when :meth:`observed_step` moves the gate (top-K's re-routing).  Such moves are judged on the
+    #: ungrouped observed log-likelihood, so fits with ``groups`` refuse these gates.
+    moves_on_observed: ClassVar[bool] = False
+    #: True when :meth:`transform` maps the raw gate covariates to other features (modified softmax), so
+    #: the gate design does not hold the raw covariates.
+    transforms_covariates: ClassVar[bool] = False
 
     # ---- host-side set-up ------------------------------------------------------------
     def validate(self, k: int, pg: int) -> None:
@@ -137,6 +151,61 @@ class Gate(abc.ABC):
         """
         return params
 
+    def log_weights_and_probs(self, params, Xg):
+        """The log gate weights and the weights, both (k, N).
+
+        Default: :meth:`log_weights` and its exponential.  The softmax gate
+        overrides it to take both from one set of k exponentials.
+        """
+        lw = self.log_weights(params, Xg)
+        return lw, jnp.exp(lw)
+
+    def direction(self, params, tau, Xg, w, ctl, fixed, log_w):
+        """The unguarded Newton direction of the gate M-step and the gate objective at ``params``.
+
+        Used only when :attr:`speculative` is True: EM adds the direction and
+        checks the candidate in the next E-step.
+
+        Parameters
+        ----------
+        params : gate parameters
+        tau : array (k, N), responsibilities
+        Xg : array (pg, N), gate design
+        w : array (N,), case weights (0 on padding)
+        ctl : EMControl
+        fixed : bool PyTree like ``params``, True for fixed entries
+        log_w : array (k, N), :meth:`log_weights` at ``params``
+
+        Returns
+        -------
+        direction : PyTree like ``params`` (0 on fixed entries)
+        objective : scalar, sum_n w_n sum_i tau_in log g_i(x_n) at ``params``
+        """
+        raise TypeError("the %r gate is not speculative: EM takes its M-step with m_step(), not direction()"
+                        % self.name)
+
+    def moment_rows(self, probs, tau, w):
+        """(r, N) per-point rows whose moments against the gate design give the Newton statistics.
+
+        Used only when :attr:`speculative` is True and the experts have a
+        moment M-step (:attr:`moestat.experts.base.Expert.moment_design`):
+        EM contracts the rows with the products of the gate design's columns
+        (:mod:`moestat.fitting.moments`) and hands the moments to
+        :meth:`direction_from_moments`.  ``probs`` (k, N) are the gate
+        weights from :meth:`log_weights_and_probs`.
+        """
+        raise TypeError("the %r gate is not speculative: it has no moment form of its Newton statistics"
+                        % self.name)
+
+    def direction_from_moments(self, params, linear, gram, ctl, fixed):
+        """:meth:`direction` (without the objective) from the moments of :meth:`moment_rows`.
+
+        linear (r, pg) and gram (r, pg, pg): the rows' sums against x and x x'
+        (:func:`moestat.fitting.moments.split`).
+        """
+        raise TypeError("the %r gate is not speculative: it has no moment form of its Newton statistics"
+                        % self.name)
+
     def may_stop(self, params):
         """Whether EM may stop at ``params`` (default: always).
 
@@ -171,6 +240,115 @@ class Gate(abc.ABC):
         from .._pytree import free_entries
         return free_entries(self.canonical(params), self.free_mask)
 
+    def boundary(self, params, ctl) -> list[str]:
+        """Messages for the standard errors when the fitted gate sits where they are not valid (default: none).
+
+        :func:`moestat.inference.bootstrap.observed_information` adds them to its
+        warnings, e.g. top-K with K = 1 (weights 0 or 1: the coefficients'
+        scale is not identified) or an activation gate whose temperature sits
+        at its lower bound.
+        """
+        return []
+
+    # ---- router diagnostics (moestat.routing) ------------------------------------------
+    def router(self):
+        """(router gate, index of its first expert in the model): the gate that routes (default: this one, 0).
+
+        A shared + routed gate returns its routed gate and the number of
+        shared experts; :meth:`router_params` gives that gate's parameters.
+        """
+        return self, 0
+
+    def router_params(self, params):
+        """The parameters of :meth:`router`'s gate (default: ``params``)."""
+        return params
+
+    @property
+    def top_k(self) -> int:
+        """Experts with non-zero weight at each point for sparse routers (top-K: K); dense gates: 1.
+
+        The default K of the routing sets in :func:`moestat.routing.routing_report`.
+        """
+        return 1
+
+    def sample_x(self, params, n: int, rng: np.random.Generator):
+        """Draw n covariates and their experts from a joint gate's covariate model: (x (n, d), z (n,)).
+
+        Only joint gates (:attr:`joint`) model the covariates; the default
+        raises TypeError (conditional gates take covariates from the user or
+        a covariate law, :func:`moestat.sampling.draw_x`).
+        """
+        raise TypeError("the %r gate is conditional on the covariates and has no law to draw them from"
+                        % self.name)
+
+    def near_truth(self, true, base, s, s_blocks, rng: np.random.Generator, sd: float, sd_v: float):
+        """Gate parameters near the truth: the Monte Carlo harness's ``paper`` starting values.
+
+        Parameters
+        ----------
+        true : canonical true gate parameters (k* experts)
+        base : the fitted gate's :meth:`init_params` (k experts): the layout of the result
+        s : int ndarray (k,)
+            The true expert assigned to each fitted expert.
+        s_blocks : list of int ndarrays
+            The same assignment within each block of experts (one block unless the experts are composite).
+        rng : numpy.random.Generator
+        sd, sd_v : float
+            Standard deviations of the gate noise and of the variance noise.
+
+        Returns
+        -------
+        gate parameters shaped like ``base``
+
+        Default: rows ``s`` of every leaf with an expert axis plus one
+        N(0, sd^2) draw per fitted expert on its free entries
+        (:meth:`free_mask`); leaves without an expert axis (a temperature)
+        stay at the truth.
+        """
+        def rows(t, f):
+            t = np.asarray(t)
+            if t.ndim == 0:
+                return t
+            return t[s] + rng.normal(0.0, sd, size=(s.size,) + (1,) * (t.ndim - 1)) * np.asarray(f)
+        return jax.tree_util.tree_map(rows, true, self.free_mask(base))
+
+    # ---- mixing-measure atoms (moestat.losses, the Monte Carlo harness) ---------------
+    def atoms(self, params, intercept: bool):
+        """The gate's part of the mixing measure for the Voronoi losses (:class:`moestat.losses.Atoms`).
+
+        Parameters
+        ----------
+        params : gate parameters, canonical (:meth:`canonical`)
+        intercept : bool
+            Whether column 0 of the gate design is the intercept.
+
+        Returns
+        -------
+        mass : ndarray (k,)
+            Atom masses (e.g. exp(beta_0i - max beta_0) for a softmax gate).
+        blocks : dict name -> ndarray (k, d)
+            Gate parameter blocks, named as in :mod:`moestat.losses` (e.g. ``gate_slope``).
+        kind : str
+            How the masses arise (:data:`moestat.losses.GATE_KINDS`; "softmax": up to a common factor).
+
+        The default raises TypeError: a gate is scored by the Voronoi losses only once it says
+        what its atoms are.
+        """
+        raise TypeError("the %r gate defines no mixing-measure atoms (Gate.atoms), so the Voronoi losses "
+                        "cannot score it; use a density loss ('tv', 'hellinger') or give the gate an atoms() "
+                        "method" % self.name)
+
+    def atom_groups(self, params, intercept: bool) -> list:
+        """[(group name, mass (k_g,), blocks, kind), ...]: the atom groups of the gate, in expert order.
+
+        Default: one group "moe" from :meth:`atoms`.  A gate whose experts form
+        separately scored blocks (shared + routed) returns one entry per block;
+        the experts' :meth:`moestat.experts.base.Expert.atom_groups` must
+        return as many blocks, of the same sizes.
+        """
+        mass, blocks, kind = self.atoms(params, intercept)
+        return [("moe", mass, blocks, kind)]
+
     def permute(self, params, perm):
         """Parameters with the experts relabelled: new expert i is old expert ``perm[i]``.
 
@@ -184,11 +362,3 @@ class Gate(abc.ABC):
 def softmax_log_weights(coef, Xg):
     """log softmax(coef @ Xg) over experts: (k, N)."""
     return klog_softmax(coef @ Xg)
-
-
-def mask_newton(grad, negH, free):
-    """Restrict a Newton system to free coordinates: fixed entries get zero gradient, identity curvature."""
-    f = free.ravel().astype(grad.dtype)
-    g = grad * free.astype(grad.dtype)
-    H = negH * f[:, None] * f[None, :] + jnp.diag(1.0 - f)
-    return g, H

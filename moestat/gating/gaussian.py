@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._math import klog_softmax
-from ..experts.gaussian import constrained_wls
+from ..fitting.wls import constrained_wls
 from .base import Gate, register
 
 LOG2PI = math.log(2.0 * math.pi)
@@ -173,6 +173,28 @@ class GaussianGate(Gate):
         L = jnp.where(eye, jnp.exp(u.cov), jnp.where(tril, u.cov, 0.0))
         return GaussianGateParams(weight=simplex_constrain(u.weight), mean=u.mean,
                                   cov=L @ jnp.swapaxes(L, -1, -2))
+
+    def near_truth(self, true, base, s, s_blocks, rng, sd, sd_v):
+        """As the AISTATS'24 code (``theory.md`` §4.4): pi*_j split equally among the copies of true atom j,
+        centres + one N(0, sd^2) draw per atom, covariance diagonals + one |N(0, sd_v^2)|."""
+        w = np.asarray(true.weight, dtype=np.float64)
+        mean = np.asarray(true.mean, dtype=np.float64)[s]
+        cov = np.asarray(true.cov, dtype=np.float64)[s].copy()
+        d = mean.shape[1]
+        mean = mean + rng.normal(0.0, sd, size=(s.size, 1))
+        cov = cov + np.abs(rng.normal(0.0, sd_v, size=(s.size, 1, 1))) * np.eye(d)[None]
+        weight = w[s] / np.bincount(s, minlength=w.size)[s]
+        return type(true)(weight=weight / weight.sum(), mean=mean, cov=cov)
+
+    def atoms(self, params, intercept):
+        """Mass pi_i, ``loc`` c_i, ``scale`` the covariance's upper triangle (diagonal covariances: the diagonal)."""
+        cov = np.asarray(params.cov, dtype=np.float64)
+        d = cov.shape[-1]
+        off = np.abs(cov - np.eye(d)[None] * cov).max() if d > 1 else 0.0
+        iu = np.diag_indices(d) if off == 0.0 else np.triu_indices(d)
+        scale = cov[:, iu[0], iu[1]]
+        return (np.asarray(params.weight, dtype=np.float64), {"loc": np.asarray(params.mean, dtype=np.float64),
+                                                              "scale": scale}, "gaussian")
 
     def free_mask(self, params):
         k, d = np.shape(params.mean)

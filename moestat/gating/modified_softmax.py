@@ -123,6 +123,7 @@ class ModifiedSoftmax(Softmax):
     """
 
     name = "modified_softmax"
+    transforms_covariates = True
     fn: Any = "sigmoid"
     newton_steps: int = 1
 

@@ -44,9 +44,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..fitting import newton
-from .._math import klogsumexp, ksum
+from .._math import klogsumexp, ksum, split_intercept
 from ._damped import damped_ascent
-from .base import Gate, mask_newton, register
+from .base import Gate, register
 
 CURVATURES = ("closed", "autodiff")
 
@@ -159,7 +159,7 @@ class NormalizedSigmoid(Gate):
 
         def stats(c):
             grad, negH = ns_newton_stats(c, tau, w, Xg, self.curvature)
-            grad, negH = mask_newton(grad, negH, free)
+            grad, negH = newton.mask_newton(grad, negH, free)
             return grad, negH, objective(c)
 
         coef = damped_ascent(params.coef, objective, stats, ctl, max_halvings, self.newton_steps)
@@ -168,6 +168,14 @@ class NormalizedSigmoid(Gate):
     def describe(self, params, names):
         c = np.asarray(params.coef)
         return [(i, names[j], float(c[i, j])) for i in range(c.shape[0]) for j in range(c.shape[1])]
+
+    def atoms(self, params, intercept):
+        """Masses sigma(beta_0i), blocks ``gate_intercept`` (identified: no translation) and ``gate_slope``."""
+        beta0, beta1 = split_intercept(params.coef, intercept)
+        blocks = {"gate_intercept": beta0[:, None]}
+        if beta1.shape[1]:
+            blocks["gate_slope"] = beta1
+        return 1.0 / (1.0 + np.exp(-beta0)), blocks, "sigmoid"
 
     def free_mask(self, params):
         return NormalizedSigmoidParams(coef=jnp.ones(jnp.shape(params.coef), dtype=bool))

@@ -83,7 +83,11 @@ class SharedRouted(Gate):
 
     @property
     def uses_intercept(self):
-        return getattr(self.routed, "uses_intercept", True)
+        return self.routed.uses_intercept
+
+    @property
+    def transforms_covariates(self):
+        return self.routed.transforms_covariates
 
     @property
     def summary_title(self):
@@ -152,6 +156,26 @@ class SharedRouted(Gate):
         lw = None if log_w is None else log_w[k1:] - LOG_HALF
         routed = self.routed.m_step(params.routed, tr_n, Xg, w * T, ctl, max_halvings, fixed.routed, log_w=lw)
         return SharedRoutedParams(shared=shared, routed=routed)
+
+    def near_truth(self, true, base, s, s_blocks, rng, sd, sd_v):
+        """Constant shared weights split equally among the copies of a true shared expert; the routed
+        gate's own :meth:`~moestat.gating.base.Gate.near_truth` on the routed block (``s_blocks[1]``)."""
+        a = s_blocks[0]
+        omega = np.asarray(true.shared, dtype=np.float64)[a] / np.bincount(a)[a]
+        routed = self.routed.near_truth(true.routed, base.routed, s_blocks[1], s_blocks[1:], rng, sd, sd_v)
+        return base._replace(shared=omega / omega.sum(), routed=routed)
+
+    def router(self):
+        return self.routed, self.n_shared
+
+    def router_params(self, params):
+        return params.routed
+
+    # ---- mixing-measure atoms --------------------------------------------------------
+    def atom_groups(self, params, intercept):
+        """Two groups: "shared" (masses omega, no gate blocks) and "routed" (the routed gate's atoms)."""
+        return [("shared", np.asarray(params.shared, dtype=np.float64), {}, "shared"),
+                ("routed",) + tuple(self.routed.atoms(params.routed, intercept))]
 
     # ---- presentation ----------------------------------------------------------------
     def describe(self, params, names):

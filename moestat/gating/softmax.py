@@ -14,63 +14,24 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..fitting import newton
-from .._math import klogsumexp, ksum, kshifted_exp, log_positive
-from .base import Gate, mask_newton, register, softmax_log_weights
+from .._math import kshifted_exp, log_positive, split_intercept
+from .base import Gate, register, softmax_log_weights
 
 
 class SoftmaxParams(NamedTuple):
     coef: jnp.ndarray  # (k, pg); row 0 is the reference and stays 0
 
 
-def _gate_stats(log_pi, tau, w, Xg, free):
-    """Masked gradient, negative Hessian (rows 1..k-1) and objective of the soft-label cross-entropy."""
-    grad, negH = newton.softmax_newton_stats(jnp.exp(log_pi), tau, w, Xg)
-    grad, negH = mask_newton(grad, negH, free[1:])
-    return grad, negH, jnp.dot(ksum(tau * log_pi), w)
+def softmax_atoms(coef, intercept: bool):
+    """Mixing-measure atoms of a softmax of coef (k, pg) @ Xg (see :meth:`moestat.gating.base.Gate.atoms`).
 
-
-def softmax_gate_step(coef, tau, Xg, w, ctl, max_halvings, free, n_steps, log_w=None):
-    """Guarded Newton steps on the soft-label cross-entropy in rows 1..k-1 of ``coef``.
-
-    ``free`` (k, pg) marks the coefficients allowed to move; row 0 is never free.
-    ``log_w`` (k, N): the E-step's log gate probabilities at ``coef``, reused for
-    the first step's statistics.  Shared by every gate that is a softmax of a
-    linear predictor in some features.
+    Masses exp(beta_0i - max beta_0): a softmax measure is only defined up to a
+    common factor (the losses take the infimum over it), and the shift keeps a
+    diverged gate (beta_0 ~ 1e4) finite.  Block ``gate_slope``: the slopes beta_1i.
     """
-    head = coef[:1]
-
-    def full(th):
-        return jnp.concatenate([head, th], axis=0)
-
-    def objective(th):
-        return newton.softmax_objective(full(th), tau, w, Xg)
-
-    def stats_from(log_pi):
-        return _gate_stats(log_pi, tau, w, Xg, free)
-
-    def stats(th):
-        eta = full(th) @ Xg
-        return stats_from(eta - klogsumexp(eta)[None])
-
-    stats0 = None if log_w is None else stats_from(log_w)
-    th, _ = newton.newton_ascent(coef[1:], objective, stats, ctl, max_halvings, n_steps, stats0=stats0)
-    return full(th)
-
-
-def softmax_gate_direction(coef, tau, Xg, w, ctl, free, log_w):
-    """The unguarded Newton direction (k, pg; row 0 zero) and the objective at ``coef``.
-
-    For the EM loop's speculative guard (:func:`moestat.fitting.em.fit_one`): the
-    candidate ``coef + direction`` is checked in the next E-step's pass.
-    """
-    grad, negH, q = _gate_stats(log_w, tau, w, Xg, free)
-    return _full_direction(coef, grad, negH, ctl), q
-
-
-def _full_direction(coef, grad, negH, ctl):
-    """The Newton direction of rows 1..k-1 (masked statistics), with the reference row 0 not moving."""
-    d = newton.newton_direction(grad, negH, ctl.ridge)
-    return jnp.concatenate([jnp.zeros_like(coef[:1]), d], axis=0)
+    beta0, beta1 = split_intercept(coef, intercept)
+    blocks = {"gate_slope": beta1} if beta1.shape[1] else {}
+    return np.exp(beta0 - beta0.max()), blocks, "softmax"
 
 
 class SoftmaxCoefficients:
@@ -91,6 +52,9 @@ class SoftmaxCoefficients:
 
     def free_mask(self, params):
         return SoftmaxParams(coef=jnp.ones(jnp.shape(params.coef), dtype=bool).at[0].set(False))
+
+    def atoms(self, params, intercept):
+        return softmax_atoms(params.coef, intercept)
 
     def report(self, params):
         # log-odds of experts 2..k against expert 1, in describe() order
@@ -128,8 +92,8 @@ class Softmax(SoftmaxCoefficients, Gate):
 
     def direction(self, params, tau, Xg, w, ctl, fixed, log_w):
         """(direction, objective at params) of the unguarded Newton step, as SoftmaxParams and a scalar."""
-        d, q = softmax_gate_direction(params.coef, tau, Xg, w, ctl, jnp.logical_not(fixed.coef), log_w)
-        return SoftmaxParams(coef=d), q
+        grad, negH, q = newton.softmax_stats(log_w, tau, w, Xg, jnp.logical_not(fixed.coef))
+        return SoftmaxParams(coef=newton.softmax_direction(params.coef, grad, negH, ctl)), q
 
     def log_weights_and_probs(self, params, Xg):
         """(log g, g), both (k, N), from one set of k exponentials (the E-step keeps g for the Newton rows)."""
@@ -148,11 +112,11 @@ class Softmax(SoftmaxCoefficients, Gate):
         """
         m = params.coef.shape[0] - 1
         grad, negH = newton.softmax_stats_from_moments(linear, gram, m)
-        grad, negH = mask_newton(grad, negH, jnp.logical_not(fixed.coef)[1:])
-        return SoftmaxParams(coef=_full_direction(params.coef, grad, negH, ctl))
+        grad, negH = newton.mask_newton(grad, negH, jnp.logical_not(fixed.coef)[1:])
+        return SoftmaxParams(coef=newton.softmax_direction(params.coef, grad, negH, ctl))
 
     def m_step(self, params, tau, Xg, w, ctl, max_halvings, fixed, log_w=None):
         free = jnp.logical_not(fixed.coef)
-        coef = softmax_gate_step(params.coef, tau, Xg, w, ctl, max_halvings, free, self.newton_steps, log_w)
+        coef = newton.softmax_step(params.coef, tau, Xg, w, ctl, max_halvings, free, self.newton_steps, log_w)
         return SoftmaxParams(coef=coef)
 

@@ -31,7 +31,7 @@ be checked):
 
 * default: tau is a **fixed, known** setting (``temperature=1.0``); beta is
   estimated.  The M-step is the softmax gate's guarded Newton step applied to
-  the features x / tau (:func:`moestat.gating.softmax.softmax_gate_step`),
+  the features x / tau (:func:`moestat.fitting.newton.softmax_step`),
   reference expert 0 has beta_0 = 0.
 * ``estimate_temperature=True``: tau is estimated under the identifiability
   constraint ||C(beta_1)||_F = 1, where beta_1 (k x d) are the gate slopes
@@ -68,8 +68,9 @@ from typing import Any, ClassVar, NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
+from ..fitting import newton
 from .base import Gate, register, softmax_log_weights
-from .softmax import softmax_gate_step
+from .softmax import softmax_atoms
 
 _TINY = 1e-300
 
@@ -256,7 +257,7 @@ class TemperatureSoftmax(TemperatureMixin, Gate):
         log_temp = self.next_log_temp(params.log_temp, fixed.log_temp)
         # softmax(beta x / tau) = softmax(theta x): the softmax step on theta = beta / tau
         theta = params.coef * jnp.exp(-log_temp)
-        theta = softmax_gate_step(theta, tau, Xg, w, ctl, max_halvings, free, self.newton_steps)
+        theta = newton.softmax_step(theta, tau, Xg, w, ctl, max_halvings, free, self.newton_steps)
         if self.estimate_temperature:
             coef, new_log = normalise(theta, log_temp)
             keep = fixed.log_temp
@@ -270,6 +271,15 @@ class TemperatureSoftmax(TemperatureMixin, Gate):
         if self.estimate_temperature:
             rows.append(self.temperature_row(params))
         return rows
+
+    def atoms(self, params, intercept):
+        """The softmax atoms of theta = beta / tau (:func:`moestat.gating.softmax.softmax_atoms`).
+
+        softmax(beta' x / tau) = softmax(theta' x): the gate is the softmax of
+        theta, which is all the data identify when tau is estimated.
+        """
+        theta = np.asarray(params.coef, dtype=np.float64) * np.exp(-float(np.asarray(params.log_temp)))
+        return softmax_atoms(theta, intercept)
 
     def report(self, params):
         p = self.canonical(params)

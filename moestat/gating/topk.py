@@ -90,8 +90,8 @@ from jax import lax
 
 from ..fitting import newton
 from .._math import klog_softmax, klogsumexp, ksum
-from .base import Gate, mask_newton, register
-from .softmax import SoftmaxCoefficients, SoftmaxParams, softmax_gate_step
+from .base import Gate, register
+from .softmax import SoftmaxCoefficients, SoftmaxParams
 
 SELECT = ("scores", "slopes")
 
@@ -162,6 +162,7 @@ class TopK(SoftmaxCoefficients, Gate):
     name = "topk"
     summary_title: ClassVar[str] = "Gate (top-K softmax: log-odds against expert 1 where both are active)"
     translation_invariant: ClassVar[bool] = True
+    moves_on_observed: ClassVar[bool] = True
     k: int = 2
     select: str = "scores"
     newton_steps: int = 1
@@ -210,7 +211,7 @@ class TopK(SoftmaxCoefficients, Gate):
         def stats(th):
             pi = jnp.exp(self.log_weights(SoftmaxParams(full(th)), Xg))
             grad, negH = newton.softmax_newton_stats(pi, tau, w, Xg)
-            grad, negH = mask_newton(grad, negH, free[1:])
+            grad, negH = newton.mask_newton(grad, negH, free[1:])
             return grad, negH, objective(th)
 
         def restricted(_):
@@ -218,7 +219,7 @@ class TopK(SoftmaxCoefficients, Gate):
             return full(th)
 
         def dense(_):
-            return softmax_gate_step(coef, tau, Xg, w, ctl, max_halvings, free, self.newton_steps)
+            return newton.softmax_step(coef, tau, Xg, w, ctl, max_halvings, free, self.newton_steps)
 
         finite = jnp.isfinite(self.objective(coef, tau, Xg, w))
         return SoftmaxParams(coef=lax.cond(finite, restricted, dense, None))
@@ -250,6 +251,10 @@ class TopK(SoftmaxCoefficients, Gate):
         th = _pattern_search(th, free, loglik)
         return params._replace(gate=SoftmaxParams(coef=jnp.concatenate([head, th], axis=0)))
 
+    @property
+    def top_k(self) -> int:
+        return int(self.k)
+
     def boundary_swaps(self, v, live):
         """(k, k) booleans: expert pairs whose routing boundary some live point sits next to (see _cell_null_space)."""
         return topk_swaps(v, live, self.k)
@@ -271,7 +276,7 @@ def _dense_proposal(coef, logf, Xg, w, free, loglik, ctl, max_halvings):
     post = jnp.exp(lj - klogsumexp(lj)[None])
     post = jnp.where(w[None] > 0, post, 1.0 / coef.shape[0])
     grad, negH = newton.softmax_newton_stats(jnp.exp(dense_lw), post, w, Xg)
-    grad, negH = mask_newton(grad, negH, free)
+    grad, negH = newton.mask_newton(grad, negH, free)
     d = newton.newton_direction(grad, negH, ctl.ridge)
     th, _, _ = newton.guarded_step(coef[1:], d, loglik, loglik(coef[1:]), ctl.ls_eps, max_halvings)
     return th
@@ -295,7 +300,7 @@ def _observed_newton(th, head, gate, logf, Xg, w, free, loglik, ctl, max_halving
     post = jnp.exp(lj - klogsumexp(lj)[None])
     post = jnp.where(w[None] > 0, post, jnp.exp(lw))
     grad, negH = newton.softmax_newton_stats(jnp.exp(lw), post, w, Xg)
-    grad, negH = mask_newton(grad, negH, free)
+    grad, negH = newton.mask_newton(grad, negH, free)
     if cells:
         Z = _cell_null_space(jnp.concatenate([head, th], axis=0), Xg, w, free, gate.k, gate.select,
                              gate.boundary_swaps)

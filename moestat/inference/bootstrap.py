@@ -197,7 +197,7 @@ def observed_information(res, rtol: float = 1e-10, warn: bool = True) -> Informa
         names = ", ".join("%s %d %s" % tuple(r) for r in rows.loc[undefined & (jn > 0), ROW_INDEX].to_numpy()[:6])
         messages.append("the observed information matrix is %s (smallest scaled eigenvalue %.3g); standard errors "
                         "of %s are set to NaN" % (kind, lam_min, names or "the affected parameters"))
-    messages += _stationarity(g, cov_t, res) + _boundary(res, bound.expert)
+    messages += _stationarity(g, cov_t, res) + _boundary(res, bound.expert) + cfg.gate.boundary(params.gate, res._ctl)
     info = Information(rows=rows.drop(columns="estimate"), estimate=est, cov=cov, theta=theta, grad=g,
                        hessian=H, cov_theta=cov_t, jacobian=J, messages=messages, masks=m)
     if warn:

@@ -430,7 +430,7 @@ class MoEResults:
             from ..data.design import group_first_rows
             z = z[group_first_rows(self.design.group_codes, z.shape[0])]
         yv = np.asarray(self.model.expert.sample(ky, P.expert, dat.X, z))[:n]
-        yv = self.model.expert.decode_y(yv, self.info) if hasattr(self.model.expert, "decode_y") else yv
+        yv = self.model.expert.decode_y(yv, self.info)
         return (yv, np.asarray(z)[:n]) if return_labels else yv
 
     # ------------------------------------------------------------------ tables

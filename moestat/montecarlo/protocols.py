@@ -36,9 +36,6 @@ from ..fitting import em
 from ..fitting import starts as initmod
 from .._jax import to_device
 
-GROUP_FIELDS = ("sigma2",)  # leaves treated as variances
-
-
 def init_stream(seed: int, n: int, rep: int) -> np.random.SeedSequence:
     return np.random.SeedSequence([int(seed), int(n), int(rep), 1])
 
@@ -54,11 +51,6 @@ def assignment(k: int, kstar: int, rng: np.random.Generator) -> np.ndarray:
             return s
 
 
-def _blocks_of(params):
-    """Expert parameter PyTrees per composite block (a plain family is one block)."""
-    return list(params.blocks) if hasattr(params, "blocks") else [params]
-
-
 def near_truth_start(exp, n: int, rng: np.random.Generator) -> em.MoEParams:
     """One near-truth start for the fitted model (see the module docstring)."""
     st = exp.settings
@@ -68,76 +60,42 @@ def near_truth_start(exp, n: int, rng: np.random.Generator) -> em.MoEParams:
     as_sd = st.get("variance_start", "variance") == "sd"
     true = exp.truth.canonical(exp.true_params)
     base = exp.base()
-    t_blocks, f_blocks = _blocks_of(true.expert), _blocks_of(base.expert)
+    t_blocks, f_blocks = exp.truth.expert.parts(true.expert), exp.fit.expert.parts(base.expert)
     if len(t_blocks) != len(f_blocks):
         raise ValueError("the paper protocol needs the same expert blocks in the truth and the fitted model")
     # assignment per expert block (composite models); global true-row indices for the gate
     s_local, s_glob, off = [], [], 0
-    for tb, fb in zip(t_blocks, f_blocks):
+    for (_, tb), (_, fb) in zip(t_blocks, f_blocks):
         kt, kf = _rows(tb), _rows(fb)
         a = assignment(kf, kt, rng)
         s_local.append(a)
         s_glob.append(off + a)
         off += kt
     s = np.concatenate(s_glob)
-    gate = _gate_start(exp.fit.gate, true.gate, base.gate, s, s_local, rng, sd_g, sd_v)
-    free_blocks = _blocks_of(exp.fit.expert.free_mask(base.expert))
-    new_blocks = [_expert_block(tb, a, rng, sd_e, sd_v, as_sd, fb)
-                  for tb, a, fb in zip(t_blocks, s_local, free_blocks)]
-    expert = type(base.expert)(blocks=tuple(new_blocks)) if hasattr(base.expert, "blocks") else new_blocks[0]
+    gate = exp.fit.gate.near_truth(true.gate, base.gate, s, s_local, rng, sd_g, sd_v)
+    free_blocks = exp.fit.expert.parts(exp.fit.expert.free_mask(base.expert))
+    new_blocks = [_expert_block(tb, a, rng, sd_e, sd_v, as_sd, fb, fam.variance_fields)
+                  for (fam, tb), a, (_, fb) in zip(t_blocks, s_local, free_blocks)]
+    expert = exp.fit.expert.from_parts(new_blocks)
     out = em.MoEParams(gate=gate, expert=expert)
     return jax.tree_util.tree_map(lambda a, b: np.asarray(a, dtype=np.float64).reshape(np.shape(b)), out, base)
-
-
-def _rows_start(true_p, free, s, rng, sd):
-    """Rows of the assigned true experts plus one scalar N(0, sd^2) per row, on the free entries only."""
-    return jax.tree_util.tree_map(
-        lambda t, f: np.asarray(t)[s] + rng.normal(0.0, sd, size=(s.size,) + (1,) * (np.ndim(t) - 1))
-        * np.asarray(f), true_p, free)
-
-
-def _gate_start(gate, true_g, base_g, s, s_local, rng, sd, sd_v):
-    """Near-truth gate parameters for the fitted experts assigned by ``s`` (``s_local`` per expert block)."""
-    if hasattr(base_g, "shared") and hasattr(base_g, "routed"):
-        # DeepSeekMoE: constant shared weights split equally among the copies of a true shared expert,
-        # the routed gate as any gate on the routed block
-        a = s_local[0]
-        omega = np.asarray(true_g.shared, dtype=np.float64)[a] / np.bincount(a)[a]
-        routed = _rows_start(true_g.routed, gate.routed.free_mask(base_g.routed), s_local[1], rng, sd)
-        return base_g._replace(shared=omega / omega.sum(), routed=routed)
-    if getattr(gate, "joint", False) and hasattr(true_g, "cov"):
-        return _gaussian_gate_start(true_g, s, rng, sd, sd_v)
-    if getattr(gate, "joint", False):
-        raise ValueError("the paper protocol is defined for conditional gates (softmax, normalized sigmoid, "
-                         "top-K, shared+routed); use --protocol mle for the %r gate" % gate.name)
-    return _rows_start(true_g, gate.free_mask(base_g), s, rng, sd)
-
-
-def _gaussian_gate_start(true_g, s, rng, sd, sd_v):
-    """Gaussian (GLLiM) gate, as the AISTATS'24 code (``theory.md`` §4.4): pi*_j split equally among the
-    copies of true atom j, centres + one N(0, sd^2) draw per atom, covariance diagonals + one |N(0, sd_v^2)|."""
-    w = np.asarray(true_g.weight, dtype=np.float64)
-    mean = np.asarray(true_g.mean, dtype=np.float64)[s]
-    cov = np.asarray(true_g.cov, dtype=np.float64)[s].copy()
-    d = mean.shape[1]
-    mean = mean + rng.normal(0.0, sd, size=(s.size, 1))
-    cov = cov + np.abs(rng.normal(0.0, sd_v, size=(s.size, 1, 1))) * np.eye(d)[None]
-    weight = w[s] / np.bincount(s, minlength=w.size)[s]
-    return type(true_g)(weight=weight / weight.sum(), mean=mean, cov=cov)
 
 
 def _rows(params) -> int:
     return int(np.shape(jax.tree_util.tree_leaves(params)[0])[0])
 
 
-def _expert_block(tb, s, rng, sd_e, sd_v, as_sd, free):
-    """Rows ``s`` of one block of true expert parameters plus the protocol's noise (free entries only)."""
+def _expert_block(tb, s, rng, sd_e, sd_v, as_sd, free, variances):
+    """Rows ``s`` of one block of true expert parameters plus the protocol's noise (free entries only).
+
+    ``variances``: the fields holding variances (:attr:`moestat.experts.base.Expert.variance_fields`).
+    """
     fields = {}
-    for name in tb._fields:
-        t = np.asarray(getattr(tb, name), dtype=np.float64)[s]
-        f = np.asarray(getattr(free, name), dtype=np.float64)
+    for name, t, f in zip(tb._fields, tb, free):
+        t = np.asarray(t, dtype=np.float64)[s]
+        f = np.asarray(f, dtype=np.float64)
         shape = (s.size,) + (1,) * (t.ndim - 1)
-        if name in GROUP_FIELDS:
+        if name in variances:
             start = np.sqrt(t) if as_sd else t
             fields[name] = start + np.abs(rng.normal(0.0, sd_v, size=shape))
         else:
@@ -159,9 +117,7 @@ def mle_starts(exp, n: int, rep: int, x, y, data) -> em.MoEParams:
     F = exp.fit.expert.init_features(X, np.asarray(y))
     seed = int(init_stream(exp.spec.seed, n, rep).generate_state(1)[0] % (2**31 - 1))
     R = initmod.starting_responsibilities(None, F, w, exp.fit.k, int(exp.settings["n_init"]), seed)
-    arrange = getattr(exp.fit.gate, "arrange_starts", None)  # e.g. shared vs routed roles (DeepSeekMoE)
-    if arrange is not None:
-        R = arrange(R)
+    R = exp.fit.gate.arrange_starts(R)  # e.g. shared vs routed roles (DeepSeekMoE)
     N = data.w.shape[0]
     R = np.pad(R, ((0, 0), (0, 0), (0, N - R.shape[2])), constant_values=1.0 / exp.fit.k)
     cfg1 = em.EMConfig(gate=exp.cfg.gate, expert=exp.cfg.expert, k=exp.cfg.k, max_iter=1)

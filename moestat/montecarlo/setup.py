@@ -25,17 +25,9 @@ PILOT_N = 4000
 
 
 def _family_class(name: str, kind: str):
-    """The family class for a name: the registry, else a class of that (lower-cased) name, e.g. Stacked."""
+    """The registered family class of a name (families register themselves), or None."""
     registry = gating_base._REGISTRY if kind == "gate" else experts_base._REGISTRY
-    if name in registry:
-        return registry[name]
-    import importlib
-    mod = importlib.import_module("moestat.gating" if kind == "gate" else "moestat.experts")
-    base = gating_base.Gate if kind == "gate" else experts_base.Expert
-    for obj in vars(mod).values():
-        if isinstance(obj, type) and issubclass(obj, base) and obj.__name__.lower() == name.lower():
-            return obj
-    return None
+    return registry[name] if name in registry else None
 
 
 def _family(obj, kind: str):
@@ -109,15 +101,14 @@ class ModelSetup:
     @property
     def uses_gate_intercept(self) -> bool:
         """Whether the gate design has an intercept column (not for gates on raw covariates)."""
-        return self.gate_intercept and getattr(self.gate, "uses_intercept", True)
+        return self.gate_intercept and self.gate.uses_intercept
 
     def base_params(self, p: int, pg: int, info: dict) -> em.MoEParams:
         return em.MoEParams(gate=self.gate.init_params(self.k, pg), expert=self.expert.init_params(self.k, p, info))
 
     def canonical(self, params) -> em.MoEParams:
-        ecan = getattr(self.expert, "canonical", None)
-        e = ecan(params.expert) if ecan is not None else params.expert
-        return jax.tree_util.tree_map(np.asarray, em.MoEParams(gate=self.gate.canonical(params.gate), expert=e))
+        return jax.tree_util.tree_map(np.asarray, em.MoEParams(gate=self.gate.canonical(params.gate),
+                                                               expert=self.expert.canonical(params.expert)))
 
 
 @dataclass

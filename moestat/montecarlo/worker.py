@@ -35,7 +35,7 @@ from .._jax import backend, to_device
 from .._math import klogsumexp
 from ..data.design import bucket_size, make_data
 from ..losses import VORONOI_KINDS, conditional_distance, gauss_legendre_nodes, theory_loss
-from ..sampling import _variances, simulate_data
+from ..sampling import simulate_data
 from . import protocols
 from .adapters import model_atoms
 from .setup import Experiment, params_to_json
@@ -186,7 +186,7 @@ def _y_range(exp, params, x_nodes):
     for setup, p in ((exp.truth, exp.true_params), (exp.fit, params)):
         X, _ = setup.designs(x_nodes)
         mean = np.asarray(setup.expert.mean(jax.tree_util.tree_map(to_device, p.expert), to_device(X.T)))
-        sd = np.sqrt(np.max(_variances(p.expert)))
+        sd = np.sqrt(np.max(setup.expert.noise_variances(p.expert)))
         lo, hi = min(lo, mean.min() - 12 * sd), max(hi, mean.max() + 12 * sd)
     return lo, hi
 
@@ -197,7 +197,7 @@ def density_loss(exp: Experiment, params, kind: str):
     categorical = exp.fit.expert.response == "categorical"
     kw = {}
     if law.get("law", "uniform") in ("grid", "uniform") and int(law.get("d", 1)) == 1 \
-            and not getattr(exp.truth.gate, "joint", False):
+            and not exp.truth.gate.joint:
         kw["x_uniform"] = (float(law.get("low", 0.0)), float(law.get("high", 1.0)))
         nodes = gauss_legendre_nodes(*kw["x_uniform"], 16, 8)[0][:, None]
     else:

@@ -94,7 +94,7 @@ def true_model(setting: str) -> TrueModel:
     model = DeepSeekMoE(n_shared=1, n_routed=2, shared_expert=fs, routed_expert=fr, routed_gating=gate_name)
     routed_gate = model.gate.routed
     base = routed_gate.init_params(2, 2)
-    if not hasattr(base, "coef") or np.shape(base.coef) != (2, 2):
+    if "coef" not in base._fields or np.shape(base.coef) != (2, 2):
         raise TypeError("the %r gate has no (k, p) 'coef' parameter to hold the paper's (beta0, beta1)" % gate_name)
     gate = SharedRoutedParams(shared=np.array([1.0]), routed=base._replace(coef=np.array(_GATE[setting])))
     _, shared_kind, routed_kind = _LAYOUT[setting]

@@ -37,6 +37,8 @@ from typing import Any
 import numpy as np
 from scipy.special import expit
 
+from .._math import inverse_cdf
+
 REGIMES = (1, 2)
 GATINGS = ("softmax", "modified_softmax")
 TRANSFORMS = {"sigmoid": expit, "tanh": np.tanh}
@@ -101,12 +103,6 @@ def truth_params(regime: int = 1, gating: str = "softmax", transform: str = "sig
                      expert=MultinomialParams(coef=expert_coefficients(regime)))
 
 
-def _inverse_cdf(probs: np.ndarray, u: np.ndarray) -> np.ndarray:
-    c = np.cumsum(probs, axis=0)
-    c = c / c[-1:]
-    return np.minimum((c < u[None]).sum(0), probs.shape[0] - 1)
-
-
 def _softmax_rows(eta: np.ndarray) -> np.ndarray:
     e = np.exp(eta - eta.max(axis=0, keepdims=True))
     return e / e.sum(axis=0, keepdims=True)
@@ -127,12 +123,12 @@ def simulate_multinomial(n: int, gate_coef, expert_coef, seed: Any = 0, transfor
     x = np.random.default_rng(s_x).uniform(X_LAW["low"], X_LAW["high"], size=(int(n), A.shape[2] - 1))
     m = x if transform is None else TRANSFORMS[transform](x)
     gate_p = _softmax_rows(G[:, :1] + G[:, 1:] @ m.T)                                 # (k, n)
-    z = _inverse_cdf(gate_p, np.random.default_rng(s_z).random(x.shape[0]))
+    z = inverse_cdf(gate_p, np.random.default_rng(s_z).random(x.shape[0]))
     eta = A[:, :, :1] + A[:, :, 1:] @ x.T                                            # (k, C, n)
     probs = np.exp(eta - eta.max(axis=1, keepdims=True))
     probs /= probs.sum(axis=1, keepdims=True)
     pz = probs[z, :, np.arange(x.shape[0])].T                                        # (C, n)
-    y = _inverse_cdf(pz, np.random.default_rng(s_y).random(x.shape[0]))
+    y = inverse_cdf(pz, np.random.default_rng(s_y).random(x.shape[0]))
     return x, y, z
 
 
