@@ -1,7 +1,9 @@
 """Conformance: engine properties of every registered family, fitted through the public estimators.
 
-For each gate family (with linear Gaussian experts) and each expert family
-(under the softmax gate), two fits from the same explicit start:
+Every registered gate family is fitted with one expert family and every
+expert family with one gate family (``PAIRS``: ten fitted models cover all
+families, each compiled EM program costing seconds), three fits from the same
+explicit start:
 
 * fit A on n = 270 rows;
 * fit B on the same rows plus 40 rows of weight 0 holding wild values
@@ -12,13 +14,15 @@ Checked: EM is monotone (``loglik_trace`` never falls by more than
 1e-8 |loglik|), the weight-0 rows change no estimate (to 1e-8) and no
 log-likelihood, and fit C compiles nothing (a new n in a bucket reuses the
 programs fit B compiled; B and C follow the same numerical path, so a
-program compiled in C can only be due to n).  Data are drawn in NumPy from the transcribed models.
+program compiled in C can only be due to n).  Data are drawn in NumPy from
+the transcribed models.
 """
 from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable
 
 import jax
@@ -35,22 +39,29 @@ FIT = dict(max_iter=25, tol=0.0)
 
 
 @dataclass
-class EngineCase:
-    """An estimator, the parameters the data are drawn from, and the start of both fits.
+class GateSpec:
+    """A gate with its number of experts, the parameters data are drawn from and its transcribed weights."""
 
-    ``gate_probs(params, x)`` and ``draw_y(rng, expert params, x, z)`` are transcriptions;
+    gate: Any
+    k: int
+    params: Any
+    log_weights: Callable          # transcription (params, x) -> (k, n)
+
+
+@dataclass
+class ExpertSpec:
+    """An expert family: estimator, truth and start (for k experts), response draws from the transcription.
+
     ``fit_kwargs(n)`` gives extra per-row fit arguments (binomial trials); ``wild_y`` turns
-    responses into other valid ones for the weight-0 rows; ``polish`` runs the Newton polish too.
+    responses into other valid ones for the weight-0 rows.
     """
 
-    model: Callable[[], Any]
-    truth: Any
-    start: Any
-    gate_probs: Callable
-    draw_y: Callable
+    estimator: Callable            # (k, gate) -> estimator
+    truth: Callable                # k -> expert params
+    start: Callable                # k -> expert params
+    draw_y: Callable               # (rng, expert params, x, z) -> y
     fit_kwargs: Callable = field(default=lambda n: {})
     wild_y: Callable = field(default=lambda y: 3.0 * y + 1.0)
-    polish: bool = False
 
 
 def _linear(k):
@@ -59,74 +70,45 @@ def _linear(k):
 
 
 def _normal_y(mean_fn):
-    def draw(rng, p, x, z, var=None):
+    def draw(rng, p, x, z):
         m = mean_fn(p, x)
         s2 = np.concatenate([np.asarray(b.sigma2) for b in p.blocks]) if hasattr(p, "blocks") else p.sigma2
         return m[z, np.arange(len(z))] + np.sqrt(np.asarray(s2)[z]) * rng.standard_normal(len(z))
     return draw
 
 
-def _shrunk(params, factor=0.8):
-    """A start near the truth: every array scaled towards 0 (variances and weights kept positive)."""
-    def f(a):
-        a = np.asarray(a, dtype=np.float64)
-        return a if a.ndim == 0 else a * factor if np.all(a == 0) or np.any(a < 0) else a * (1.1 if a.ndim else 1)
-    return jax.tree_util.tree_map(f, params)
-
-
-def _softmax_gate_probs(p, x):
-    return np.exp(T.softmax_gate(p, x))
-
-
-def _gate_case(gate, k, gate_params, gate_fn):
-    truth = ms.MoEParams(gate=gate_params, expert=_linear(k))
-    start = ms.MoEParams(gate=gate_params, expert=E.GaussianParams(coef=0.8 * _linear(k).coef,
-                                                                   sigma2=2.0 * _linear(k).sigma2))
-    return EngineCase(lambda: ms.GaussianMoE(k, gating=gate), truth, start,
-                      lambda p, x: np.exp(gate_fn(p, x)), _normal_y(T.linear_mean))
-
-
 SOFTMAX2 = G.SoftmaxParams(coef=np.array([[0.0, 0.0], [0.3, 2.0]]))
 
-GATE_ENGINE: dict[str, EngineCase] = {
-    "softmax": _gate_case(G.Softmax(), 2, SOFTMAX2, T.softmax_gate),
-    "modified_softmax": _gate_case(G.ModifiedSoftmax("sigmoid"), 2,
-                                   G.SoftmaxParams(coef=np.array([[0.0, 0.0], [-1.5, 3.0]])),
-                                   lambda p, x: T.modified_softmax_gate(p, x, "sigmoid")),
-    "normalized_sigmoid": _gate_case(G.NormalizedSigmoid(), 2,
-                                     G.NormalizedSigmoidParams(coef=np.array([[1.0, 2.0], [0.0, -1.0]])),
-                                     T.normalized_sigmoid_gate),
-    "topk": _gate_case(G.TopK(k=2), 3, G.SoftmaxParams(coef=np.array([[0.0, 0.0], [1.0, 2.0], [0.3, -2.0]])),
-                       lambda p, x: T.topk_gate(p, x, 2)),
-    "temperature_softmax": _gate_case(G.TemperatureSoftmax(temperature=0.5), 2,
-                                      G.TemperatureParams(coef=np.array([[0.0, 0.0], [0.25, 1.0]]),
-                                                          log_temp=np.log(0.5)), T.temperature_gate),
-    "activation_softmax": _gate_case(G.ActivationSoftmax(), 2,
-                                     G.ActivationParams(coef=np.array([[0.0, 0.0], [0.5, 3.0]]),
-                                                        log_temp=np.log(0.5)), T.activation_gate),
-    "gaussian": _gate_case(G.GaussianGate(), 2,
-                           G.GaussianGateParams(weight=np.array([0.4, 0.6]), mean=np.array([[-1.0], [1.0]]),
-                                                cov=np.array([[[0.3]], [[0.5]]])), T.gaussian_gate),
-    "shared_routed": _gate_case(G.SharedRouted(n_shared=1, routed="softmax"), 3,
-                                G.SharedRoutedParams(shared=np.array([1.0]), routed=SOFTMAX2),
-                                lambda p, x: T.shared_routed_gate(p, x, T.softmax_gate)),
-    "expert_prototyping": _gate_case(G.ExpertPrototyping(groups=2), 4,
-                                     G.SoftmaxParams(coef=np.array([[0.0, 0.0], [0.5, 2.0], [0.0, 0.0],
-                                                                    [-0.5, -2.0]])),
-                                     lambda p, x: T.prototyping_gate(p, x, 2)),
-    "entropy_switched": _gate_case(G.EntropySwitched(k=1, threshold=0.5, q=1.5), 3,
-                                   G.SoftmaxParams(coef=np.array([[0.0, 0.0], [1.0, 2.0], [0.3, -2.0]])),
-                                   lambda p, x: T.entropy_switched_gate(p, x, 1, 0.5, 1.5)),
+GATE_SPECS: dict[str, GateSpec] = {
+    "softmax": GateSpec(G.Softmax(), 2, SOFTMAX2, T.softmax_gate),
+    "modified_softmax": GateSpec(G.ModifiedSoftmax("sigmoid"), 2,
+                                 G.SoftmaxParams(coef=np.array([[0.0, 0.0], [-1.5, 3.0]])),
+                                 partial(T.modified_softmax_gate, transform="sigmoid")),
+    "normalized_sigmoid": GateSpec(G.NormalizedSigmoid(), 2,
+                                   G.NormalizedSigmoidParams(coef=np.array([[1.0, 2.0], [0.0, -1.0]])),
+                                   T.normalized_sigmoid_gate),
+    "topk": GateSpec(G.TopK(k=1), 2, SOFTMAX2, partial(T.topk_gate, K=1)),
+    "temperature_softmax": GateSpec(G.TemperatureSoftmax(temperature=0.5), 2,
+                                    G.TemperatureParams(coef=np.array([[0.0, 0.0], [0.25, 1.0]]),
+                                                        log_temp=np.log(0.5)), T.temperature_gate),
+    "activation_softmax": GateSpec(G.ActivationSoftmax(), 2,
+                                   G.ActivationParams(coef=np.array([[0.0, 0.0], [0.5, 3.0]]),
+                                                      log_temp=np.log(0.5)), T.activation_gate),
+    "gaussian": GateSpec(G.GaussianGate(), 2,
+                         G.GaussianGateParams(weight=np.array([0.4, 0.6]), mean=np.array([[-1.0], [1.0]]),
+                                              cov=np.array([[[0.3]], [[0.5]]])), T.gaussian_gate),
+    "shared_routed": GateSpec(G.SharedRouted(n_shared=1, routed="softmax"), 3,
+                              G.SharedRoutedParams(shared=np.array([1.0]), routed=SOFTMAX2),
+                              partial(T.shared_routed_gate, routed=T.softmax_gate)),
+    "expert_prototyping": GateSpec(G.ExpertPrototyping(groups=1), 2, SOFTMAX2,
+                                   partial(T.prototyping_gate, groups=1)),
+    "entropy_switched": GateSpec(G.EntropySwitched(k=1, threshold=0.5, q=1.5), 2, SOFTMAX2,
+                                 partial(T.entropy_switched_gate, K=1, threshold=0.5, q=1.5)),
 }
 
 
-def _expert_case(model, expert_params, start_expert, draw_y, **kw):
-    return EngineCase(model, ms.MoEParams(gate=SOFTMAX2, expert=expert_params),
-                      ms.MoEParams(gate=SOFTMAX2, expert=start_expert), _softmax_gate_probs, draw_y, **kw)
-
-
-def _neuron(coef, scale):
-    return E.NeuronParams(coef=np.array(coef), scale=np.array(scale), sigma2=np.array([0.09, 0.16]))
+def _neuron(coef, scale, sigma2=(0.09, 0.16)):
+    return E.NeuronParams(coef=np.array(coef), scale=np.array(scale), sigma2=np.array(sigma2))
 
 
 def _poisson_y(rng, p, x, z):
@@ -145,55 +127,95 @@ def _categorical_y(rng, p, x, z):
     return (P.cumsum(axis=1) < rng.random((len(z), 1))).sum(axis=1)
 
 
-MULTI = np.array([[[0.0, 0.0], [1.0, 2.0], [-1.0, 1.0]], [[0.0, 0.0], [0.5, -2.0], [1.0, -1.0]]])
+def _gaussian_moe(expert=None):
+    return lambda k, gate: ms.GaussianMoE(k, gating=gate, expert=expert)
 
-EXPERT_ENGINE: dict[str, EngineCase] = {
-    "linear": _expert_case(lambda: ms.GaussianMoE(2), _linear(2),
-                           E.GaussianParams(coef=0.8 * _linear(2).coef, sigma2=2 * _linear(2).sigma2),
-                           _normal_y(T.linear_mean), polish=True),
-    "polynomial": _expert_case(lambda: ms.GaussianMoE(2, expert=E.GaussianPolynomial(degree=2)),
-                               E.GaussianParams(coef=np.array([[1.0, 2.0, -1.0], [-1.0, 0.5, 1.0]]),
-                                                sigma2=np.array([0.09, 0.16])),
-                               E.GaussianParams(coef=np.array([[0.8, 1.5, -0.5], [-0.5, 0.0, 0.5]]),
-                                                sigma2=np.array([0.3, 0.3])),
-                               _normal_y(lambda p, x: T.polynomial_mean(p, x, 2))),
-    "relu": _expert_case(lambda: ms.GaussianMoE(2, expert="relu"), _neuron([[-1.0, 2.0], [0.0, -1.0]], [1.0, -1.0]),
-                         _neuron([[-0.8, 1.5], [0.2, -0.8]], [1.0, -1.0]),
-                         _normal_y(lambda p, x: T.neuron_mean(p, x, "relu"))),
-    "gelu": _expert_case(lambda: ms.GaussianMoE(2, expert="gelu"), _neuron([[-1.0, 2.0], [0.0, -1.0]], [1.5, -1.0]),
-                         _neuron([[-0.8, 1.5], [0.2, -0.8]], [1.0, -1.0]),
-                         _normal_y(lambda p, x: T.neuron_mean(p, x, "gelu"))),
-    "poisson": _expert_case(lambda: ms.GLMMoE(2, family="poisson"),
-                            E.GLMParams(coef=np.array([[1.0, 0.5], [0.2, -0.8]])),
-                            E.GLMParams(coef=np.array([[0.8, 0.3], [0.4, -0.5]])), _poisson_y),
-    "binomial": _expert_case(lambda: ms.GLMMoE(2, family="binomial"),
-                             E.GLMParams(coef=np.array([[0.5, 1.5], [-0.5, -1.0]])),
-                             E.GLMParams(coef=np.array([[0.3, 1.0], [-0.3, -0.6]])), _binomial_y,
-                             fit_kwargs=lambda n: {"trials": np.full(n, float(TRIALS))},
-                             wild_y=lambda y: TRIALS - y),
-    "multinomial": _expert_case(lambda: ms.MultinomialMoE(2), E.MultinomialParams(coef=MULTI),
-                                E.MultinomialParams(coef=0.7 * MULTI), _categorical_y,
-                                wild_y=lambda y: (y + 1) % 3),
-    "stacked": _expert_case(lambda: ms.GaussianMoE(2, expert=E.Stacked(((E.ReLUExpert(), 1), ("linear", 1)))),
-                            E.StackedParams(blocks=(_neuron([[-1.0, 2.0]], [1.0])._replace(sigma2=np.array([0.09])),
-                                                    E.GaussianParams(coef=np.array([[-1.0, -1.5]]),
-                                                                     sigma2=np.array([0.16])))),
-                            E.StackedParams(blocks=(_neuron([[-0.8, 1.5]], [1.0])._replace(sigma2=np.array([0.2])),
-                                                    E.GaussianParams(coef=np.array([[-0.8, -1.0]]),
-                                                                     sigma2=np.array([0.3])))),
-                            _normal_y(lambda p, x: np.vstack([T.neuron_mean(p.blocks[0], x, "relu"),
-                                                              T.linear_mean(p.blocks[1], x)]))),
+
+MULTI = np.array([[[0.0, 0.0], [1.0, 2.0], [-1.0, 1.0]], [[0.0, 0.0], [0.5, -2.0], [1.0, -1.0]]])
+STACKED = E.Stacked(((E.ReLUExpert(), 1), ("linear", 1)))
+
+EXPERT_SPECS: dict[str, ExpertSpec] = {
+    "linear": ExpertSpec(_gaussian_moe(), _linear,
+                         lambda k: E.GaussianParams(coef=0.8 * _linear(k).coef, sigma2=2.0 * _linear(k).sigma2),
+                         _normal_y(T.linear_mean)),
+    "polynomial": ExpertSpec(_gaussian_moe(E.GaussianPolynomial(degree=2)),
+                             lambda k: E.GaussianParams(coef=np.array([[1.0, 2.0, -1.0], [-1.0, 0.5, 1.0]]),
+                                                        sigma2=np.array([0.09, 0.16])),
+                             lambda k: E.GaussianParams(coef=np.array([[0.8, 1.5, -0.5], [-0.5, 0.0, 0.5]]),
+                                                        sigma2=np.array([0.3, 0.3])),
+                             _normal_y(partial(T.polynomial_mean, degree=2))),
+    "relu": ExpertSpec(_gaussian_moe("relu"), lambda k: _neuron([[-1.0, 2.0], [0.0, -1.0]], [1.0, -1.0]),
+                       lambda k: _neuron([[-0.8, 1.5], [0.2, -0.8]], [1.0, -1.0]),
+                       _normal_y(partial(T.neuron_mean, act="relu"))),
+    "gelu": ExpertSpec(_gaussian_moe("gelu"), lambda k: _neuron([[-1.0, 2.0], [0.0, -1.0]], [1.5, -1.0]),
+                       lambda k: _neuron([[-0.8, 1.5], [0.2, -0.8]], [1.0, -1.0]),
+                       _normal_y(partial(T.neuron_mean, act="gelu"))),
+    "poisson": ExpertSpec(lambda k, gate: ms.GLMMoE(k, family="poisson", gating=gate),
+                          lambda k: E.GLMParams(coef=np.array([[1.0, 0.5], [0.2, -0.8]])),
+                          lambda k: E.GLMParams(coef=np.array([[0.8, 0.3], [0.4, -0.5]])), _poisson_y),
+    "binomial": ExpertSpec(lambda k, gate: ms.GLMMoE(k, family="binomial", gating=gate),
+                           lambda k: E.GLMParams(coef=np.array([[0.5, 1.5], [-0.5, -1.0]])),
+                           lambda k: E.GLMParams(coef=np.array([[0.3, 1.0], [-0.3, -0.6]])), _binomial_y,
+                           fit_kwargs=lambda n: {"trials": np.full(n, float(TRIALS))},
+                           wild_y=lambda y: TRIALS - y),
+    "multinomial": ExpertSpec(lambda k, gate: ms.MultinomialMoE(k, gating=gate),
+                              lambda k: E.MultinomialParams(coef=MULTI),
+                              lambda k: E.MultinomialParams(coef=0.7 * MULTI), _categorical_y,
+                              wild_y=lambda y: (y + 1) % 3),
+    "stacked": ExpertSpec(_gaussian_moe(STACKED),
+                          lambda k: E.StackedParams(blocks=(_neuron([[-1.0, 2.0]], [1.0], [0.09]),
+                                                            E.GaussianParams(coef=np.array([[-1.0, -1.5]]),
+                                                                             sigma2=np.array([0.16])))),
+                          lambda k: E.StackedParams(blocks=(_neuron([[-0.8, 1.5]], [1.0], [0.2]),
+                                                            E.GaussianParams(coef=np.array([[-0.8, -1.0]]),
+                                                                             sigma2=np.array([0.3])))),
+                          _normal_y(lambda p, x: np.vstack([T.neuron_mean(p.blocks[0], x, "relu"),
+                                                            T.linear_mean(p.blocks[1], x)]))),
 }
+
+#: each fit runs one gate family with one expert family, so that every registered family is fitted
+#: once with as few compiled EM programs as possible (each costs seconds to compile)
+PAIRS = [
+    ("softmax", "linear"), ("modified_softmax", "polynomial"), ("normalized_sigmoid", "relu"),
+    ("topk", "gelu"), ("temperature_softmax", "poisson"), ("activation_softmax", "binomial"),
+    ("gaussian", "stacked"), ("expert_prototyping", "multinomial"), ("entropy_switched", "linear"),
+    ("shared_routed", "linear"),
+]
+
+
+@dataclass
+class EngineCase:
+    """One fit configuration: estimator factory, truth and start parameters, data draws.
+
+    ``polish``: also run the Newton polish (on for the softmax-linear pair only: its derivatives
+    are not padding invariant when weight-0 rows hold large values, see
+    :func:`test_standard_errors_ignore_rows_of_weight_0`).
+    """
+
+    gate: GateSpec
+    expert: ExpertSpec
+    polish: bool = False
+
+    def model(self):
+        return self.expert.estimator(self.gate.k, self.gate.gate)
+
+    @property
+    def truth(self):
+        return ms.MoEParams(gate=self.gate.params, expert=self.expert.truth(self.gate.k))
+
+    @property
+    def start(self):
+        return ms.MoEParams(gate=self.gate.params, expert=self.expert.start(self.gate.k))
 
 
 def draw_data(case, n, seed):
     """(x (n, 1), y (n,)) from the case's truth, drawn in NumPy from the transcribed model."""
     rng = np.random.default_rng(seed)
     x = rng.uniform(-2.0, 2.0, (n, 1))
-    probs = case.gate_probs(case.truth.gate, x)                            # (k, n)
+    probs = np.exp(case.gate.log_weights(case.truth.gate, x))              # (k, n)
     z = (np.cumsum(probs, axis=0) < rng.random(n)[None]).sum(axis=0)
     z = np.minimum(z, probs.shape[0] - 1)
-    return x, case.draw_y(rng, case.truth.expert, x, z)
+    return x, case.expert.draw_y(rng, case.truth.expert, x, z)
 
 
 class _CompileLog(logging.Handler):
@@ -236,12 +258,13 @@ def assert_monotone(trace, llf, what):
 def run_engine_checks(case, what):
     x, y = draw_data(case, N_FIT + N_PAD, seed=5)
     x[N_FIT:] = 50.0 * np.sign(x[N_FIT:]) + 7.0      # wild values on the weight-0 rows
-    y[N_FIT:] = case.wild_y(y[N_FIT:])
+    y[N_FIT:] = case.expert.wild_y(y[N_FIT:])
     model = case.model()
 
     def fit(n):
         w = (np.arange(n) < N_FIT).astype(float)
-        return model.fit(x[:n], y[:n], weights=w, init=case.start, polish=case.polish, **FIT, **case.fit_kwargs(n))
+        return model.fit(x[:n], y[:n], weights=w, init=case.start, polish=case.polish, **FIT,
+                         **case.expert.fit_kwargs(n))
 
     res_a, res_b = fit(N_FIT), fit(N_FIT + N_PAD)
     # monotone EM (both fits), and the reported optimum is not below the EM path
@@ -264,12 +287,36 @@ def run_engine_checks(case, what):
 
 
 @pytest.mark.parametrize("name", ms.gating.available())
-def test_gate_engine_properties(name):
-    case = GATE_ENGINE.get(name) or pytest.fail("no engine case for gate %r in %s" % (name, __name__))
-    run_engine_checks(case, "gate %s" % name)
+def test_every_gate_family_has_an_engine_fit(name):
+    assert name in GATE_SPECS and any(g == name for g, _ in PAIRS), (
+        "gate family %r has no engine fit in %s: add a GateSpec and a pair" % (name, __name__))
 
 
 @pytest.mark.parametrize("name", ms.experts.available())
-def test_expert_engine_properties(name):
-    case = EXPERT_ENGINE.get(name) or pytest.fail("no engine case for expert %r in %s" % (name, __name__))
-    run_engine_checks(case, "expert %s" % name)
+def test_every_expert_family_has_an_engine_fit(name):
+    assert name in EXPERT_SPECS and any(e == name for _, e in PAIRS), (
+        "expert family %r has no engine fit in %s: add an ExpertSpec and a pair" % (name, __name__))
+
+
+@pytest.mark.parametrize("gate, expert", PAIRS, ids=["%s-%s" % p for p in PAIRS])
+def test_engine_properties(gate, expert):
+    """Monotone EM, padding invariance and compile-once for one gate family with one expert family."""
+    case = EngineCase(GATE_SPECS[gate], EXPERT_SPECS[expert], polish=(gate, expert) == ("softmax", "linear"))
+    run_engine_checks(case, "gate %s, expert %s" % (gate, expert))
+
+
+@pytest.mark.xfail(strict=True, reason="the observed-information derivatives are NaN when rows of weight 0 hold "
+                   "large values (x = +-57): the autodiff derivatives of the weighted log-likelihood do not mask "
+                   "those rows (0 * inf), so bse is NaN and the Newton polish silently takes no step there")
+def test_standard_errors_ignore_rows_of_weight_0():
+    """Observed-information standard errors with and without rows of weight 0 (softmax gate, linear experts)."""
+    case = EngineCase(GATE_SPECS["softmax"], EXPERT_SPECS["linear"], polish=True)
+    x, y = draw_data(case, N_FIT + N_PAD, seed=5)
+    x[N_FIT:] = 50.0 * np.sign(x[N_FIT:]) + 7.0
+    y[N_FIT:] = case.expert.wild_y(y[N_FIT:])
+    model = case.model()
+    plain = model.fit(x[:N_FIT], y[:N_FIT], init=case.start, **FIT)
+    padded = model.fit(x, y, weights=(np.arange(N_FIT + N_PAD) < N_FIT).astype(float), init=case.start, **FIT)
+    se = np.asarray(plain.bse)
+    assert np.all(np.isfinite(se)) and np.all(se > 0)
+    np.testing.assert_allclose(np.asarray(padded.bse), se, rtol=1e-8)
