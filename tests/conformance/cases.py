@@ -226,7 +226,7 @@ def _gp(k, p):
     return lambda rng: E.GaussianParams(coef=rng.normal(size=(k, p)), sigma2=rng.uniform(0.2, 2.0, k))
 
 
-def _neuron_params(k, d, bias=True):
+def _neuron_params(k, d):
     def build(rng):
         coef = rng.normal(size=(k, d + 1))
         scale = rng.choice([-1.0, 1.0], k) * rng.uniform(0.5, 2.0, k)

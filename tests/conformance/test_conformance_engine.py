@@ -305,9 +305,10 @@ def test_engine_properties(gate, expert):
     run_engine_checks(case, "gate %s, expert %s" % (gate, expert))
 
 
-@pytest.mark.xfail(strict=True, reason="the observed-information derivatives are NaN when rows of weight 0 hold "
-                   "large values (x = +-57): the autodiff derivatives of the weighted log-likelihood do not mask "
-                   "those rows (0 * inf), so bse is NaN and the Newton polish silently takes no step there")
+@pytest.mark.xfail(strict=True, reason="derivatives of the log-likelihood are NaN when rows of weight 0 hold large "
+                   "values (x = +-57): the E-step does not max-shift dead rows, so there exp(l_ij) underflows to 0 "
+                   "for every expert and log(0) = -inf; the masked sum hides it in the value, but its derivative is "
+                   "0 * inf = NaN, so bse is NaN and the Newton polish takes no step")
 def test_standard_errors_ignore_rows_of_weight_0():
     """Observed-information standard errors with and without rows of weight 0 (softmax gate, linear experts)."""
     case = EngineCase(GATE_SPECS["softmax"], EXPERT_SPECS["linear"], polish=True)
