@@ -256,6 +256,7 @@ def assert_monotone(trace, llf, what):
 
 
 def run_engine_checks(case, what):
+    """Fits A, B and C of the module docstring and their checks; ``what`` labels the messages."""
     x, y = draw_data(case, N_FIT + N_PAD, seed=5)
     x[N_FIT:] = 50.0 * np.sign(x[N_FIT:]) + 7.0      # wild values on the weight-0 rows
     y[N_FIT:] = case.expert.wild_y(y[N_FIT:])
