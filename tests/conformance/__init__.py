@@ -1,0 +1,1 @@
+"""Conformance suite: every registered gate and expert family against independent NumPy transcriptions."""
