@@ -3,7 +3,7 @@
 The end-to-end benchmarks time what a user runs: whole processes, started
 fresh, pinned to one core.  This module holds what they share:
 
-* :func:`simulate_moe` -- a k-expert softmax-gated Gaussian mixture of experts
+* :func:`simulate_moe` (seeded by :func:`cell_seed`) -- a k-expert softmax-gated Gaussian mixture of experts
   on d standard-normal covariates, drawn with NumPy only (the same law as
   ``../shared/peers/flexmix_timing.R``), so the data do not depend on the
   package under test;
@@ -85,6 +85,11 @@ def simulate_moe(n: int, k: int, d: int, seed):
     return X, y, loglik
 
 
+def cell_seed(n: int, k: int, d: int) -> tuple:
+    """The seed of the data of cell (n, k, d), shared by every benchmark that draws it."""
+    return (12, int(n), int(k), int(d))
+
+
 def write_csv_data(path, X: np.ndarray, y: np.ndarray) -> None:
     """Write columns y, x1..xd with 17 significant digits, so every reader gets the same doubles."""
     names = ["y"] + ["x%d" % (j + 1) for j in range(X.shape[1])]
@@ -112,15 +117,31 @@ def python_cmd(*args) -> list:
     return [sys.executable] + [str(a) for a in args]
 
 
-def _rss_mib(pid: int) -> float:
+def _rss_mib(pid, field: str = "VmRSS") -> float:
+    """A memory field of ``/proc/PID/status`` in MiB (VmRSS: resident now; VmHWM: peak); 0 where unreadable."""
     try:
-        with open("/proc/%d/status" % pid) as fh:
+        with open("/proc/%s/status" % pid) as fh:
             for line in fh:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) / 1024.0
     except OSError:
         pass
     return 0.0
+
+
+def reset_peak_rss() -> bool:
+    """Reset this process's peak resident memory (VmHWM) to its current value (Linux >= 4.0); False if not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def rss_now_and_peak() -> tuple:
+    """This process's resident memory now and its peak since start (or the last reset), MiB."""
+    return _rss_mib("self"), _rss_mib("self", "VmHWM")
 
 
 def run_measured(cmd: list, env: dict | None = None, timeout_s: float | None = None,
@@ -209,19 +230,26 @@ def machine_info() -> dict:
             "numpy": np.__version__, "when_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}
 
 
+def write_json(stem: str, obj: dict) -> pathlib.Path:
+    """Write ``results/<stem>.json``; returns its path."""
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / (stem + ".json")
+    with open(path, "w") as fh:
+        json.dump(obj, fh, indent=1, default=float)
+    return path
+
+
 def write_results(rows: list, stem: str, meta: dict) -> tuple:
     """Write ``results/<stem>.csv`` (rows) and ``results/<stem>.json`` (meta + rows); returns both paths."""
     RESULTS.mkdir(exist_ok=True)
-    csv_path, json_path = RESULTS / (stem + ".csv"), RESULTS / (stem + ".json")
+    csv_path = RESULTS / (stem + ".csv")
     if rows:
         fields = list(dict.fromkeys(key for row in rows for key in row))
         with open(csv_path, "w", newline="") as fh:
             wr = csv.DictWriter(fh, fieldnames=fields)
             wr.writeheader()
             wr.writerows(rows)
-    with open(json_path, "w") as fh:
-        json.dump({**meta, "rows": rows}, fh, indent=1, default=float)
-    return csv_path, json_path
+    return csv_path, write_json(stem, {**meta, "rows": rows})
 
 
 def fmt(value, spec: str = ".3g") -> str:

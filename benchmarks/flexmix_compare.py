@@ -47,7 +47,7 @@ import shutil
 import subprocess
 import tempfile
 
-from _bench_common import (HERE, RUNNER, benchmark_env, fmt, last_json, machine_info, pinned, print_table,
+from _bench_common import (HERE, RUNNER, benchmark_env, cell_seed, fmt, last_json, machine_info, pinned, print_table,
                            python_cmd, run_measured, simulate_moe, write_csv_data, write_results)
 
 R_SCRIPT = HERE / "flexmix_compare.R"
@@ -109,10 +109,10 @@ def ratios(row: dict) -> dict:
 
 
 def run_cell(n, k, d, args, data_dir, flexmix_reason, timed_out_at) -> dict:
-    X, y, ll_true = simulate_moe(n, k, d, seed=(12, n, k, d))
+    X, y, ll_true = simulate_moe(n, k, d, seed=cell_seed(n, k, d))
     path = data_dir / ("moe_n%d_K%d_d%d.csv" % (n, k, d))
     write_csv_data(path, X, y)
-    row = {"n": n, "K": k, "d": d, "seed": "12,%d,%d,%d" % (n, k, d), "loglik_true": ll_true}
+    row = {"n": n, "K": k, "d": d, "seed": ",".join(map(str, cell_seed(n, k, d))), "loglik_true": ll_true}
     row.update(measure("moestat", pinned(python_cmd(RUNNER, "--csv", path, "--k", k, "--n-init", args.n_init),
                                          args.cpu), args.timeout))
     if flexmix_reason:
