@@ -144,8 +144,19 @@ def rss_now_and_peak() -> tuple:
     return _rss_mib("self"), _rss_mib("self", "VmHWM")
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a running process (all its threads), from ``/proc/PID/stat``; 0 if unreadable."""
+    try:
+        with open("/proc/%d/stat" % pid) as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def run_measured(cmd: list, env: dict | None = None, timeout_s: float | None = None,
-                 mem_limit_mib: float | None = None, poll_s: float = 0.05, cwd=None) -> dict:
+                 mem_limit_mib: float | None = None, poll_s: float = 0.1, cwd=None,
+                 cpu_limit_s: float | None = None) -> dict:
     """Run ``cmd`` as a child process and measure it from outside.
 
     Parameters
@@ -154,6 +165,10 @@ def run_measured(cmd: list, env: dict | None = None, timeout_s: float | None = N
     env : dict, optional
     timeout_s : float, optional
         Kill the child (SIGKILL) after this many seconds of wall time.
+    cpu_limit_s : float, optional
+        Kill the child after this many seconds of CPU time (polled from
+        ``/proc``).  On a shared machine the CPU time is the work done; the
+        wall time also holds the waits for the other users.
     mem_limit_mib : float, optional
         Kill the child when its resident memory (``/proc/PID/status``, polled
         every ``poll_s``) exceeds this many MiB.
@@ -166,7 +181,8 @@ def run_measured(cmd: list, env: dict | None = None, timeout_s: float | None = N
         ``wall_s`` (from start to exit, measured here), ``cpu_s`` (user + system
         CPU of the child, ``os.wait4``), ``max_rss_mib`` (the kernel's peak
         resident set of the child), ``watched_rss_mib`` (largest polled value),
-        ``returncode``, ``timed_out``, ``killed_for_memory``, ``stdout``, ``stderr``.
+        ``returncode``, ``timed_out`` (past either time limit), ``killed_for_memory``,
+        ``stdout``, ``stderr``.
     """
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -185,7 +201,8 @@ def run_measured(cmd: list, env: dict | None = None, timeout_s: float | None = N
         if mem_limit_mib is not None and watched > mem_limit_mib:
             killed_for_memory = True
             proc.kill()
-        elif timeout_s is not None and time.perf_counter() - t0 > timeout_s:
+        elif ((timeout_s is not None and time.perf_counter() - t0 > timeout_s)
+              or (cpu_limit_s is not None and _cpu_s(proc.pid) > cpu_limit_s)):
             timed_out = True
             proc.kill()
         time.sleep(poll_s)

@@ -15,8 +15,9 @@ memory (``os.wait4``); reported by each process: import / library load time,
 fit time, iterations (moestat: of the best start; flexmix: of the best
 repetition) and the final log-likelihood.  moestat runs with its on-disk
 compilation cache as a user has it (``~/.cache/moestat/jax``, or
-``MOESTAT_JAX_CACHE``), warm after the first cell.  A flexmix cell that runs past the
-time limit is killed and recorded as ``timed_out`` (and the larger n of the
+``MOESTAT_JAX_CACHE``), warm after the first cell.  A process that runs past the time
+limit (``--timeout`` CPU seconds, default 600, or ``--wall-timeout`` wall
+seconds, default 3600) is killed and recorded as ``timed_out`` (and the larger n of the
 same K, d are recorded as ``skipped``).  Without ``Rscript`` and flexmix only
 moestat runs, and the rows say so.
 
@@ -24,7 +25,8 @@ Grids: the default is n = 1e3, 1e4, 1e5 at K = 3, d = 2, plus K = 2..8 (d = 2)
 and d = 1..5 (K = 3) at n = 1e4 -- 13 cells, about 15 minutes on one core.
 ``--full`` is the issue's grid, n = 1e3, 1e4, 1e5, 1e6 x K = 2..8 x d = 1..5
 (140 cells; many hours, flexmix times out at n = 1e6).  ``--n``, ``--K``,
-``--d`` give any product grid.
+``--d`` give any product grid; ``--append`` keeps the rows of other cells
+already in the results file, so that a grid can be filled in pieces.
 
 Writes ``benchmarks/results/flexmix_compare.csv`` and ``.json`` (rows are
 rewritten after each cell, so an interrupted run keeps what it measured) and
@@ -41,13 +43,14 @@ Usage (from the repository root)::
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pathlib
 import shutil
 import subprocess
 import tempfile
 
-from _bench_common import (HERE, RUNNER, benchmark_env, cell_seed, fmt, last_json, machine_info, pinned, print_table,
+from _bench_common import (HERE, RESULTS, RUNNER, benchmark_env, cell_seed, fmt, last_json, machine_info, pinned, print_table,
                            python_cmd, run_measured, simulate_moe, write_csv_data, write_results)
 
 R_SCRIPT = HERE / "flexmix_compare.R"
@@ -74,9 +77,9 @@ def flexmix_available() -> str:
     return "" if probe.returncode == 0 else "flexmix or jsonlite not installed in R"
 
 
-def measure(side: str, cmd: list, timeout_s: float) -> dict:
+def measure(side: str, cmd: list, args) -> dict:
     """Run one side's process; its measured and reported numbers prefixed with the side's name."""
-    m = run_measured(cmd, env=benchmark_env(), timeout_s=timeout_s)
+    m = run_measured(cmd, env=benchmark_env(), cpu_limit_s=args.timeout, timeout_s=args.wall_timeout)
     rep = last_json(m["stdout"]) or {}
     if m["timed_out"]:
         status = "timed_out"
@@ -102,6 +105,7 @@ def ratios(row: dict) -> dict:
         out["ratio_" + key[:-2]] = (round(row["flexmix_" + key] / row["moestat_" + key], 2) if both else None)
     if row.get("moestat_status") == "ok" and row.get("flexmix_status") == "timed_out":
         out["ratio_wall_at_least"] = round(row["flexmix_wall_s"] / row["moestat_wall_s"], 2)
+        out["ratio_cpu_at_least"] = round(row["flexmix_cpu_s"] / row["moestat_cpu_s"], 2)
     out["loglik_moestat_minus_flexmix"] = (row["moestat_loglik"] - row["flexmix_loglik"]) if both else None
     if row.get("moestat_status") == "ok":
         out["loglik_moestat_minus_truth"] = row["moestat_loglik"] - row["loglik_true"]
@@ -114,19 +118,29 @@ def run_cell(n, k, d, args, data_dir, flexmix_reason, timed_out_at) -> dict:
     write_csv_data(path, X, y)
     row = {"n": n, "K": k, "d": d, "seed": ",".join(map(str, cell_seed(n, k, d))), "loglik_true": ll_true}
     row.update(measure("moestat", pinned(python_cmd(RUNNER, "--csv", path, "--k", k, "--n-init", args.n_init),
-                                         args.cpu), args.timeout))
+                                         args.cpu), args))
     if flexmix_reason:
         row["flexmix_status"] = "not_run: " + flexmix_reason
     elif (k, d) in timed_out_at and timed_out_at[(k, d)] < n:
         row["flexmix_status"] = "skipped: timed out at n=%d" % timed_out_at[(k, d)]
     else:
         row.update(measure("flexmix", pinned(["Rscript", str(R_SCRIPT), str(path), str(k), str(args.nrep)], args.cpu),
-                           args.timeout))
+                           args))
         if row["flexmix_status"] == "timed_out":
             timed_out_at[(k, d)] = n
     path.unlink()
     row.update(ratios(row))
     return row
+
+
+def previous_rows(stem: str, cells: list, meta: dict) -> list:
+    """Rows of ``results/<stem>.json`` for cells not in ``cells``; their runs' machine records go into ``meta``."""
+    path = RESULTS / (stem + ".json")
+    if not path.exists():
+        return []
+    old = json.loads(path.read_text())
+    meta["runs"] = old.get("runs", []) + meta["runs"]
+    return [r for r in old["rows"] if (r["n"], r["K"], r["d"]) not in set(cells)]
 
 
 def table_row(r: dict) -> list:
@@ -138,7 +152,9 @@ def table_row(r: dict) -> list:
              else ">%.1f" % r["ratio_wall_at_least"] if "ratio_wall_at_least" in r else "-")
     ms_proc = "%.1f (%.1f+%.1f)" % (r["moestat_wall_s"], r.get("moestat_import_s", float("nan")),
                                     r.get("moestat_fit_s", float("nan")))
-    return [str(r["n"]), str(r["K"]), str(r["d"]), ms_proc, fx_wall, ratio, fmt(r.get("ratio_cpu"), ".2f"),
+    ratio_cpu = (fmt(r["ratio_cpu"], ".2f") if r.get("ratio_cpu") is not None
+                 else ">%.1f" % r["ratio_cpu_at_least"] if "ratio_cpu_at_least" in r else "-")
+    return [str(r["n"]), str(r["K"]), str(r["d"]), ms_proc, fx_wall, ratio, ratio_cpu,
             fmt(r.get("loglik_moestat_minus_flexmix"), "+.3f"), fmt(r.get("loglik_moestat_minus_truth"), "+.1f"),
             "%s/%s" % (r.get("moestat_n_iter", "-"), r.get("flexmix_n_iter", "-")),
             "%s/%s" % (fmt(r.get("moestat_max_rss_mib"), ".0f"), fmt(r.get("flexmix_max_rss_mib"), ".0f")),
@@ -155,12 +171,15 @@ def main(argv=None) -> list:
     ap.add_argument("--n", type=int, nargs="+", help="sizes (with --K and --d: a product grid)")
     ap.add_argument("--K", type=int, nargs="+", default=[3], help="experts (product grid; default 3)")
     ap.add_argument("--d", type=int, nargs="+", default=[2], help="covariates (product grid; default 2)")
-    ap.add_argument("--timeout", type=float, default=600.0, help="seconds per process before it is killed")
+    ap.add_argument("--timeout", type=float, default=600.0, help="CPU seconds per process before it is killed")
+    ap.add_argument("--wall-timeout", type=float, default=3600.0, help="wall seconds per process before it is killed")
     ap.add_argument("--cpu", type=int, default=0, help="core both processes are pinned to (taskset -c)")
     ap.add_argument("--n-init", type=int, default=10, help="moestat starts (its default: 10)")
     ap.add_argument("--nrep", type=int, default=5, help="stepFlexmix repetitions")
     ap.add_argument("--no-flexmix", action="store_true", help="run moestat only")
     ap.add_argument("--out", default="flexmix_compare", help="stem of the files in benchmarks/results/")
+    ap.add_argument("--append", action="store_true",
+                    help="keep the rows of other cells already in the results file (to fill a grid in pieces)")
     args = ap.parse_args(argv)
     if args.full:
         cells = product_cells(FULL_GRID["n"], FULL_GRID["K"], FULL_GRID["d"])
@@ -169,18 +188,20 @@ def main(argv=None) -> list:
     else:
         cells = default_cells()
     reason = "--no-flexmix" if args.no_flexmix else flexmix_available()
-    meta = {"machine": machine_info(), "cells": len(cells), "timeout_s": args.timeout, "cpu": args.cpu,
+    meta = {"runs": [{"machine": machine_info(), "cells": [list(c) for c in cells]}], "timeout_cpu_s": args.timeout,
+            "timeout_wall_s": args.wall_timeout, "cpu": args.cpu,
             "moestat_fit": "GaussianMoE(K).fit(X, y, n_init=%d), other options default" % args.n_init,
             "flexmix_fit": "stepFlexmix(y ~ x, k = K, nrep = %d, concomitant = FLXPmultinom(~ x)), default control"
                            % args.nrep,
             "flexmix": reason or "run", "data_seed": "numpy default_rng((12, n, K, d))",
             "moestat_compile_cache": os.environ.get("MOESTAT_JAX_CACHE") or "moestat's default (~/.cache/moestat/jax)"}
     print("%d cells; one core (cpu %d); flexmix: %s" % (len(cells), args.cpu, reason or "installed, run"))
-    rows, timed_out_at = [], {}
+    rows, timed_out_at = (previous_rows(args.out, cells, meta) if args.append else []), {}
     with tempfile.TemporaryDirectory(prefix="moestat_flexmix_") as tmp:
         for n, k, d in cells:
             rows.append(run_cell(n, k, d, args, pathlib.Path(tmp), reason, timed_out_at))
             print("  ".join("%s %s" % (h, c) for h, c in zip(HEADER, table_row(rows[-1]))), flush=True)
+            rows.sort(key=lambda r: (r["n"], r["K"], r["d"]))
             write_results(rows, args.out, meta)
     print()
     print_table(HEADER, [table_row(r) for r in rows])
