@@ -15,16 +15,16 @@ memory (``os.wait4``); reported by each process: import / library load time,
 fit time, iterations (moestat: of the best start; flexmix: of the best
 repetition) and the final log-likelihood.  moestat runs with its on-disk
 compilation cache as a user has it (``~/.cache/moestat/jax``, or
-``MOESTAT_JAX_CACHE``), warm after the first cell.  A process that runs past the time
-limit (``--timeout`` CPU seconds, default 600, or ``--wall-timeout`` wall
-seconds, default 3600) is killed and recorded as ``timed_out`` (and the larger n of the
-same K, d are recorded as ``skipped``).  Without ``Rscript`` and flexmix only
+``MOESTAT_JAX_CACHE``), warm after the first cell.  A process that runs past
+the time limit (``--timeout`` CPU seconds, default 600, or ``--wall-timeout``
+wall seconds, default 3600) is killed and recorded as ``timed_out``, and the
+larger n of the same K, d are recorded as ``skipped``.  Without ``Rscript`` and flexmix only
 moestat runs, and the rows say so.
 
 Grids: the default is n = 1e3, 1e4, 1e5 at K = 3, d = 2, plus K = 2..8 (d = 2)
-and d = 1..5 (K = 3) at n = 1e4 -- 13 cells, about 15 minutes on one core.
+and d = 1..5 (K = 3) at n = 1e4 -- 13 cells, about 16 CPU minutes.
 ``--full`` is the issue's grid, n = 1e3, 1e4, 1e5, 1e6 x K = 2..8 x d = 1..5
-(140 cells; many hours, flexmix times out at n = 1e6).  ``--n``, ``--K``,
+(140 cells; many hours).  ``--n``, ``--K``,
 ``--d`` give any product grid; ``--append`` keeps the rows of other cells
 already in the results file, so that a grid can be filled in pieces.
 
