@@ -118,12 +118,12 @@ def user_responsibilities(R, n: int, k: int) -> np.ndarray:
 def as_mask(val, like, name):
     shape = np.shape(like)
     if isinstance(val, (bool, np.bool_)):
-        return jnp.full(shape, bool(val))
+        return np.full(shape, bool(val))
     m = np.asarray(val)
     if m.dtype != bool or m.shape != shape:
         raise ValueError("%s must be True/False or a boolean mask of shape %s, got %s %s"
                          % (name, shape, m.dtype, m.shape))
-    return jnp.asarray(m)
+    return m
 
 
 def as_params(init, base):
