@@ -37,7 +37,6 @@ from functools import partial
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
@@ -417,6 +416,16 @@ def estimate(starts, data, ctl, fixed, cfg: em.EMConfig, info, *, seed: int = 0,
         S = starts.shape[0]
         params0, runs = run_from_resp(starts, base, data, ctl, fixed, seed, run_cfg, batch_size=min(batch_size, S))
     fits, n_eff = jax.device_get(runs)
+    return finish(fits, n_eff, data, ctl, fixed, cfg, info, prefer_nondegenerate=prefer_nondegenerate,
+                  polish_fit=polish_fit, free=free, starts=params0)
+
+
+def finish(fits, n_eff, data, ctl, fixed, cfg: em.EMConfig, info, *, prefer_nondegenerate: bool = True,
+           polish_fit: bool = True, free=None, starts=None) -> Estimate:
+    """The choice and the polish of :func:`estimate`, given EM's fits from every start (host arrays).
+
+    For callers that run EM themselves (the harness's batched replicates).
+    """
     degenerate = degenerate_starts(cfg.expert, fits.params, n_eff, info)
     best = choose(fits.loglik, degenerate, prefer_nondegenerate)
     fit = jax.tree_util.tree_map(lambda a: np.asarray(a)[best], fits)
@@ -424,4 +433,4 @@ def estimate(starts, data, ctl, fixed, cfg: em.EMConfig, info, *, seed: int = 0,
     if polish_fit and cfg.algorithm == "em" and not degenerate[best]:
         fit, n_polish = polish(fit, data, cfg, fixed, ctl, free=free)
     return Estimate(fit=fit, runs=fits, n_eff=np.asarray(n_eff), degenerate=degenerate, best=best,
-                    n_polish=n_polish, starts=params0)
+                    n_polish=n_polish, starts=starts)
