@@ -16,7 +16,7 @@ from threadpoolctl import threadpool_limits
 
 from ..fitting import em, pipeline
 from .._jax import backend
-from ..data.design import Design, build_design, drop_gate_intercept, make_data
+from ..data.design import Design, build_design, family_design, make_data
 from ..data.validation import check_float, check_int
 from ..experts import get_expert
 from ..fitting.starts import as_mask, as_params
@@ -58,9 +58,7 @@ class MoEModel:
         d = build_design(X, y, gate_X, weights, data, intercept=self.intercept,
                          gate_intercept=self.gate_intercept, gate_transform=self.gate.transform,
                          y_check=self.expert.check_y)
-        if d.gate_block.intercept and not self.gate.uses_intercept:
-            d = drop_gate_intercept(d)  # e.g. the Gaussian gate models the raw covariates
-        d.X = self.expert.transform_design(d.X, d.expert_block.intercept)
+        d = family_design(d, self.gate, self.expert)  # e.g. the Gaussian gate models the raw covariates
         self.gate.validate(self.n_experts, d.Xg.shape[1])
         self.gate.validate_design(d.gate_block.names, d.gate_block.intercept)
         return d
