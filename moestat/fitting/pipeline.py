@@ -21,7 +21,8 @@ chosen exactly as a fit of the same data.
    log-likelihood among finite, non-degenerate fits (an expert with few
    effective points and a tiny variance is a spurious maximum).
 5. **Polish** (:func:`polish`): Levenberg-damped Newton ascent on the observed
-   log-likelihood to the MLE at machine precision.
+   log-likelihood to the MLE at machine precision (skipped when EM has
+   converged so far that the polish would stop at once).
 
 :func:`estimate` runs 3--5 from given starts with the harness's options
 (near-truth starts, no polish) or the estimator's.  Programs are compiled
