@@ -22,7 +22,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 
 import moestat as ms  # noqa: E402
-from moestat.fitting import em  # noqa: E402
+from moestat.fitting import em, pipeline  # noqa: E402
 from moestat.data.design import make_data  # noqa: E402
 from _truths import truth  # noqa: E402
 
@@ -59,7 +59,9 @@ def main():
         ctl = model.control(info, tol=0.0)
         base = model.base_params(d.X.shape[1], d.Xg.shape[1], info)
         fixed = em.no_fixed(base)
-        p0 = model._starts(None, d, dat, base, ctl, fixed, cfg, 1, 0, 1)
+        R = pipeline.start_responsibilities(model.gate, model.expert, d.X, d.y, d.w, k, 1, 0)
+        p0 = em.params_from_resp(jax.numpy.asarray(pipeline.pad_responsibilities(R, dat.w.shape[0])), base, dat,
+                                 ctl, fixed, pipeline.start_config(cfg))
         keys = jax.random.split(jax.random.PRNGKey(0), 1)
         times = []
         for _ in range(2):

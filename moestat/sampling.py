@@ -37,25 +37,19 @@ import numpy as np
 from . import _jax  # noqa: F401  (float64)
 from .fitting import em
 from ._math import inverse_cdf
-from .data.design import make_data, padded_eval
+from .data.design import build_design, family_design, make_data, padded_eval
 
 X_LAWS = ("grid", "uniform", "normal")
 
 
-def add_intercept(a: np.ndarray, add: bool) -> np.ndarray:
-    return np.column_stack([np.ones(a.shape[0]), a]) if add else a
-
-
 def design_matrices(x: np.ndarray, gate, expert, intercept: bool = True, gate_intercept: bool = True):
-    """Expert design (n, p) and gate design (n, pg) from raw covariates x (n, d), as ``MoEModel.design`` builds them."""
+    """Expert design (n, p) and gate design (n, pg) from raw covariates x (n, d), encoded as ``fit`` encodes them."""
     x = np.asarray(x, dtype=np.float64)
     x = x[:, None] if x.ndim == 1 else x
-    X = add_intercept(x, intercept)
-    X = expert.transform_design(X, intercept)
-    # gates on raw covariates (the Gaussian gate) take no intercept column
-    Xg = add_intercept(np.asarray(gate.transform(x), dtype=np.float64),
-                       gate_intercept and gate.uses_intercept)
-    return np.asarray(X, dtype=np.float64), Xg
+    d = build_design(x, np.zeros(x.shape[0]), None, None, None, intercept=intercept, gate_intercept=gate_intercept,
+                     gate_transform=gate.transform)
+    d = family_design(d, gate, expert)
+    return np.asarray(d.X, dtype=np.float64), np.asarray(d.Xg, dtype=np.float64)
 
 
 def draw_x(law: dict, n: int, rng: np.random.Generator) -> np.ndarray:

@@ -46,14 +46,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from moestat import diagnostics as dg, routing
-from moestat.fitting import em  # noqa: E402
+from moestat.fitting import em, pipeline  # noqa: E402
 from moestat._jax import to_device  # noqa: E402
 from moestat.data.design import bucket_size, make_data  # noqa: E402
 from moestat.montecarlo import load_spec, protocols  # noqa: E402
 from moestat.montecarlo.adapters import model_atoms  # noqa: E402
 from moestat.montecarlo.setup import Experiment  # noqa: E402
 from moestat.montecarlo.spec import Spec  # noqa: E402
-from moestat.montecarlo.worker import _choose, _keys, compute_losses, density_loss, replicate_data  # noqa: E402
+from moestat.montecarlo.worker import compute_losses, density_loss, key_seed, replicate_data, replicate_info  # noqa: E402
 
 SIZES = (500, 1000, 2000, 5000, 10000)
 REPS = 6
@@ -79,15 +79,10 @@ def fit(exp, cfg, x, y, n, rep, NB):
     X, Gd = exp.fit.designs(x)
     data = make_data(X, Gd, np.asarray(y, dtype=np.float64), np.ones(n), N=NB)
     p0 = jax.tree_util.tree_map(to_device, protocols.starts(exp, n, rep, x, y, data))
-    S = jax.tree_util.tree_leaves(p0)[0].shape[0]
     fixed = em.no_fixed(jax.tree_util.tree_map(lambda a: a[0], p0))
-    out = jax.device_get(em.fit_restarts(p0, data, exp.ctl, fixed, _keys(exp, n, rep, S), cfg))
-    n_eff = np.stack([np.asarray(em.evaluate(jax.tree_util.tree_map(lambda a: to_device(np.asarray(a)[s]),
-                                                                     out.params), data, exp.cfg)[1]) @ np.asarray(data.w)
-                      for s in range(S)])
-    best, _ = _choose(exp, n, out, n_eff)
-    one = jax.tree_util.tree_map(lambda a: np.asarray(a)[best], out)
-    return exp.fit.canonical(one.params), one, data
+    est = pipeline.estimate(p0, data, exp.ctl, fixed, exp.cfg, replicate_info(exp, n), seed=key_seed(exp, n, rep),
+                            polish_fit=False, run_cfg=cfg)
+    return exp.fit.canonical(est.fit.params), est.fit, data
 
 
 def dynamics(exp, setting, NB):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import moestat as ms
-from moestat.fitting import em
+from moestat.fitting import em, pipeline
 from references import numpy_em as ref
 from moestat.data.design import bucket_size, make_data
 
@@ -101,7 +101,7 @@ def test_sizes_in_one_bucket_compile_once():
         y = np.where(x[:, 0] > 0, 2 * x[:, 0], -x[:, 0]) + 0.3 * rng.normal(size=n)
         fits.append(ms.GaussianMoE(2).fit(x, y, n_init=3, max_iter=500))
         if before is None:
-            before = {f: f._cache_size() for f in (em.fit_restarts, em.params_from_resp, em.evaluate)}
+            before = {f: f._cache_size() for f in (pipeline.run_from_resp, em.evaluate)}
     after = {f: f._cache_size() for f in before}
     assert after == before, "a new n inside the bucket recompiled"
     assert all(f.converged for f in fits)

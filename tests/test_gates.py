@@ -15,7 +15,7 @@ import pytest
 import scipy.optimize
 
 import moestat as ms
-from moestat.fitting import em, parametrization
+from moestat.fitting import em, parametrization, pipeline
 from moestat.data.design import bucket_size
 
 from gate_cases import (EXPERTS, GATE_CASES, N_BIG, N_INIT, N_SMALL, aligned_error, device_data, loglik_at,
@@ -80,7 +80,10 @@ def _traces(model, x, y, seed):
     cfg, ctl = model.config(), model.control(info)
     base = model.base_params(design.X.shape[1], design.Xg.shape[1], info)
     fixed = em.no_fixed(base)
-    params0 = model._starts(None, design, dat, base, ctl, fixed, cfg, N_INIT, seed, 1)
+    R = pipeline.start_responsibilities(model.gate, model.expert, design.X, design.y, design.w,
+                                         model.n_experts, N_INIT, seed)
+    params0 = em.params_from_resp(jnp.asarray(pipeline.pad_responsibilities(R, dat.w.shape[0])), base, dat,
+                                  ctl, fixed, pipeline.start_config(cfg))
     keys = jax.random.split(jax.random.PRNGKey(seed), N_INIT)
     out = em.fit_restarts(params0, dat, ctl, fixed, keys, cfg)
     return np.asarray(out.trace), out

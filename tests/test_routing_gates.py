@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import moestat as ms
-from moestat.fitting import em
+from moestat.fitting import em, pipeline
 from moestat.data.design import bucket_size
 
 from gate_cases import aligned_error, device_data, loglik_at, simulate_data
@@ -168,7 +168,10 @@ def _fit_padded(model, x, y, N, seed, softmax_start=False):
     fixed = em.no_fixed(base)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ms.MoEWarning)
-        params0 = model._starts(None, design, dat, base, ctl, fixed, cfg, N_INIT, seed, 1)
+        R = pipeline.start_responsibilities(model.gate, model.expert, design.X, design.y, design.w,
+                                             model.n_experts, N_INIT, seed)
+        params0 = em.params_from_resp(jnp.asarray(pipeline.pad_responsibilities(R, dat.w.shape[0])), base, dat,
+                                      ctl, fixed, pipeline.start_config(cfg))
     if softmax_start:                                # the softmax MLE, fitted on the same padded data
         out, _ = _fit_padded(ms.GaussianMoE(model.n_experts), x, y, N, seed)
         soft = jax.tree_util.tree_map(lambda a: jnp.asarray(a)[int(np.nanargmax(out.loglik))], out.params)

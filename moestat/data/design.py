@@ -566,6 +566,19 @@ def drop_gate_intercept(design: Design) -> Design:
     return design
 
 
+def family_design(design: Design, gate, expert) -> Design:
+    """The design as a gate and an expert family take it.
+
+    A gate on the raw covariates (``gate.uses_intercept`` False, e.g. the
+    Gaussian gate) loses the intercept column, and the expert design becomes
+    the expert's features (``expert.transform_design``, e.g. polynomial terms).
+    """
+    if design.gate_block.intercept and not gate.uses_intercept:
+        design = drop_gate_intercept(design)
+    design.X = expert.transform_design(design.X, design.expert_block.intercept)
+    return design
+
+
 def new_design(design: Design, X: Any, gate_X: Any, data: Any = None, gate_transform=None) -> tuple[np.ndarray, np.ndarray]:
     """Expert and gate matrices for new data, encoded like the fitted design."""
     if isinstance(X, pd.DataFrame) and design.expert_block.formula is not None:

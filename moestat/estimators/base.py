@@ -8,19 +8,16 @@ non-degenerate fit and returns a :class:`moestat.inference.results.MoEResults`.
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from typing import Any
 
 import jax
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from ..fitting import em
-from ..fitting import starts as initmod
-from .._jax import backend, to_device
-from ..data.design import Design, build_design, drop_gate_intercept, make_data
+from ..fitting import em, pipeline
+from .._jax import backend
+from ..data.design import Design, build_design, family_design, make_data
 from ..data.validation import check_float, check_int
-from ..exceptions import MoEWarning
 from ..experts import get_expert
 from ..fitting.starts import as_mask, as_params
 from ..gating import get_gate
@@ -61,9 +58,7 @@ class MoEModel:
         d = build_design(X, y, gate_X, weights, data, intercept=self.intercept,
                          gate_intercept=self.gate_intercept, gate_transform=self.gate.transform,
                          y_check=self.expert.check_y)
-        if d.gate_block.intercept and not self.gate.uses_intercept:
-            d = drop_gate_intercept(d)  # e.g. the Gaussian gate models the raw covariates
-        d.X = self.expert.transform_design(d.X, d.expert_block.intercept)
+        d = family_design(d, self.gate, self.expert)  # e.g. the Gaussian gate models the raw covariates
         self.gate.validate(self.n_experts, d.Xg.shape[1])
         self.gate.validate_design(d.gate_block.names, d.gate_block.intercept)
         return d
@@ -81,8 +76,8 @@ class MoEModel:
         return em.make_control(tol=tol, var_floor=floor, ridge=self.ridge)
 
     def base_params(self, p: int, pg: int, info: dict) -> em.MoEParams:
-        k = self.n_experts
-        return em.MoEParams(gate=self.gate.init_params(k, pg), expert=self.expert.init_params(k, p, info))
+        """Neutral parameters (host arrays) that responsibility starts begin from (:func:`moestat.fitting.pipeline.initial_params`)."""
+        return pipeline.initial_params(self.gate, self.expert, self.n_experts, p, pg, info)[0]
 
     # ------------------------------------------------------------------ fit
     def fit(self, X, y=None, gate_X=None, weights=None, *, data=None, n_init: int = 10, seed: int = 0,
@@ -172,26 +167,20 @@ class MoEModel:
         dat = make_data(design.X, design.Xg, self.expert.encode_y(design.y, info), design.w,  # class codes
                         groups=design.group_codes)  # None: ungrouped
         base = self.base_params(p, pg, info)
+        free = pipeline.initial_params(self.gate, self.expert, k, p, pg, info)[1]
         fixed_mask = self._fixed_mask(fixed, base, init)
         bs = batch_size if batch_size is not None else (1 if backend() == "cpu" else n_init)
         with threadpool_limits(1):
-            params0 = self._starts(init, design, dat, base, ctl, fixed_mask, cfg, n_init, seed, bs)
-            m = jax.tree_util.tree_leaves(params0)[0].shape[0]
-            keys = jax.random.split(jax.random.PRNGKey(seed), m)
+            starts = self._starts(init, design, dat, base, ctl, fixed_mask, cfg, n_init, seed, bs)
             run_cfg = dataclasses.replace(cfg, record_gate=True) if record_gate else cfg  # results keep cfg
-            out = em.fit_restarts(params0, dat, ctl, fixed_mask, keys, run_cfg, batch_size=min(bs, m))
-            out = jax.device_get(out)
-            restarts = self._restart_table(out, dat, cfg, info)
-        best = self._choose(restarts, prefer_nondegenerate)
-        fit = jax.tree_util.tree_map(lambda a: a[best], out)
-        n_polish = 0
-        if polish and algorithm == "em" and not restarts.loc[best, "degenerate"]:
-            fit, n_polish = self._polish(fit, dat, cfg, fixed_mask, ctl)
+            est = pipeline.estimate(starts, dat, ctl, fixed_mask, cfg, info, seed=seed, base=base,
+                                    prefer_nondegenerate=prefer_nondegenerate, polish_fit=polish, free=free,
+                                    batch_size=bs, run_cfg=run_cfg)
         res = self._results_class()(model=self, design=design, data=dat, cfg=cfg, ctl=ctl, info=info,
-                         fit=fit, restarts=restarts, best=best, n_polish=n_polish,
-                         fixed=fixed_mask, seed=seed, all_params=out.params)
-        res.gate_trace = fit.gate_trace   # (record_gate) the reported start's gate per EM iteration, else None
-        res.restart_traces = np.asarray(out.trace)   # (n_starts, max_iter) EM paths of every start, NaN after each stop
+                         fit=est.fit, restarts=self._restart_table(est), best=est.best, n_polish=est.n_polish,
+                         fixed=fixed_mask, seed=seed, all_params=est.runs.params)
+        res.gate_trace = est.fit.gate_trace   # (record_gate) the reported start's gate per EM iteration, else None
+        res.restart_traces = np.asarray(est.runs.trace)   # (n_starts, max_iter) EM paths of every start, NaN after each stop
         res._warn_about_fit()
         return res
 
@@ -217,34 +206,10 @@ class MoEModel:
         if design.n_groups < self.n_experts:
             raise ValueError("too few groups (%d) for k=%d experts" % (design.n_groups, self.n_experts))
 
-    @staticmethod
-    def _group_starts(R, design):
-        """Starting responsibilities (b, k, n) averaged within each group."""
-        if design.group_codes is None:
-            return R
-        c = design.group_codes
-        cnt = np.bincount(c)
-        mean = np.stack([np.stack([np.bincount(c, weights=r, minlength=cnt.size) for r in Rb]) for Rb in R]) / cnt
-        return mean[:, :, c]
-
     def _results_class(self):
         """The results type this estimator returns (MultinomialMoE returns MultinomialResults)."""
         from ..inference.results import MoEResults
         return MoEResults
-
-    @staticmethod
-    def _polish(fit, dat, cfg, fixed, ctl):
-        """Newton polish of the EM solution on the observed log-likelihood (never lowers it)."""
-        from ..fitting.parametrization import newton_polish
-        params = jax.tree_util.tree_map(to_device, fit.params)
-        try:
-            new, ll, steps = newton_polish(cfg, params, dat, fixed, ctl)
-        except Exception as exc:  # a polish failure must never lose the EM fit
-            warnings.warn("Newton polish skipped: %s" % exc, MoEWarning, stacklevel=3)
-            return fit, 0
-        if steps == 0 or not ll >= float(fit.loglik):
-            return fit, 0
-        return fit._replace(params=jax.tree_util.tree_map(np.asarray, new), loglik=np.asarray(ll)), steps
 
     def _fixed_mask(self, fixed, base, init):
         mask = em.no_fixed(base)
@@ -271,41 +236,19 @@ class MoEModel:
         return em.MoEParams(gate=gate, expert=expert)
 
     def _starts(self, init, design, dat, base, ctl, fixed, cfg, n_init, seed, bs):
-        """Starting parameters, stacked on a leading axis."""
-        k, n = self.n_experts, design.n
+        """Starting values: parameters stacked on a leading axis, or padded responsibilities (S, k, N)."""
         params = as_params(init, base)
         if params is not None:
-            return jax.tree_util.tree_map(lambda a: a[None], params)
-        if isinstance(init, str) or init is None:
-            F = self.expert.init_features(design.X, design.y)
-            R = initmod.starting_responsibilities(init, F, design.w, k, n_init, seed)
-            R = self.gate.arrange_starts(R)  # e.g. shared vs routed roles
-        else:
-            arr = np.asarray(init)
-            R = initmod.user_responsibilities(arr, n, k) if arr.ndim == 2 else initmod.user_labels(arr, n, k)
-        R = self._group_starts(R, design)  # no-op without groups
-        R = np.pad(R, ((0, 0), (0, 0), (0, dat.w.shape[0] - n)), constant_values=1.0 / k)
-        em_cfg = em.EMConfig(gate=cfg.gate, expert=cfg.expert, k=cfg.k, max_iter=1, algorithm="em")
-        return em.params_from_resp(to_device(R), base, dat, ctl, fixed, em_cfg, batch_size=min(bs, R.shape[0]))
-
-    def _restart_table(self, out, dat, cfg, info):
-        import pandas as pd
-        rows = []
-        for r in range(np.asarray(out.loglik).shape[0]):
-            params = jax.tree_util.tree_map(lambda a: a[r], out.params)
-            _, tau, _ = em.evaluate(params, dat, cfg)
-            n_eff = np.asarray(tau) @ np.asarray(dat.w)
-            degen = self.expert.degenerate(params.expert, n_eff, info)
-            rows.append({"start": r, "loglik": float(out.loglik[r]), "converged": bool(out.converged[r]),
-                         "n_iter": int(out.n_iter[r]), "degenerate": bool(np.any(degen)),
-                         "min_expert_weight": float(n_eff.min())})
-        return pd.DataFrame(rows)
+            return jax.tree_util.tree_map(lambda a: np.asarray(a)[None], params)
+        R = pipeline.start_responsibilities(self.gate, self.expert, design.X, design.y, design.w, self.n_experts,
+                                            n_init, seed, init, design.group_codes)
+        return pipeline.pad_responsibilities(R, dat.w.shape[0])
 
     @staticmethod
-    def _choose(restarts, prefer_nondegenerate):
-        ll = restarts["loglik"].to_numpy().copy()
-        ll[~np.isfinite(ll)] = -np.inf
-        ok = ~restarts["degenerate"].to_numpy()
-        if prefer_nondegenerate and ok.any():
-            ll = np.where(ok, ll, -np.inf)
-        return int(np.argmax(ll))
+    def _restart_table(est):
+        """One row per start: log-likelihood, convergence, iterations, degeneracy, smallest expert weight."""
+        import pandas as pd
+        runs = est.runs
+        return pd.DataFrame([{"start": r, "loglik": float(runs.loglik[r]), "converged": bool(runs.converged[r]),
+                              "n_iter": int(runs.n_iter[r]), "degenerate": bool(est.degenerate[r]),
+                              "min_expert_weight": float(est.n_eff[r].min())} for r in range(est.degenerate.size)])

@@ -328,7 +328,9 @@ class GLMMoE(MoEModel):
         if self._start is None or self._start[0] is None:
             return base
         col, eta0 = self._start
-        return base._replace(expert=base.expert._replace(coef=base.expert.coef.at[:, col].set(eta0)))
+        coef = np.array(base.expert.coef)
+        coef[:, col] = eta0
+        return base._replace(expert=base.expert._replace(coef=coef))
 
     def fit(self, X, y=None, gate_X=None, weights=None, *, offset=None, exposure=None, trials=None, **kwargs):
         """Fit by EM from several starts; the best log-likelihood among non-degenerate fits wins.
@@ -371,12 +373,6 @@ class GLMMoE(MoEModel):
         bound._aux_args = {k: v for k, v in (("offset", offset), ("exposure", exposure), ("trials", trials))
                            if v is not None}
         return MoEModel.fit(bound, X, y, gate_X, weights, **kwargs)
-
-    def _starts(self, init, design, dat, base, ctl, fixed, cfg, n_init, seed, bs):
-        """As every MoE; with one expert every default start is the same, so one is run."""
-        if self.n_experts == 1 and init is None:
-            n_init = 1
-        return super()._starts(init, design, dat, base, ctl, fixed, cfg, n_init, seed, bs)
 
     def _results_class(self):
         return GLMResults

@@ -16,8 +16,9 @@ import dataclasses
 import numpy as np
 
 from .base import MoEModel
+from ..fitting import pipeline
 from ..data.validation import check_float, check_int
-from ..inference.results import MoEResults
+from ..inference.results import MoEResults, gate_and_means
 
 
 class MultinomialMoE(MoEModel):
@@ -157,23 +158,15 @@ class MultinomialMoE(MoEModel):
         return MoEModel.fit(bound, X, y, gate_X, weights, **kwargs)
 
     def _starts(self, init, design, dat, base, ctl, fixed, cfg, n_init, seed, bs):
-        """Default (init=None): screened starts (:mod:`moestat.fitting.screen`); otherwise as every MoE."""
+        """Default (init=None): screened starts (:func:`moestat.fitting.pipeline.screened_starts`); otherwise as every MoE."""
         if self.n_experts == 1:   # every start is the same: one is enough
             return super()._starts(None, design, dat, base, ctl, fixed, cfg, 1, seed, bs)
         if isinstance(init, str) and init == "screen":
             init = None
         if init is not None or self.screen <= 1:
             return super()._starts(init, design, dat, base, ctl, fixed, cfg, n_init, seed, bs)
-        from ..fitting.screen import candidate_responsibilities, gate_features, screened_starts
-        k = self.n_experts
-        M = n_init * self.screen
-        Fe = self.expert.init_features(design.X, design.y)
-        Fg = gate_features(design.Xg)
-        R = candidate_responsibilities(Fg if Fg is not None else Fe, Fe, design.w, k, M, seed)
-        R = self._group_starts(R, design)  # no-op without groups
-        R = np.pad(R, ((0, 0), (0, 0), (0, dat.w.shape[0] - design.n)), constant_values=1.0 / k)
-        params, self._screen_ll = screened_starts(R, base, dat, ctl, fixed, cfg, n_init, seed,
-                                                  self.screen_tol, bs, n_live=design.n)
+        params, self._screen_ll = pipeline.screened_starts(self.gate, self.expert, design, dat, base, ctl, fixed, cfg,
+                                                           n_init, seed, self.screen, self.screen_tol, bs)
         return params
 
     def _results_class(self):
@@ -261,8 +254,8 @@ class MultinomialResults(MoEResults):
             return super()._predict_values(X, gate_X, kind, y, data)
         dat, n, _ = self._new_data(X, gate_X, y, data)
         P = self._device_params
-        gate = np.exp(np.asarray(self.model.gate.log_weights(P.gate, dat.Xg)))[:, :n]       # (k, n)
-        probs = np.asarray(self.model.expert.mean(P.expert, dat.X))[..., :n]               # (k, C, n)
+        gate, probs = (np.asarray(a)[..., :n] for a in gate_and_means(P, dat.Xg, dat.X, self.model.gate,
+                                                                      self.model.expert))   # (k, n), (k, C, n)
         if kind == "experts":
             return np.transpose(probs, (2, 0, 1))
         agg = np.einsum("kn,kcn->nc", gate, probs)

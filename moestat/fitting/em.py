@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from . import moments, newton
@@ -54,8 +55,9 @@ class EMControl(NamedTuple):
 
 
 def make_control(tol=1e-8, var_floor=1e-12, ridge=0.0, ls_eps=1e-13) -> EMControl:
-    f = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
-    return EMControl(*(jnp.asarray(v, dtype=f) for v in (tol, var_floor, ridge, ls_eps)))
+    """Traced settings as host scalars (they travel with each call; no device work here)."""
+    f = np.float64 if jax.config.jax_enable_x64 else np.float32
+    return EMControl(*(np.asarray(v, dtype=f) for v in (tol, var_floor, ridge, ls_eps)))
 
 
 class MoEParams(NamedTuple):
@@ -120,16 +122,26 @@ def _e_step(params: MoEParams, data: Data, cfg: EMConfig):
 def _e_step_from(lg, params: MoEParams, data: Data, cfg: EMConfig):
     """:func:`_e_step` given the gate's E-step terms lg (k, N)."""
     lj = lg + cfg.expert.log_density(params.expert, data.X, data.y)
-    m = kmax(lj)
-    live = jnp.logical_and(data.w > 0, jnp.isfinite(m))
-    m = jnp.where(live, m, 0.0)
-    e = jnp.exp(lj - m[None])               # reused for tau: k exps per point, not 2k
-    s = ksum(e)
-    lse = m + log_positive(s)       # s in [1, k] on live points
-    tau = jnp.where(live[None], e / s[None], 1.0 / cfg.k)
-    ll = jnp.dot(jnp.where(live, lse, 0.0), data.w)
-    cll = jnp.dot(m, data.w)
+    ll, tau, lse, cll, _ = _posterior(lj, data.w, cfg.k)
     return ll, tau, lse, cll, lg
+
+
+def _posterior(L, w, k: int):
+    """The E-step core on joint log densities L (k, M) with weights w (M,).
+
+    Returns the weighted log-likelihood, responsibilities (k, M), the per-column
+    log-sum-exp, the classification objective and the columns that count
+    (positive weight, a finite density); one max-shifted exponential per
+    entry, reused for the responsibilities.
+    """
+    m = kmax(L)
+    live = jnp.logical_and(w > 0, jnp.isfinite(m))
+    m = jnp.where(live, m, 0.0)
+    e = jnp.exp(L - m[None])                # reused for tau: k exps per point, not 2k
+    s = ksum(e)
+    lse = m + log_positive(s)               # s in [1, k] on live points
+    tau = jnp.where(live[None], e / s[None], 1.0 / k)
+    return jnp.dot(jnp.where(live, lse, 0.0), w), tau, lse, jnp.dot(m, w), live
 
 
 def _group_inv_size(data: Data):
@@ -153,15 +165,7 @@ def _e_step_grouped(params: MoEParams, data: Data, cfg: EMConfig):
     rows = jnp.where((data.w > 0)[None], lg * inv[None] + ld, 0.0)
     L = jax.ops.segment_sum(rows.T, gr.index, num_segments=G).T            # (k, G)
     wG = jax.ops.segment_sum(data.w * inv, gr.index, num_segments=G)       # (G,) group weights
-    m = kmax(L)
-    live = jnp.logical_and(wG > 0, jnp.isfinite(m))
-    m = jnp.where(live, m, 0.0)
-    e = jnp.exp(L - m[None])
-    s = ksum(e)
-    lse = m + jnp.log(s)
-    tau = jnp.where(live[None], e / s[None], 1.0 / cfg.k)
-    ll = jnp.dot(jnp.where(live, lse, 0.0), wG)
-    cll = jnp.dot(m, wG)
+    ll, tau, lse, cll, live = _posterior(L, wG, cfg.k)
     return ll, tau[:, gr.index], jnp.where(live, lse, 0.0)[gr.index] * inv, cll, lg
 
 
@@ -217,6 +221,31 @@ def _record_gate(gate_trace, it, gate_params):
     return jax.tree_util.tree_map(lambda tr, g: tr.at[it].set(g), gate_trace, gate_params)
 
 
+def _initial_state(params0: MoEParams, key, f, cfg: EMConfig) -> _State:
+    """The loop state before the first iteration: nothing traced, no best yet."""
+    return _State(params0, jnp.asarray(-jnp.inf, f), jnp.asarray(0), jnp.asarray(False),
+                  jnp.full((cfg.max_iter,), jnp.nan, f), key, params0, jnp.asarray(-jnp.inf, f),
+                  _gate_trace0(params0.gate, cfg))
+
+
+def _advance(s: _State, ll, obj, new: MoEParams, ctl: EMControl, cfg: EMConfig) -> _State:
+    """The bookkeeping of one verified iteration: ``s.params`` has log-likelihood ``ll`` and objective ``obj``.
+
+    Stop when the objective rose by at most ``tol * |obj|`` (never for SEM, and
+    only when the gate allows it, e.g. after a temperature schedule); otherwise
+    move to ``new``.  The trace, the iteration count, the best visited
+    parameters and the gate record advance together.
+    """
+    conv = jnp.logical_and(s.it > 0, obj - s.obj_prev <= ctl.tol * jnp.abs(obj))
+    if cfg.algorithm == "sem":
+        conv = jnp.asarray(False)
+    conv = jnp.logical_and(conv, cfg.gate.may_stop(s.params.gate))  # e.g. tau schedules
+    better = ll > s.best_ll
+    return _State(_select(conv, s.params, new), obj, s.it + jnp.where(conv, 0, 1), conv, s.trace.at[s.it].set(ll),
+                  s.key, _select(better, s.params, s.best_params), jnp.where(better, ll, s.best_ll),
+                  _record_gate(s.gate_trace, s.it, s.params.gate))
+
+
 def fit_one(params0: MoEParams, data: Data, ctl: EMControl, fixed: MoEParams, key, cfg: EMConfig) -> FitResult:
     """Run EM/CEM/SEM from ``params0`` until the relative change is below ``ctl.tol`` or max_iter."""
     if _speculative(cfg, data):
@@ -230,24 +259,10 @@ def fit_one(params0: MoEParams, data: Data, ctl: EMControl, fixed: MoEParams, ke
     def body(s: _State):
         ll, tau, _, cll, lg = _e_step(s.params, data, cfg)
         key, sub = jax.random.split(s.key)
-        obj = cll if cfg.algorithm == "cem" else ll
-        conv = jnp.logical_and(s.it > 0, obj - s.obj_prev <= ctl.tol * jnp.abs(obj))
-        if sem:
-            conv = jnp.asarray(False)
-        conv = jnp.logical_and(conv, cfg.gate.may_stop(s.params.gate))  # e.g. tau schedules
-        better = ll > s.best_ll
-        best_params = _select(better, s.params, s.best_params)
-        best_ll = jnp.where(better, ll, s.best_ll)
         new = m_step(s.params, classify(tau, cfg.algorithm, sub), data, cfg, ctl, fixed, log_w=lg)
-        params = _select(conv, s.params, new)
-        trace = s.trace.at[s.it].set(ll)
-        return _State(params, obj, s.it + jnp.where(conv, 0, 1), conv, trace, key, best_params, best_ll,
-                      _record_gate(s.gate_trace, s.it, s.params.gate))
+        return _advance(s, ll, cll if cfg.algorithm == "cem" else ll, new, ctl, cfg)._replace(key=key)
 
-    init = _State(params0, jnp.asarray(-jnp.inf, f), jnp.asarray(0), jnp.asarray(False),
-                  jnp.full((cfg.max_iter,), jnp.nan, f), key, params0, jnp.asarray(-jnp.inf, f),
-                  _gate_trace0(params0.gate, cfg))
-    s = lax.while_loop(cond, body, init)
+    s = lax.while_loop(cond, body, _initial_state(params0, key, f, cfg))
     params = s.params
     if sem:
         last_ll = loglik(params, data, cfg)
@@ -305,15 +320,9 @@ def _fit_one_speculative(params0: MoEParams, data: Data, ctl: EMControl, fixed: 
         ok = jnp.logical_or(jnp.logical_not(s.pending), checked)
 
         def accept(s):
-            conv = jnp.logical_and(b.it > 0, ll - b.obj_prev <= ctl.tol * jnp.abs(ll))
-            conv = jnp.logical_and(conv, cfg.gate.may_stop(b.params.gate))
-            better = ll > b.best_ll
             g = tmap(lambda a, c: a + c, b.params.gate, d)
-            params = _select(conv, b.params, MoEParams(gate=g, expert=e))
-            base = _State(params, ll, b.it + jnp.where(conv, 0, 1), conv, b.trace.at[b.it].set(ll), b.key,
-                          _select(better, b.params, b.best_params), jnp.where(better, ll, b.best_ll),
-                          _record_gate(b.gate_trace, b.it, b.params.gate))
-            return _SpecState(base, tau, b.params.gate, d, q0, jnp.asarray(0), jnp.logical_not(conv))
+            base = _advance(b, ll, ll, MoEParams(gate=g, expert=e), ctl, cfg)
+            return _SpecState(base, tau, b.params.gate, d, q0, jnp.asarray(0), jnp.logical_not(base.done))
 
         def reject(s):
             j = s.halvings + 1
@@ -327,9 +336,7 @@ def _fit_one_speculative(params0: MoEParams, data: Data, ctl: EMControl, fixed: 
 
     zero_gate = tmap(jnp.zeros_like, params0.gate)
     init = _SpecState(
-        _State(params0, jnp.asarray(-jnp.inf, f), jnp.asarray(0), jnp.asarray(False),
-               jnp.full((cfg.max_iter,), jnp.nan, f), key, params0, jnp.asarray(-jnp.inf, f),
-               _gate_trace0(params0.gate, cfg)),
+        _initial_state(params0, key, f, cfg),
         jnp.zeros((cfg.k, data.w.shape[0]), f), params0.gate, zero_gate, jnp.asarray(0.0, f), jnp.asarray(0),
         jnp.asarray(False))
     s = lax.while_loop(cond, body, init)
@@ -416,15 +423,47 @@ def params_from_resp(tau, base: MoEParams, data: Data, ctl: EMControl, fixed: Mo
     Closed-form blocks converge in one step; Newton blocks (the gate) get
     ``n_steps`` guarded steps on the fixed responsibilities.
     """
-    def one(t):
-        # (xfails) no observed-likelihood gate moves here: they ignore t, and top-K's re-routing moves made these
-        # 25 steps cost more than the whole EM run (topk cross test, n = 30000, 4 starts: fit 30 s -> 6-7 s on a
-        # loaded 2-core machine; best start 5.0 -> 6.2 above the truth, seed 11); EM runs them from iteration 1
-        if cfg.gate.hold_in_starts:   # the gate stays at base; static switch
-            return base._replace(expert=lax.fori_loop(0, n_steps, lambda _, e: cfg.expert.m_step(
-                e, t, data.X, data.y, data.w, ctl, cfg.max_halvings, fixed.expert), base.expert))
-        return lax.fori_loop(0, n_steps, lambda _, p: m_step(p, t, data, cfg, ctl, fixed, observed=False), base)
-    return lax.map(one, tau, batch_size=batch_size)
+    return lax.map(lambda t: start_from_resp(t, base, data, ctl, fixed, cfg, n_steps), tau, batch_size=batch_size)
+
+
+def start_from_resp(t, base: MoEParams, data: Data, ctl: EMControl, fixed: MoEParams, cfg: EMConfig,
+                    n_steps: int = 25) -> MoEParams:
+    """One start: up to ``n_steps`` M-steps from ``base`` on fixed responsibilities t (k, N) (traceable).
+
+    The steps stop early at a fixed point to rounding (:func:`_repeat`).
+    """
+    # no observed-likelihood gate moves here: they ignore t, and top-K's re-routing moves would cost more
+    # than the whole EM run; EM runs them from iteration 1
+    if cfg.gate.hold_in_starts:   # the gate stays at base; static switch
+        return base._replace(expert=_repeat(lambda e: cfg.expert.m_step(
+            e, t, data.X, data.y, data.w, ctl, cfg.max_halvings, fixed.expert), base.expert, n_steps))
+    return _repeat(lambda p: m_step(p, t, data, cfg, ctl, fixed, observed=False), base, n_steps)
+
+
+#: relative move below which repeated start M-steps count as converged (a few units in the last place)
+START_RTOL = 1e-15
+
+
+def _repeat(step, x0, n_steps: int):
+    """``step`` applied to x0 up to n_steps times, stopping once no entry moves by more than START_RTOL (1 + |x|).
+
+    Newton blocks converge quadratically and then only move in the last
+    places, so the result equals n_steps applications to rounding at a
+    fraction of the passes over the data.
+    """
+    def cond(c):
+        i, _, moved = c
+        return jnp.logical_and(i < n_steps, moved)
+
+    def body(c):
+        i, x, _ = c
+        y = step(x)
+        moved = jnp.asarray(False)
+        for a, b in zip(jax.tree_util.tree_leaves(x), jax.tree_util.tree_leaves(y)):
+            moved = jnp.logical_or(moved, jnp.any(jnp.abs(b - a) > START_RTOL * (1.0 + jnp.abs(a))))
+        return i + 1, y, moved
+
+    return lax.while_loop(cond, body, (jnp.asarray(0), x0, jnp.asarray(True)))[1]
 
 
 @partial(jax.jit, static_argnames=("cfg",))
@@ -436,4 +475,4 @@ def evaluate(params: MoEParams, data: Data, cfg: EMConfig):
 
 def no_fixed(params: MoEParams) -> MoEParams:
     """A mask PyTree like ``params`` with nothing fixed."""
-    return jax.tree_util.tree_map(lambda a: jnp.zeros(jnp.shape(a), dtype=bool), params)
+    return jax.tree_util.tree_map(lambda a: np.zeros(np.shape(a), dtype=bool), params)

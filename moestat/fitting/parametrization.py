@@ -72,11 +72,6 @@ class _Masks:
 
 
 @partial(jax.jit, static_argnames=("cfg", "masks"))
-def _ll_theta(theta, params, data, cfg, masks):
-    return em.loglik(unpack(cfg, theta, params, masks.masks), data, cfg)
-
-
-@partial(jax.jit, static_argnames=("cfg", "masks"))
 def _grad_hess(theta, params, data, cfg, masks):
     f = lambda th: em.loglik(unpack(cfg, th, params, masks.masks), data, cfg)
     return f(theta), jax.grad(f)(theta), jax.hessian(f)(theta)
@@ -90,22 +85,43 @@ def loglik_derivatives(cfg, params, data, fixed):
     return np.asarray(theta), float(ll), np.asarray(g), np.asarray(H)
 
 
-def newton_polish(cfg, params, data, fixed, ctl, max_steps: int = 30, gtol: float = 1e-9):
+@partial(jax.jit, static_argnames=("cfg", "masks"))
+def _newton_state(params, data, cfg, masks):
+    """theta = pack(params) and the log-likelihood, its gradient and Hessian in theta there."""
+    theta = pack(cfg, params, masks.masks)
+    ll, g, H = _grad_hess(theta, params, data, cfg, masks)
+    return theta, ll, g, H
+
+
+@partial(jax.jit, static_argnames=("cfg", "masks"))
+def _trial(theta, params, data, cfg, masks):
+    """A Newton candidate: its log-likelihood and its parameters."""
+    cand = unpack(cfg, theta, params, masks.masks)
+    return em.loglik(cand, data, cfg), cand
+
+
+def newton_polish(cfg, params, data, fixed, ctl, max_steps: int = 30, gtol: float = 1e-9, free=None):
     """Levenberg-damped Newton ascent on the observed log-likelihood from an EM solution.
 
     Each accepted step increases the log-likelihood (monotone, like EM) and
     respects the family's bounds (entries on a bound, e.g. a variance at its
     floor, are held fixed; candidates leaving the feasible set are rejected).
     The loop stops when the Newton decrement g' H^-1 g / 2 falls below ``gtol``
-    (about the log-likelihood still to gain) or nothing improves.  Returns
-    (params, loglik, steps_taken).
+    (about the log-likelihood still to gain) or nothing improves.  Two compiled
+    programs per model shape do the work on the data (the state at a point, a
+    candidate's log-likelihood); the small Levenberg systems are solved on the
+    host.  ``free`` : the identified entries (``free_mask``), when already
+    known.  Returns (params, loglik, steps_taken).
     """
+    params = jax.tree_util.tree_map(np.asarray, params)
     bound = em.MoEParams(gate=jax.tree_util.tree_map(lambda a: np.zeros(np.shape(a), bool), params.gate),
                          expert=cfg.expert.at_bound(params.expert, ctl))
     fixed = jax.tree_util.tree_map(lambda f, b: np.asarray(f) | np.asarray(b), fixed, bound)
-    m = _Masks(free_masks(cfg, params, fixed))
-    theta = pack(cfg, params, m.masks)
-    ll, g, H = (np.asarray(a) for a in _grad_hess(theta, params, data, cfg, m))
+    if free is None:
+        m = _Masks(free_masks(cfg, params, fixed))
+    else:
+        m = _Masks(jax.tree_util.tree_map(lambda a, f: np.asarray(a) & ~f, free, fixed))
+    theta, ll, g, H = (np.asarray(a) for a in _newton_state(params, data, cfg, m))
     ll = float(ll)
     if not np.isfinite(ll) or theta.size == 0:
         return params, ll, 0
@@ -124,20 +140,21 @@ def newton_polish(cfg, params, data, fixed, ctl, max_steps: int = 30, gtol: floa
             d = np.linalg.solve(L.T, np.linalg.solve(L, g))
             decrement = 0.5 * float(g @ d)
             if decrement < gtol:
-                return unpack(cfg, theta, params, m.masks), ll, steps
-            cand = theta + d
-            llc = float(_ll_theta(cand, params, data, cfg, m))
+                return params, ll, steps
+            llc, cand = _trial(theta + d, params, data, cfg, m)
+            llc = float(llc)
+            cand = jax.tree_util.tree_map(np.asarray, cand)
             ok = np.isfinite(llc) and llc > ll
-            if ok and not cfg.expert.feasible(unpack(cfg, cand, params, m.masks).expert, ctl):
+            if ok and not cfg.expert.feasible(cand.expert, ctl):
                 ok = False
             if ok:
-                theta, accepted = cand, True
+                params, accepted = cand, True
                 lam = lam / 10 if lam > 1e-8 else 0.0
                 break
             lam = max(lam * 10, 1e-6)
         if not accepted:
             break
         steps += 1
-        ll, g, H = (np.asarray(a) for a in _grad_hess(theta, params, data, cfg, m))
+        theta, ll, g, H = (np.asarray(a) for a in _newton_state(params, data, cfg, m))
         ll = float(ll)
-    return unpack(cfg, theta, params, m.masks), ll, steps
+    return params, ll, steps

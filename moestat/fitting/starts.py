@@ -20,8 +20,38 @@ from . import em
 STRATEGIES = ("kmeans", "random", "random_centers")
 
 
+#: k-means runs on a subsample of this many points when there are more than twice as many
+KMEANS_SUBSAMPLE = 8192
+#: Lloyd iterations on the subsample at most
+KMEANS_SUBSAMPLE_ITER = 20
+
+
 def kmeans_labels(F: np.ndarray, w: np.ndarray, k: int, rng: np.random.Generator, n_iter: int = 50) -> np.ndarray:
-    """Weighted k-means++ seeding followed by Lloyd iterations; returns labels (n,)."""
+    """Weighted k-means++ seeding followed by Lloyd iterations; returns labels (n,).
+
+    With more than ``2 * KMEANS_SUBSAMPLE`` points of positive weight, seeding
+    and at most ``KMEANS_SUBSAMPLE_ITER`` Lloyd iterations run on
+    ``KMEANS_SUBSAMPLE`` of them drawn without replacement (a start needs a
+    partition, not the exact k-means optimum; the NumPy passes over all points
+    would cost more than the EM run), and every point then goes to its nearest centre.
+    """
+    live = np.flatnonzero(w > 0)
+    if live.size > 2 * KMEANS_SUBSAMPLE:
+        sub = np.sort(rng.choice(live, size=KMEANS_SUBSAMPLE, replace=False))
+        return _nearest(F, _lloyd(F[sub], w[sub], k, rng, min(n_iter, KMEANS_SUBSAMPLE_ITER))[0])
+    return _lloyd(F, w, k, rng, n_iter)[1]
+
+
+def _nearest(F: np.ndarray, C: np.ndarray) -> np.ndarray:
+    """Index of the nearest centre C (k, q) of each row of F (n, q)."""
+    D = (F[:, :1] - C[:, 0]) ** 2           # (n, k), summed column by column: no reduction over a short axis
+    for j in range(1, F.shape[1]):
+        D += (F[:, j:j + 1] - C[:, j]) ** 2
+    return D.argmin(1)
+
+
+def _lloyd(F: np.ndarray, w: np.ndarray, k: int, rng: np.random.Generator, n_iter: int):
+    """Weighted k-means++ seeding and Lloyd iterations on the rows of F: centres (k, q) and labels (n,)."""
     n = F.shape[0]
     live = np.flatnonzero(w > 0)
     p = w[live] / w[live].sum()
@@ -37,8 +67,7 @@ def kmeans_labels(F: np.ndarray, w: np.ndarray, k: int, rng: np.random.Generator
     C = np.array(centers)
     labels = np.zeros(n, dtype=int)
     for it in range(n_iter):
-        D = ((F[:, None, :] - C[None]) ** 2).sum(-1)
-        new = D.argmin(1)
+        new = _nearest(F, C)
         if it > 0 and np.array_equal(new, labels):
             break
         labels = new
@@ -46,7 +75,7 @@ def kmeans_labels(F: np.ndarray, w: np.ndarray, k: int, rng: np.random.Generator
             m = (labels == j) & (w > 0)
             if m.any():
                 C[j] = (w[m, None] * F[m]).sum(0) / w[m].sum()
-    return labels
+    return C, labels
 
 
 def random_center_labels(F: np.ndarray, w: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -118,12 +147,12 @@ def user_responsibilities(R, n: int, k: int) -> np.ndarray:
 def as_mask(val, like, name):
     shape = np.shape(like)
     if isinstance(val, (bool, np.bool_)):
-        return jnp.full(shape, bool(val))
+        return np.full(shape, bool(val))
     m = np.asarray(val)
     if m.dtype != bool or m.shape != shape:
         raise ValueError("%s must be True/False or a boolean mask of shape %s, got %s %s"
                          % (name, shape, m.dtype, m.shape))
-    return jnp.asarray(m)
+    return m
 
 
 def as_params(init, base):

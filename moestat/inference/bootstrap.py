@@ -38,11 +38,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
-from jax import lax
 from scipy import stats
 
-from ..fitting import em
-from ..fitting import starts as initmod
+from ..fitting import em, pipeline
 from .._jax import backend, to_device
 from ..data.design import Data, group_first_rows, make_groups
 from ..exceptions import InferenceWarning, MoEWarning
@@ -318,28 +316,6 @@ def _sample_many(params, X, Xg, keys, cfg, first=None):
     return jax.vmap(one)(keys)
 
 
-@partial(jax.jit, static_argnames=("cfg", "n_steps", "batch_size"))
-def _params_from_resp_many(tau, base, data, W, Y, ctl, fixed, cfg, n_steps=25, batch_size=1):
-    """Starting parameters from responsibilities, one data variant (weights W, responses Y) each."""
-    def one(a):
-        t, w, y = a
-        d = data._replace(w=w, y=y)
-        return lax.fori_loop(0, n_steps, lambda _, p: em.m_step(p, t, d, cfg, ctl, fixed), base)
-    return lax.map(one, (tau, W, Y), batch_size=batch_size)
-
-
-@partial(jax.jit, static_argnames=("cfg", "batch_size"))
-def _fit_many(params0, data, W, Y, keys, ctl, fixed, cfg, batch_size=1):
-    """EM from params0[r] on data variant r (weights W[r], responses Y[r]); no traces kept."""
-    def one(a):
-        p0, w, y, key = a
-        d = data._replace(w=w, y=y)
-        out = em.fit_one(p0, d, ctl, fixed, key, cfg)
-        _, tau, _, _ = em.e_step(out.params, d, cfg)
-        return out.params, out.loglik, out.n_iter, out.converged, tau @ w
-    return lax.map(one, (params0, W, Y, keys), batch_size=batch_size)
-
-
 def _seed_int(*entropy) -> int:
     return int(np.random.SeedSequence([int(e) for e in entropy]).generate_state(1)[0])
 
@@ -383,7 +359,12 @@ def _control(spec: ReplicateSpec) -> em.EMControl:
 
 
 def _job_starts(spec, job: FitJob, j: int, idx, dat, W, Y):
-    """Starting parameters (c, S) for job ``j``: the given start, then ``n_extra`` default starts."""
+    """Starting parameters (c, S) for job ``j``: the given start, then ``n_extra`` default starts.
+
+    The default starts of a replicate are made as ``fit`` makes them on that
+    data (:mod:`moestat.fitting.pipeline`): the same partitions, arranged by the
+    gate, averaged within groups, and the same start M-steps.
+    """
     c, k = idx.size, job.cfg.k
     parts = []
     if job.given is not None:
@@ -391,18 +372,16 @@ def _job_starts(spec, job: FitJob, j: int, idx, dat, W, Y):
     if job.n_extra:
         n, N = spec.n, W.shape[1]
         Xrows = spec.data[0][:, :n].T
-        tau = np.empty((c, job.n_extra, k, N))
-        for r, b in enumerate(idx):
-            F = job.model.expert.init_features(Xrows, Y[r, :n])
-            R = initmod.starting_responsibilities(None, F, W[r, :n], k, job.n_extra, _seed_int(spec.seed, b, j + 1))
-            tau[r] = np.pad(R, ((0, 0), (0, 0), (0, N - n)), constant_values=1.0 / k)
-        cfg1 = em.EMConfig(gate=job.cfg.gate, expert=job.cfg.expert, k=k, max_iter=1, algorithm="em")
-        rep = lambda a: to_device(np.repeat(a, job.n_extra, axis=0))
-        P = _params_from_resp_many(to_device(tau.reshape(c * job.n_extra, k, N)),
-                                   jax.tree_util.tree_map(to_device, job.base), dat, rep(W), rep(Y),
-                                   _control(spec), jax.tree_util.tree_map(jnp.asarray, job.fixed), cfg1,
-                                   batch_size=min(spec.batch_size, c * job.n_extra))
-        parts.append(jax.tree_util.tree_map(lambda a: np.asarray(a).reshape((c, job.n_extra) + a.shape[1:]), P))
+        R = [pipeline.start_responsibilities(job.cfg.gate, job.cfg.expert, Xrows, Y[r, :n], W[r, :n], k, job.n_extra,
+                                             _seed_int(spec.seed, b, j + 1), group_codes=spec.groups)
+             for r, b in enumerate(idx)]
+        e = R[0].shape[0]   # one start with one expert: every default start is the same
+        tau = pipeline.pad_responsibilities(np.concatenate(R), N)
+        rep = lambda a: to_device(np.repeat(a, e, axis=0))
+        P = pipeline.params_from_variants(to_device(tau), jax.tree_util.tree_map(to_device, job.base), dat, rep(W),
+                                          rep(Y), _control(spec), jax.tree_util.tree_map(jnp.asarray, job.fixed),
+                                          pipeline.start_config(job.cfg), batch_size=min(spec.batch_size, c * e))
+        parts.append(jax.tree_util.tree_map(lambda a: np.asarray(a).reshape((c, e) + a.shape[1:]), P))
     if not parts:
         raise ValueError("a bootstrap fit needs a start: a given estimate or n_extra > 0")
     return jax.tree_util.tree_map(lambda *a: np.concatenate(a, axis=1), *parts)
@@ -418,8 +397,9 @@ def _fit_job(spec, job: FitJob, j: int, idx, dat, W, Y) -> dict:
     keys = jnp.stack([jax.random.fold_in(jax.random.fold_in(root, int(b)), 1000 * (j + 1) + s)
                       for b in idx for s in range(S)])
     rep = lambda a: to_device(np.repeat(a, S, axis=0))
-    out = _fit_many(flat, dat, rep(W), rep(Y), keys, _control(spec), jax.tree_util.tree_map(jnp.asarray, job.fixed),
-                    job.cfg, batch_size=min(spec.batch_size, c * S))
+    out = pipeline.run_variants(flat, dat, rep(W), rep(Y), keys, _control(spec),
+                                jax.tree_util.tree_map(jnp.asarray, job.fixed), job.cfg,
+                                batch_size=min(spec.batch_size, c * S))
     params, ll, n_iter, conv, n_eff = jax.device_get(out)
     ll = np.asarray(ll).reshape(c, S)
     n_eff = np.asarray(n_eff).reshape(c, S, -1)
@@ -428,12 +408,9 @@ def _fit_job(spec, job: FitJob, j: int, idx, dat, W, Y) -> dict:
     best, degen = np.zeros(c, dtype=int), np.zeros(c, dtype=bool)
     for r in range(c):
         info = _replicate_info(job.model, Y[r, :n], W[r, :n])
-        bad = np.array([info is None or bool(np.any(job.model.expert.degenerate(
-            jax.tree_util.tree_map(lambda a: a[r, s], params.expert), n_eff[r, s], info))) for s in range(S)])
-        score = np.where(np.isfinite(ll[r]), ll[r], -np.inf)
-        if (~bad & np.isfinite(score)).any():
-            score = np.where(bad, -np.inf, score)
-        best[r] = int(np.argmax(score))
+        bad = pipeline.degenerate_starts(job.cfg.expert, jax.tree_util.tree_map(lambda a: a[r], params), n_eff[r],
+                                         info)
+        best[r] = pipeline.choose(ll[r], bad)
         degen[r] = bad[best[r]]
     pick = lambda a: a[np.arange(c), best]
     return {"params": jax.tree_util.tree_map(pick, params), "loglik": pick(ll),

@@ -6,9 +6,10 @@ once, anything costly (standard errors, bootstrap) lazily.
 from __future__ import annotations
 
 import warnings
-from functools import cached_property
+from functools import cached_property, partial
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
@@ -380,10 +381,10 @@ class MoEResults:
             if kind == "labels":
                 return tau.argmax(1)
             return np.asarray(lse)[:n]
-        gate = np.exp(np.asarray(self.model.gate.log_weights(P.gate, dat.Xg)))[:, :n]
+        gate, means = (np.asarray(a)[..., :n] for a in gate_and_means(P, dat.Xg, dat.X, self.model.gate,
+                                                                      self.model.expert))
         if kind == "gate":
             return gate.T
-        means = np.asarray(self.model.expert.mean(P.expert, dat.X))[..., :n]
         if kind == "experts":
             return np.moveaxis(means, 0, -1) if means.ndim == 2 else np.moveaxis(means, 0, 1)
         if means.ndim == 2:
@@ -1112,7 +1113,8 @@ class MoEResults:
         mine = np.sort(self.predict(kind="experts"), axis=1)
         for s in close["start"]:
             P = jax.tree_util.tree_map(lambda a: to_device(np.asarray(a)[int(s)]), self._all_params)
-            other = np.asarray(self.model.expert.mean(P.expert, self._data.X))[..., : self.design.n]
+            other = np.asarray(gate_and_means(P, self._data.Xg, self._data.X, self.model.gate,
+                                              self.model.expert)[1])[..., : self.design.n]
             other = np.sort(np.moveaxis(other, 0, -1) if other.ndim == 2 else np.transpose(other, (2, 0, 1)), axis=1)
             d, limit, what = self._expert_difference(np.abs(mine - other).max())
             if d > limit:
@@ -1123,6 +1125,15 @@ class MoEResults:
     def _expert_difference(self, d):
         """(difference, threshold, what) for the largest gap between two fits' expert means."""
         return d / np.sqrt(max(self.info.get("var_y", 1.0), 1e-300)), 1e-3, "means (in sd(y))"
+
+
+@partial(jax.jit, static_argnames=("gate", "expert"))
+def gate_and_means(params, Xg, X, gate, expert):
+    """Gate probabilities (k, N) and expert means ((k, N), or (k, C, N) for classes) at padded designs.
+
+    One compiled program per model and size bucket serves every prediction.
+    """
+    return jnp.exp(gate.log_weights(params.gate, Xg)), expert.mean(params.expert, X)
 
 
 def _fmt(v, col) -> str:

@@ -32,8 +32,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from ..fitting import em
-from ..fitting import starts as initmod
+from ..fitting import em, pipeline
 from .._jax import to_device
 
 def init_stream(seed: int, n: int, rep: int) -> np.random.SeedSequence:
@@ -111,19 +110,15 @@ def paper_starts(exp, n: int, rep: int) -> em.MoEParams:
 
 
 def mle_starts(exp, n: int, rep: int, x, y, data) -> em.MoEParams:
-    """``n_init`` data-driven starts (k-means / random centres) turned into parameters by M-steps."""
+    """``n_init`` data-driven starts (k-means / random centres), made as ``fit`` makes them (:mod:`moestat.fitting.pipeline`)."""
     X, _ = exp.fit.designs(x)
-    w = np.ones(X.shape[0])
-    F = exp.fit.expert.init_features(X, np.asarray(y))
     seed = int(init_stream(exp.spec.seed, n, rep).generate_state(1)[0] % (2**31 - 1))
-    R = initmod.starting_responsibilities(None, F, w, exp.fit.k, int(exp.settings["n_init"]), seed)
-    R = exp.fit.gate.arrange_starts(R)  # e.g. shared vs routed roles (DeepSeekMoE)
-    N = data.w.shape[0]
-    R = np.pad(R, ((0, 0), (0, 0), (0, N - R.shape[2])), constant_values=1.0 / exp.fit.k)
-    cfg1 = em.EMConfig(gate=exp.cfg.gate, expert=exp.cfg.expert, k=exp.cfg.k, max_iter=1)
+    R = pipeline.start_responsibilities(exp.fit.gate, exp.fit.expert, X, np.asarray(y), np.ones(X.shape[0]),
+                                        exp.fit.k, int(exp.settings["n_init"]), seed)
+    R = pipeline.pad_responsibilities(R, data.w.shape[0])
     base = jax.tree_util.tree_map(to_device, exp.base())
-    fixed = em.no_fixed(base)
-    out = em.params_from_resp(to_device(R), base, data, exp.ctl, fixed, cfg1, batch_size=1)
+    out = em.params_from_resp(to_device(R), base, data, exp.ctl, em.no_fixed(base), pipeline.start_config(exp.cfg),
+                              batch_size=1)
     return jax.tree_util.tree_map(np.asarray, out)
 
 

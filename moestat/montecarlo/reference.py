@@ -14,9 +14,8 @@ from __future__ import annotations
 import json
 
 import jax
-import numpy as np
 
-from ..fitting import em
+from ..fitting import em, pipeline
 from .._jax import to_device
 from . import protocols
 from .setup import Experiment, params_to_json
@@ -29,7 +28,7 @@ def fit_reference(spec, ref: dict) -> dict:
     limit is the one that the replicates' EM runs approach; random restarts for
     "mle"), ``ref["n_init"]`` of them, run to ``ref["tol"]``.
     """
-    from .worker import _choose, _keys, _n_eff, replicate_data
+    from .worker import key_seed, replicate_data, replicate_info
 
     raw = json.loads(json.dumps(spec.raw))
     key = "n_tries" if spec.protocol == "paper" else "n_init"
@@ -42,10 +41,7 @@ def fit_reference(spec, ref: dict) -> dict:
     n, rep = int(ref["n"]), int(ref.get("replicate", 10**6))
     x, y, data = replicate_data(exp, n, rep)
     p0 = jax.tree_util.tree_map(to_device, protocols.starts(exp, n, rep, x, y, data))
-    S = jax.tree_util.tree_leaves(p0)[0].shape[0]
     fixed = em.no_fixed(jax.tree_util.tree_map(lambda a: a[0], p0))
-    out = jax.device_get(em.fit_restarts(p0, data, exp.ctl, fixed, _keys(exp, n, rep, S), exp.cfg, batch_size=1))
-    n_eff = np.asarray(_n_eff(out.params, data, exp.cfg))
-    best, _ = _choose(exp, n, out, n_eff)
-    params = exp.fit.canonical(jax.tree_util.tree_map(lambda a: np.asarray(a)[best], out.params))
-    return params_to_json(params)
+    est = pipeline.estimate(p0, data, exp.ctl, fixed, exp.cfg, replicate_info(exp, n), seed=key_seed(exp, n, rep),
+                            polish_fit=False)
+    return params_to_json(exp.fit.canonical(est.fit.params))

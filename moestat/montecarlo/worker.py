@@ -27,10 +27,9 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 from threadpoolctl import threadpool_limits
 
-from ..fitting import em
+from ..fitting import em, pipeline
 from .._jax import backend, to_device
 from .._math import klogsumexp
 from ..data.design import bucket_size, make_data
@@ -68,42 +67,26 @@ def replicate_data(exp: Experiment, n: int, rep: int):
     return x, y, make_data(X, G, np.asarray(y, dtype=np.float64), np.ones(n), N=bucket_size(n))
 
 
-@partial(jax.jit, static_argnames=("cfg",))
-def _n_eff(params, data, cfg):
-    """Effective number of points per expert for each start (leading axis)."""
-    def one(p):
-        _, tau, _, _ = em.e_step(p, data, cfg)
-        return tau @ data.w
-    return lax.map(one, params)
+def key_seed(exp, n: int, rep: int) -> int:
+    """Seed of replicate ``rep``'s EM keys (SEM draws): ``split(PRNGKey(key_seed), n_starts)``."""
+    return int(protocols.init_stream(exp.spec.seed, n, rep).generate_state(2)[1] % (2**31 - 1))
 
 
-def _keys(exp, n, rep, S):
-    seed = int(protocols.init_stream(exp.spec.seed, n, rep).generate_state(2)[1] % (2**31 - 1))
-    return jax.random.split(jax.random.PRNGKey(seed), S)
-
-
-def _choose(exp, n, out, n_eff):
-    """Index of the best start: highest log-likelihood among non-degenerate fits (all degenerate: highest)."""
-    ll = np.asarray(out.loglik, dtype=np.float64).copy()
-    ll[~np.isfinite(ll)] = -np.inf
-    degen = np.array([bool(np.any(exp.fit.expert.degenerate(
-        jax.tree_util.tree_map(lambda a: np.asarray(a)[s], out.params.expert), n_eff[s],
-        dict(exp.info, n_total=float(n))))) for s in range(ll.size)])
-    ok = ~degen
-    best = int(np.argmax(np.where(ok, ll, -np.inf))) if ok.any() else int(np.argmax(ll))
-    return best, bool(degen[best])
+def replicate_info(exp, n: int) -> dict:
+    """The response summaries the degeneracy rule reads for a replicate of size n."""
+    return dict(exp.info, n_total=float(n))
 
 
 def fit_replicate_cpu(exp: Experiment, n: int, rep: int):
-    """Fit one replicate: its starts through ``lax.map`` in one compiled program."""
+    """Fit one replicate through the estimation pipeline (its starts in one compiled program, no polish).
+
+    Returns a :class:`moestat.fitting.pipeline.Estimate`.
+    """
     x, y, data = replicate_data(exp, n, rep)
-    p0 = protocols.starts(exp, n, rep, x, y, data)
-    p0 = jax.tree_util.tree_map(to_device, p0)
-    S = jax.tree_util.tree_leaves(p0)[0].shape[0]
+    p0 = jax.tree_util.tree_map(to_device, protocols.starts(exp, n, rep, x, y, data))
     fixed = em.no_fixed(jax.tree_util.tree_map(lambda a: a[0], p0))
-    out = em.fit_restarts(p0, data, exp.ctl, fixed, _keys(exp, n, rep, S), exp.cfg, batch_size=1)
-    n_eff = np.asarray(_n_eff(out.params, data, exp.cfg))
-    return jax.device_get(out), n_eff, S
+    return pipeline.estimate(p0, data, exp.ctl, fixed, exp.cfg, replicate_info(exp, n), seed=key_seed(exp, n, rep),
+                             polish_fit=False)
 
 
 def batch_size_for(exp, params0, data, fixed, keys, cap: int) -> int:
@@ -125,7 +108,10 @@ def batch_size_for(exp, params0, data, fixed, keys, cap: int) -> int:
 
 
 def fit_block_batched(exp: Experiment, n: int, reps, batch: int | None = None):
-    """Fit all (replicate, start) pairs of a block in one vectorised ``em.fit_replicates`` call."""
+    """Fit all (replicate, start) pairs of a block in one vectorised ``em.fit_replicates`` call.
+
+    Each replicate's start is then chosen as :func:`moestat.fitting.pipeline.estimate` chooses it.
+    """
     datas, p0s, keys, S = [], [], [], None
     for r in reps:
         x, y, data = replicate_data(exp, n, r)
@@ -133,7 +119,7 @@ def fit_block_batched(exp: Experiment, n: int, reps, batch: int | None = None):
         S = jax.tree_util.tree_leaves(p0)[0].shape[0]
         datas += [data] * S
         p0s.append(p0)
-        keys.append(_keys(exp, n, r, S))
+        keys.append(jax.random.split(jax.random.PRNGKey(key_seed(exp, n, r)), S))
     stack = lambda *a: jnp.stack([jnp.asarray(v) for v in a])  # noqa: E731
     data_b = jax.tree_util.tree_map(stack, *datas)
     p0_b = jax.tree_util.tree_map(lambda *a: to_device(np.concatenate(a)), *p0s)
@@ -146,8 +132,10 @@ def fit_block_batched(exp: Experiment, n: int, reps, batch: int | None = None):
     for i, r in enumerate(reps):
         sl = slice(i * S, (i + 1) * S)
         o = jax.tree_util.tree_map(lambda a: np.asarray(a)[sl], out)
-        n_eff = np.asarray(_n_eff(jax.tree_util.tree_map(to_device, o.params), datas[i * S], exp.cfg))
-        results.append((o, n_eff, S))
+        data = datas[i * S]
+        n_eff = np.asarray(pipeline.effective_points(jax.tree_util.tree_map(to_device, o.params), data, exp.cfg))
+        results.append(pipeline.finish(o, n_eff, data, exp.ctl, fixed, exp.cfg, replicate_info(exp, n),
+                                       polish_fit=False))
     return results, bs
 
 
@@ -257,15 +245,14 @@ def routing_of(exp: Experiment, n: int, rep: int, params) -> dict | None:
         return None
 
 
-def _row(exp, n, rep, out, n_eff, S):
-    best, degenerate = _choose(exp, n, out, n_eff)
+def _row(exp, n, rep, est):
+    best, out = est.best, est.runs
     pick = lambda a: np.asarray(a)[best]  # noqa: E731
-    raw = jax.tree_util.tree_map(pick, out.params)
-    params = exp.fit.canonical(raw)
+    params = exp.fit.canonical(est.fit.params)
     ll = float(pick(out.loglik))
     row = {"n": int(n), "rep": int(rep), "loglik": ll, "n_iter": int(pick(out.n_iter)),
-           "converged": bool(pick(out.converged)) and bool(np.isfinite(ll)), "degenerate": degenerate,
-           "start": best, "n_starts": int(S), "params": params_to_json(params)}
+           "converged": bool(pick(out.converged)) and bool(np.isfinite(ll)), "degenerate": bool(est.degenerate[best]),
+           "start": best, "n_starts": int(est.degenerate.size), "params": params_to_json(params)}
     row["routing"] = routing_of(exp, n, rep, params)
     try:
         row["losses"], row["loss_errors"], row["errors"] = compute_losses(exp, params)
@@ -292,15 +279,14 @@ def run_task(task: dict) -> list[dict]:
             t0 = time.perf_counter()
             results, bs = fit_block_batched(exp, n, reps, task.get("batch_size"))
             share = (time.perf_counter() - t0) / len(reps)
-            for r, (out, n_eff, S) in zip(reps, results):
+            for r, est in zip(reps, results):
                 t1 = time.perf_counter()
-                rows.append(_row(exp, n, r, out, n_eff, S))
+                rows.append(_row(exp, n, r, est))
                 rows[-1]["seconds"] = share + time.perf_counter() - t1
         else:
             for r in reps:
                 t0 = time.perf_counter()
-                out, n_eff, S = fit_replicate_cpu(exp, n, r)
-                rows.append(_row(exp, n, r, out, n_eff, S))
+                rows.append(_row(exp, n, r, fit_replicate_cpu(exp, n, r)))
                 rows[-1]["seconds"] = time.perf_counter() - t0
     for row in rows:
         row["host"] = os.uname().nodename
