@@ -136,7 +136,9 @@ def _posterior(L, w, k: int):
     """
     m = kmax(L)
     live = jnp.logical_and(w > 0, jnp.isfinite(m))
-    m = jnp.where(live, m, 0.0)
+    # every column with a finite density is shifted, weight-0 ones too: there exp(L - 0) could underflow to 0
+    # for every expert, and log(0) = -inf, masked in the value, would make derivatives 0 * inf = NaN
+    m = jnp.where(jnp.isfinite(m), m, 0.0)
     e = jnp.exp(L - m[None])                # reused for tau: k exps per point, not 2k
     s = ksum(e)
     lse = m + log_positive(s)               # s in [1, k] on live points
