@@ -3,17 +3,21 @@
 Maximum-likelihood (EM) estimation of Gaussian and multinomial-logistic
 experts under softmax and other gates, inference, model selection, and a Monte
 Carlo harness for convergence-rate studies.  Importing moestat switches JAX to
-float64 (see :mod:`moestat._jax`).
+float64 (see :mod:`moestat._config`); JAX itself is imported with the first
+estimator, so ``import moestat`` is cheap.
 """
 import importlib
 
-from . import _jax  # noqa: F401  (float64 on import)
+from . import _config
+
+_config.apply()  # float64 and the compile cache, before JAX is imported (it loads with the first fit)
+
 from .exceptions import ConvergenceWarning, DegenerateFitWarning, InferenceWarning, MoEWarning, RestartWarning
 
 __version__ = "0.1.0"
 
 #: public name -> module that defines it; imported on first use (PEP 562), so that
-#: ``import moestat`` costs little more than importing JAX.
+#: ``import moestat`` imports neither JAX nor pandas.
 _LAZY = {
     "MoEParams": "moestat.fitting.em",
     "GaussianMoE": "moestat.estimators.gaussian",

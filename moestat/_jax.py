@@ -1,48 +1,19 @@
-"""JAX set-up: float64 on import, dtype checks, the persistent compile cache.
+"""JAX helpers: the float dtype, dtype-checked transfers, the backend.
 
-moestat computes in float64 by default (``engineering.md`` §6: float32
-log-likelihoods are only good to ~1e-8 and break monotonicity checks and
-likelihood-ratio statistics).  ``jax_enable_x64`` is a process-global flag
-that must be set before any JAX array exists, so it is switched on here, once,
-when :mod:`moestat` is imported.  Set ``MOESTAT_NO_X64=1`` to leave it alone
-(then every kernel refuses float64 input it cannot honour).
+Importing this module imports JAX with moestat's settings (float64, full-precision
+matrix products, the on-disk compile cache; see :mod:`moestat._config`).
 """
 from __future__ import annotations
 
-import os
+from . import _config
 
-import jax
-import jax.numpy as jnp
-import numpy as np
+_config.apply()
 
-if os.environ.get("MOESTAT_NO_X64", "") not in ("1", "true", "yes"):
-    jax.config.update("jax_enable_x64", True)
+import jax  # noqa: E402  (after the settings: JAX reads them when it is imported)
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
 
-# TF32 is the default matmul precision on NVIDIA GPUs; statistics need full precision.
-jax.config.update("jax_default_matmul_precision", "highest")
-
-
-def _enable_compile_cache() -> None:
-    """Reuse compiled EM programs across processes (tests, workers, CLI runs).
-
-    Compiling one EM configuration costs about a second; the Monte Carlo
-    workers and the test suite compile the same programs again and again.
-    ``MOESTAT_JAX_CACHE=0`` turns the cache off; a path sets its location.
-    """
-    setting = os.environ.get("MOESTAT_JAX_CACHE", "")
-    if setting in ("0", "false", "no"):
-        return
-    path = setting or os.path.join(os.path.expanduser("~"), ".cache", "moestat", "jax")
-    try:
-        os.makedirs(path, exist_ok=True)
-        jax.config.update("jax_compilation_cache_dir", path)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)  # every program: a fresh process recompiles nothing
-        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    except Exception:  # a read-only home or an old jax: run without the cache
-        pass
-
-
-_enable_compile_cache()
+_config.apply()  # a JAX imported elsewhere before moestat gets the settings on its config
 
 
 def float_dtype():

@@ -7,7 +7,10 @@ module must be given a layer in ``LAYERS`` (the test fails until it is).
 from __future__ import annotations
 
 import ast
+import json
 import pathlib
+import subprocess
+import sys
 from collections import defaultdict
 
 import pytest
@@ -16,7 +19,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1] / "moestat"
 
 #: lowest first; a module may import modules of its own layer or below, never above.
 LAYERS = [
-    ("foundation", ["moestat._jax", "moestat._math", "moestat._pytree", "moestat._registry", "moestat._parallel",
+    ("foundation", ["moestat._config", "moestat._jax", "moestat._math", "moestat._pytree", "moestat._registry", "moestat._parallel",
                     "moestat.exceptions"]),
     ("data", ["moestat.data", "moestat.datasets"]),
     ("fitting", ["moestat.fitting"]),
@@ -154,3 +157,21 @@ def test_no_import_circle_between_packages():
 def test_imports_point_down(mod):
     up = sorted(t for t in GRAPH[mod] if t != "moestat" and layer_of(t) > layer_of(mod))
     assert not up, "%s (layer %r) imports %s from a higher layer" % (mod, LAYERS[layer_of(mod)][0], up)
+
+
+def test_import_moestat_loads_no_heavy_module():
+    """``import moestat`` imports no numerical library: JAX, pandas, SciPy, statsmodels and matplotlib load on first use."""
+    code = ("import sys, moestat; print(__import__('json').dumps(sorted(m for m in ('jax', 'pandas', 'scipy', "
+            "'statsmodels', 'matplotlib', 'dask', 'numpy') if m in sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=str(ROOT.parent))
+    assert json.loads(out.stdout) == []
+
+
+def test_float64_when_jax_is_imported_first():
+    """The settings reach JAX whether it is imported after moestat (environment) or before (its config)."""
+    for order in ("import moestat, jax", "import jax; import moestat; import moestat.fitting.em"):
+        code = order + "; import jax.numpy as jnp; print(jnp.ones(1).dtype, jax.config.jax_default_matmul_precision)"
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                             cwd=str(ROOT.parent))
+        assert out.stdout.split() == ["float64", "highest"], (order, out.stdout)
