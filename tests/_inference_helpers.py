@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 from scipy.optimize import minimize
 from scipy.special import logsumexp
-from scipy.stats import norm
+from scipy.stats import chi2, norm
 
 import moestat as ms
 
@@ -54,6 +54,23 @@ def np_ascent(loglik, gate_coef, coef, sigma):
     v0 = np.concatenate([(gate_coef[1:] - gate_coef[:1]).ravel(), coef.ravel(), np.log(sigma)])
     r = minimize(negll, v0, method="BFGS", options={"gtol": 1e-7})
     return float(negll(v0) - r.fun)
+
+
+def bootstrap_variance_ratio(boot, res, block=None, alpha=1e-4):
+    """S = tr(V^-1 C) / m of a block of m parameters, and the band S falls in with probability 1 - alpha.
+
+    C is the bootstrap covariance of the B valid replicate estimates, V the observed-information covariance.
+    When the replicates are normal with covariance V, (B - 1) m S is chi-square with (B - 1) m degrees of
+    freedom, which gives the band; its Monte Carlo sd is sqrt(2 / ((B - 1) m)).  An error by a factor c in all
+    the block's standard errors multiplies S by c^2 (a sqrt(2) error: S = 2 or 1/2).
+    """
+    V, C = res.cov_params(), boot.cov_params()
+    assert list(C.index) == list(V.index)
+    keep = [i for i, name in enumerate(V.index) if block is None or name[0] == block]
+    V, C = V.to_numpy()[np.ix_(keep, keep)], C.to_numpy()[np.ix_(keep, keep)]
+    dof = (int(boot.valid.sum()) - 1) * len(keep)
+    S = float(np.trace(np.linalg.solve(V, C))) / len(keep)
+    return S, chi2.ppf(alpha / 2, dof) / dof, chi2.ppf(1 - alpha / 2, dof) / dof
 
 
 def positive_slope_first(res):

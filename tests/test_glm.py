@@ -19,11 +19,12 @@ import pandas as pd
 import pytest
 import scipy.optimize as so
 import scipy.stats as st
+import statsmodels.api as sm
 from scipy.special import logsumexp
 
 import moestat as ms
 
-sm = pytest.importorskip("statsmodels.api")
+from _inference_helpers import bootstrap_variance_ratio
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FLEXMIX_JSON = ROOT / "benchmarks" / "glm" / "flexmix_npreg_glm.json"
@@ -306,7 +307,11 @@ def test_summary_select_k_and_bootstrap(npreg_poisson, npreg):
     assert sel.table.set_index("k").loc[2, "loglik"] == pytest.approx(npreg_poisson.loglik, abs=1e-6)
     k1 = sm.GLM(npreg["yp"], sm.add_constant(npreg["x"]), family=sm.families.Poisson()).fit()
     assert sel.table.set_index("k").loc[1, "loglik"] == pytest.approx(k1.llf, rel=1e-10)
+    # the bootstrap covariance of the expert coefficients against the observed information: S = tr(V^-1 C) / m
+    # in its chi-square band ([0.62, 1.50] for B = 40, m = 4; a sqrt(2) error in the SEs gives S = 2 or 1/2)
     boot = quiet(npreg_poisson.bootstrap, B=40, seed=1)
+    S, lo, hi = bootstrap_variance_ratio(boot, npreg_poisson, "expert")
+    assert lo < S < hi, (S, lo, hi)
     ratio = boot.bse.loc["expert"].to_numpy() / npreg_poisson.bse.loc["expert"].to_numpy()
     assert np.all((ratio > 0.6) & (ratio < 1.6)), ratio
 

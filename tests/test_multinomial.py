@@ -15,7 +15,6 @@ from moestat.fitting import em, newton
 from moestat.truths import multinomial_regimes as mr
 from references.direct import negloglik_grad, negloglik, direct_mle
 from moestat.data.design import make_data
-from moestat.fitting.parametrization import loglik_derivatives
 
 N_STEEP = 2000
 #: replicates of the steep validation design checked here (benchmarks/multinomial_init.py runs all 20):
@@ -82,16 +81,10 @@ def test_one_expert_matches_mnlogit():
     np.testing.assert_allclose(res.params_tree.expert.coef[0, 1:], np.asarray(ref.params).T, atol=1e-7)
     assert list(res.classes) == ["apple", "banana", "cherry"]
     assert res.params_frame()["term"].tolist()[:3] == ["banana:Intercept", "banana:x1", "banana:x2"]
-    # observed-information standard errors in the free parametrisation (inverse negative Hessian)
-    theta, ll, g, H = loglik_derivatives(res._cfg, res._device_params, res._data, res.fixed)
-    se = np.sqrt(np.diag(np.linalg.inv(-H)))
-    np.testing.assert_allclose(se, np.asarray(ref.bse).T.ravel(), rtol=1e-6)
     np.testing.assert_allclose(res.predict(x), ref.predict(sm.add_constant(x)), atol=1e-8)
 
 
 def test_one_expert_bse_via_inference():
-    if not hasattr(ms.MoEResults, "bse"):
-        pytest.skip("needs the inference machinery (res.bse) of the inference branch")
     x, y = mnlogit_data()
     res = ms.MultinomialMoE(1).fit(x, y)
     ref = sm.MNLogit(y, sm.add_constant(x)).fit(disp=0, method="newton", tol=1e-12, maxiter=100)

@@ -94,8 +94,6 @@ def test_classifier_wrapper_encodes_labels_and_cross_validates():
 
 
 def test_classifier_with_multinomial_moe():
-    if not hasattr(ms, "MultinomialMoE"):
-        pytest.skip("moestat.MultinomialMoE is not in this build yet")
     rng = np.random.default_rng(1)
     X = rng.uniform(-2, 2, size=(400, 1))
     y = np.where(X[:, 0] > 0, rng.random(400) < 0.9, rng.random(400) < 0.2).astype(int)
