@@ -169,12 +169,16 @@ def test_grouped_bootstrap_standard_errors_agree_with_observed_information(group
 
 
 def test_grouped_sample_draws_one_expert_per_group(grouped):
-    _, _, res = grouped
+    df, _, res = grouped
     y, z = res.sample(seed=4, return_labels=True)
     codes = res.design.group_codes
     first = np.unique(codes, return_index=True)[1]
     np.testing.assert_array_equal(z, z[first][codes])
-    assert 0.2 < np.mean(z[first]) < 0.8          # both experts are drawn (gate probabilities near 1/2 on average)
+    # the share of groups drawn from expert 2 is the mean of its gate probabilities (written in NumPy), within
+    # 4 sd of a sum of G independent Bernoulli draws
+    eta = np.column_stack([np.ones(G), df["z"].to_numpy()[first]]) @ res.params_tree.gate.coef.T
+    p = np.exp(eta - logsumexp(eta, axis=1, keepdims=True))[:, 1]
+    assert abs(np.mean(z[first]) - p.mean()) < 4 * np.sqrt(np.sum(p * (1 - p))) / G, (np.mean(z[first]), p.mean())
 
 
 def test_select_k_with_groups_counts_groups_in_bic():
