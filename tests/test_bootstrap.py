@@ -56,6 +56,7 @@ def test_bootstrap_is_reproducible_and_seed_dependent():
     assert np.abs(a.estimates.to_numpy() - other.estimates.to_numpy()).max() > 1e-3
 
 
+@pytest.mark.slow
 def test_results_do_not_depend_on_the_number_of_workers():
     a = boot("empirical")
     b = boot("empirical", n_jobs=2)   # two 'spawn' workers, one chunk each
@@ -109,6 +110,7 @@ def _arrays(df):
     return X, X, df["y"].to_numpy()
 
 
+@pytest.mark.slow
 def test_bootstrap_lrt_rejects_one_expert_on_sim_moe2():
     """The observed LR against two independent MLEs: OLS (one expert) and the R reference (two experts)."""
     df, res2 = sim_moe2_fit()
@@ -121,6 +123,7 @@ def test_bootstrap_lrt_rejects_one_expert_on_sim_moe2():
     assert "k=1 vs k=2" in repr(t)
 
 
+@pytest.mark.slow
 def test_bootstrap_lrt_does_not_reject_the_true_k():
     df, res2 = sim_moe2_fit()
     with warnings.catch_warnings():

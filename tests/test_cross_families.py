@@ -25,6 +25,8 @@ from moestat.truths.truth import TrueModel
 
 from _truths import KNOWN_HARD, gate_options, monotone, n_experts, param_error, scipy_gain, truth
 
+pytestmark = pytest.mark.slow   # skipped by the fast tier (pytest -m "not slow"); CI runs it
+
 GATES = ms.gating.available()
 EXPERTS = ("linear", "relu")
 

@@ -33,6 +33,7 @@ def quiet_fit(model, *args, **kwargs):
 
 # ------------------------------------------------------------------ recovery of a known model
 
+@pytest.mark.slow
 @pytest.mark.parametrize("expert", EXPERTS)
 @pytest.mark.parametrize("case", CASES)
 def test_fit_beats_truth_and_errors_shrink(case, expert):
@@ -55,6 +56,7 @@ def test_fit_beats_truth_and_errors_shrink(case, expert):
 
 # ------------------------------------------------------------------ agreement with direct maximisation
 
+@pytest.mark.slow
 @pytest.mark.parametrize("expert", EXPERTS)
 @pytest.mark.parametrize("case", CASES)
 def test_em_agrees_with_scipy(case, expert):
@@ -103,6 +105,7 @@ def _worst_step(traces):
     return min(r.min() for r in rel), sum(r.size for r in rel)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("expert", EXPERTS)
 @pytest.mark.parametrize("case", CASES)
 def test_loglik_never_decreases(case, expert):
@@ -118,6 +121,7 @@ def test_loglik_never_decreases(case, expert):
 
 # ------------------------------------------------------------------ padding, compilation, float64
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CASES)
 def test_padding_float64_and_no_recompile(case):
     model, P = truth(GATE_CASES[case], EXPERTS[0])

@@ -146,6 +146,7 @@ def test_grouped_validation_errors():
         model.fit("y ~ x", gate_X="~ z", data=df, groups="id", algorithm="sem")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["empirical", "parametric"])
 def test_grouped_bootstrap_standard_errors_agree_with_observed_information(grouped, kind):
     """Per block, S = tr(V^-1 C) / m of the bootstrap covariance C against the observed information V.
@@ -181,6 +182,7 @@ def test_grouped_sample_draws_one_expert_per_group(grouped):
     assert abs(np.mean(z[first]) - p.mean()) < 4 * np.sqrt(np.sum(p * (1 - p))) / G, (np.mean(z[first]), p.mean())
 
 
+@pytest.mark.slow
 def test_select_k_with_groups_counts_groups_in_bic():
     df, _ = _simulate()
     sel = ms.select_k(ms.GaussianMoE(2), "y ~ x", gate_X="~ z", data=df, groups="id", ks=[1, 2], n_init=2)
@@ -190,6 +192,7 @@ def test_select_k_with_groups_counts_groups_in_bic():
         assert abs(fit.bic - (-2 * fit.loglik + np.log(G) * fit.df)) < 1e-9
 
 
+@pytest.mark.slow
 def test_multinomial_grouped_fit_matches_numpy_likelihood():
     df, _ = _simulate()
     df = df.assign(c=np.where(df["y"] > 0.3 * df["x"], "a", "b"))

@@ -55,6 +55,7 @@ def test_statsmodels_style_accessors():
         res.conf_int(1.5)
 
 
+@pytest.mark.slow
 def test_observed_information_against_finite_differences():
     """SEs of a 3-expert fit with a separate gate covariate equal a numerical Hessian in the reported parameters."""
     rng = np.random.default_rng(4)

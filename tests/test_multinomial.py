@@ -35,6 +35,7 @@ def steep_fit():
 
 # ------------------------------------------------------------------ the MLE on a hard design
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rep", STEEP_REPS)
 def test_default_fit_reaches_direct_mle(rep, steep_fit):
     x, y, z, X = steep_data(rep)
@@ -91,6 +92,7 @@ def test_one_expert_bse_via_inference():
     np.testing.assert_allclose(np.asarray(res.bse), np.asarray(ref.bse).T.ravel(), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_hard_labels_reduce_to_mnlogit():
     """With responsibilities fixed to the true labels, the M-step and its curvature are MNLogit's."""
     x, y, z, X = steep_data(0)
@@ -224,6 +226,7 @@ def test_regime_truths_and_sampler():
     assert spec["truth"]["gate"] == {"name": "modified_softmax", "transform": "tanh"}
 
 
+@pytest.mark.slow
 def test_coefficient_box_keeps_fit_bounded_and_monotone():
     """On the box |coef| <= 0.5 (the unbounded MLE has |coef| up to 1.04) the fit stays inside and is
     monotone, the polish holds coefficients on the box fixed, and the family reports the expert on the box."""

@@ -8,6 +8,8 @@ import moestat as ms
 from moestat.truths import multinomial_regimes as mr
 from references.direct import direct_mle
 
+pytestmark = pytest.mark.slow   # skipped by the fast tier (pytest -m "not slow"); CI runs it
+
 N = 2000
 
 

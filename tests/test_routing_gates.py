@@ -195,6 +195,7 @@ def _fit_padded(model, x, y, N, seed, softmax_start=False):
     return out, np.asarray(out.trace)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES))
 def test_recovery_and_monotone_em(case):
     """The truth and the fit scored by the NumPy transcriptions above: the fit is at least as likely as the truth

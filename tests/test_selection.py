@@ -18,6 +18,7 @@ def sel_moe2():
     return ms.select_k(ms.GaussianMoE(2), "y ~ x", data=ms.datasets.load_sim_moe2(), ks=[1, 2, 3])
 
 
+@pytest.mark.slow
 def test_select_k_on_sim_moe2_picks_two_by_bic():
     sel = sel_moe2()
     assert sel.best_k == 2 and sel.criterion == "bic"

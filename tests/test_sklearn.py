@@ -93,6 +93,7 @@ def test_classifier_wrapper_encodes_labels_and_cross_validates():
         MoEClassifier(model_class=_StandInClassifierMoE, min_variance=0.1).fit(X, y)
 
 
+@pytest.mark.slow
 def test_classifier_with_multinomial_moe():
     rng = np.random.default_rng(1)
     X = rng.uniform(-2, 2, size=(400, 1))
