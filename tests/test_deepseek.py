@@ -59,6 +59,7 @@ def _fit(model, x, y, **kw):
         return model.fit(x, y, polish=False, **kw)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("setting", SETTINGS)
 def test_overspecified_model_contains_the_truth_and_em_climbs_from_it(setting):
     t = deepseek.true_model(setting)
@@ -74,6 +75,7 @@ def test_overspecified_model_contains_the_truth_and_em_climbs_from_it(setting):
         assert np.all(res.params_tree.expert.blocks[1].coef[:, 0] == 0.0)
 
 
+@pytest.mark.slow
 def test_random_starts_reach_the_true_likelihood_thm1():
     """Default starts (k-means / random centres, rotated over shared and routed roles) on Thm 1 data."""
     t = deepseek.true_model("thm1")

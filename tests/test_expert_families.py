@@ -57,6 +57,7 @@ def test_polynomial_features_and_term_names():
         ms.experts.GaussianPolynomial(degree=0)
 
 
+@pytest.mark.slow
 def test_polynomial_fit_recovers_quadratic_experts_and_is_the_maximum():
     rng = np.random.default_rng(3)
     n = 300

@@ -281,6 +281,7 @@ def test_topk_with_k_equal_to_experts_is_softmax():
     assert np.isneginf(c[1, 0]) and np.isneginf(c[2, -1]) and np.isfinite(c[0]).all()
 
 
+@pytest.mark.slow
 def test_topk_single_active_expert_is_monotone():
     model = ms.GaussianMoE(2, gating=G.TopK(k=1))
     P = ms.MoEParams(gate=G.SoftmaxParams(coef=np.array([[0.0, 0.0], [0.3, 3.0]])),

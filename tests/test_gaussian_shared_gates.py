@@ -41,6 +41,7 @@ def _gllim_data(n, d, seed):
 
 # ------------------------------------------------------------------ Gaussian gate
 
+@pytest.mark.slow
 def test_gaussian_gate_joint_likelihood_full_and_diagonal():
     x, y = _gllim_data(300, 2, 1)
     full = ms.GaussianMoE(2, gating=GaussianGate(covariance="full")).fit(x, y, n_init=3, polish=False, tol=1e-12)

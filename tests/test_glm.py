@@ -165,6 +165,7 @@ def k2_fits():
     return {"poisson": res_p, "binomial": res_b}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["poisson", "binomial"])
 def test_k2_equals_direct_scipy_maximisation(family, k2_fits):
     res = k2_fits[family]

@@ -50,6 +50,7 @@ def test_default_fit_reaches_direct_mle(rep, steep_fit):
     np.testing.assert_allclose(experts, A, atol=1e-3 * np.abs(A).max())
 
 
+@pytest.mark.slow
 def test_loglik_never_decreases(steep_fit):
     x, y, *_ , res = steep_fit
     tr = res.loglik_trace

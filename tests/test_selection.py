@@ -40,6 +40,7 @@ def test_select_k_on_sim_moe2_picks_two_by_bic():
     assert "BIC chooses k=2" in repr(sel)
 
 
+@pytest.mark.slow
 def test_select_k_recovers_three_experts():
     df = ms.datasets.simulate_moe3(500, seed=1)
     sel = ms.select_k(ms.GaussianMoE(2), "y ~ x", data=df, ks=[2, 3, 4])
