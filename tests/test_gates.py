@@ -223,6 +223,7 @@ def test_modified_softmax_checks_data_and_names():
 
 # ------------------------------------------------------------------ family-specific checks
 
+@pytest.mark.slow
 def test_modified_softmax_predict_applies_transform():
     model, P = truth(GATE_CASES["modified_softmax"], "linear")
     x, y = simulate_data(model, P, N_SMALL, 51)
@@ -252,6 +253,7 @@ def test_normalized_sigmoid_closed_form_curvature_matches_autodiff():
     assert (eig.min(axis=1) < 0).any()
 
 
+@pytest.mark.slow
 def test_topk_weights_ties_and_finite_derivatives():
     gate = G.TopK(k=2)
     Xg = jnp.asarray(np.vstack([np.ones(5), np.linspace(-1, 1, 5)]))
@@ -293,6 +295,7 @@ def test_topk_single_active_expert_is_monotone():
     assert float(np.max(out.loglik)) >= loglik_at(model, P, x, y) - 1.0
 
 
+@pytest.mark.slow
 def test_temperature_fixed_equals_softmax_rescaled():
     model, P = truth(GATE_CASES["temperature_softmax"], "linear")
     x, y = simulate_data(model, P, N_SMALL, 91)

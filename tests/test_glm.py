@@ -202,6 +202,7 @@ def _num_hessian(f, th, h=1e-4):
     return H
 
 
+@pytest.mark.slow
 def test_em_is_monotone_for_both_families(k2_fits):
     """The best start's EM trace never decreases, and the Newton polish keeps the best start's value."""
     for res in k2_fits.values():
@@ -290,6 +291,7 @@ def test_predict_kinds_match_numpy(npreg_poisson, npreg):
     assert list(res.predict(bare, kind="gate").index) == ["a", "b", "c"]
 
 
+@pytest.mark.slow
 def test_sample_has_the_predicted_mean(k2_fits):
     res = k2_fits["binomial"]
     n = 4000

@@ -131,6 +131,7 @@ def test_hard_labels_reduce_to_mnlogit():
 
 # ------------------------------------------------------------------ labels and predict
 
+@pytest.mark.slow
 def test_string_labels_predict_and_sample(steep_fit):
     x, y, z, X, _ = steep_fit
     names = np.array(["low", "mid", "top"])

@@ -49,6 +49,7 @@ def test_select_k_recovers_three_experts():
     assert ll[3] - ll[2] > 100 and 0 < ll[4] - ll[3] < 20
 
 
+@pytest.mark.slow
 def test_select_k_arguments_and_plot():
     df = ms.datasets.load_sim_moe2()
     with pytest.raises(ValueError, match="criterion must be one of 'bic', 'aic', 'icl'"):
