@@ -11,7 +11,7 @@ from scipy.stats import chi2, norm
 
 import moestat as ms
 
-#: The sim_moe2 two-expert MLE log-likelihood computed outside moestat (R optim, moestat/datasets/sim_moe2_reference.json)
+#: The sim_moe2 two-expert MLE log-likelihood computed outside moestat (R optim; datasets/sim_moe2_reference.json)
 REFERENCE_LOGLIK = ms.datasets.sim_moe2_reference()["mle"]["loglik"]
 
 

@@ -138,7 +138,6 @@ def test_free_mask_report_describe_are_consistent(expert):
     n_mask = sum(int(np.sum(m)) for m in jax.tree_util.tree_leaves(expert.free_mask(params)))
     assert n_mask == expert.n_free_params(k, p_dim)
     rows = expert.describe(params, ["Intercept", "x"])
-    families = [f for f, _ in expert.blocks] if isinstance(expert, Stacked) else [expert]
     np.testing.assert_allclose(np.asarray(expert.report(params)), [v for _, _, v in rows])
     # unconstrain/constrain round trip
     u = expert.unconstrain(params)

@@ -132,8 +132,9 @@ def test_report_vectors_follow_describe_order():
     _, res = sim_moe2_fit()
     gate, expert = res.model.gate, res.model.expert
     P = res.params_tree
-    ref = [_reference(b, c, t)[0] for b, c, t in [("expert", i, t) for i in (1, 2) for t in ("(Intercept)", "x", "sigma")]
-           + [("gating", 2, "(Intercept)"), ("gating", 2, "x")]]           # the R reference, in describe order
+    rows = [("expert", i, t) for i in (1, 2) for t in ("(Intercept)", "x", "sigma")]
+    rows += [("gating", 2, "(Intercept)"), ("gating", 2, "x")]
+    ref = [_reference(*r)[0] for r in rows]                                  # the R reference, in describe order
     np.testing.assert_allclose(np.asarray(expert.report(P.expert)), ref[:6], atol=1e-6)
     np.testing.assert_allclose(np.asarray(gate.report(P.gate)), ref[6:], atol=1e-6)
     # the base-class default (free entries of the canonical parameters) agrees for the softmax gate

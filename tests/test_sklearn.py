@@ -10,7 +10,6 @@ from sklearn.model_selection import ShuffleSplit, cross_val_score    # noqa: E40
 from sklearn.pipeline import make_pipeline                          # noqa: E402
 from sklearn.preprocessing import StandardScaler                    # noqa: E402
 
-import moestat as ms                                                # noqa: E402
 from moestat.sklearn import MoEClassifier, MoERegressor             # noqa: E402
 from _inference_helpers import sim_moe2_fit                         # noqa: E402
 
