@@ -18,13 +18,10 @@ from moestat.fitting import em
 from moestat.fitting import parametrization as pz
 from moestat.truths.truth import TrueModel
 
+from gate_cases import EXPERT_TRUTH as GATE_CASE_EXPERTS, GATE_CASES  # the gate families' own truths
+
 #: gates whose truth is written below rather than generically
 SPECIAL_GATES = ("gaussian", "shared_routed")
-
-try:  # the gate families' own well-identified truths (tests/gate_cases.py of the gates branch), when present
-    from gate_cases import EXPERT_TRUTH as GATE_CASE_EXPERTS, GATE_CASES
-except ImportError:
-    GATE_CASES, GATE_CASE_EXPERTS = {}, {}
 
 U3 = {"law": "uniform", "low": -3.0, "high": 3.0, "d": 1}
 U2 = {"law": "uniform", "low": -2.0, "high": 2.0, "d": 1}   # the range the gate cases were designed on
@@ -34,18 +31,8 @@ U2 = {"law": "uniform", "low": -2.0, "high": 2.0, "d": 1}   # the range the gate
 #: identified only weakly: {"n_init": starts per fit, "min_ratio": accepted error ratio}
 GATE_OPTIONS: dict[str, dict] = {}
 
-#: (gate, expert) pairs that fail the cross test, marked xfail and not run (they cost ~40 s each); delete an entry
-#: to run it again.  Numbers measured on branches xfails and relu5 with /tmp scripts mirroring the test (n_init=4,
-#: seeds [s, 30000] for s = 11..14; "below" = true minus fitted log-likelihood on the same rows).  The
-#: normalized_sigmoid and modified_softmax ReLU pairs left this list on branch relu5 (_RELU_BY_GATE, and
-#: Gate.hold_in_starts for the normalized sigmoid): every fit of seeds 11-14 ends above the truth, and the error
-#: ratio is 5.86 / 3.51 / 1.25 / 5.55 (normalized sigmoid) and 3.64 / 4.05 / 2.74 / 2.33 (modified softmax) for
-#: seeds 11-14; the one failing seed of each fails with linear experts too (1.71, 1.96): gates weakly identified
-#: at this n (normalized sigmoid: a near-flat common shift of the intercepts), not the ReLU experts.
-#: ("topk", "relu") left this list on branch topk6: the best of 4 starts had ended 227 (seed 11) / 13 (seed 13)
-#: below the truth with the right experts and routing boundaries but a gate stuck on the kinks of the top-K
-#: likelihood; TopK's boundary-preserving Newton step (moestat/gating/topk.py) ends 5.2 / 3.6 / 6.0 / 4.5 above
-#: it for seeds 11-14, error ratios 8.5 / 5.4 / 3.5 / 5.3.
+#: (gate, expert) pairs that fail the cross test, marked xfail and not run (they cost ~40 s each): {pair: reason}.
+#: Empty: every pair passes.
 KNOWN_HARD: dict = {}
 
 
@@ -180,7 +167,11 @@ def param_error(model, est, true_params):
 
 
 def scipy_gain(res):
-    """Largest log-likelihood gain BFGS finds from the EM solution, in the model's free parameters."""
+    """Largest log-likelihood gain BFGS finds from the EM solution, in the model's free parameters.
+
+    BFGS maximises moestat's own ``em.loglik``: a gain of 0 proves the fit a stationary maximum of the likelihood
+    as coded, not the formula (tests/conformance/ and the NumPy likelihoods of the single tests do that).
+    """
     cfg, dat = res._cfg, res._data
     P = jax.tree_util.tree_map(jnp.asarray, res.params_internal)
     masks = pz.free_masks(cfg, P, res.fixed)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 import moestat as ms
@@ -79,7 +80,7 @@ def device_data(model, x, y, N=None):
 def loglik_at(model, params, x, y):
     """Log-likelihood of ``params`` on (x, y), computed by the EM kernel."""
     _, dat = device_data(model, x, y)
-    P = jax.tree_util.tree_map(lambda a: ms._jax.to_device(np.asarray(a, dtype=np.float64)), params)
+    P = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype=jnp.float64), params)
     return float(em.loglik(P, dat, model.config()))
 
 
@@ -88,11 +89,7 @@ def identified_vector(model, params, perm=None):
     gate, expert = model.gate, params.expert
     k = np.asarray(expert.coef).shape[0]
     perm = np.arange(k) if perm is None else np.asarray(perm)
-    if hasattr(gate, "permute"):        # families whose relabelling is not a row permutation
-        g = gate.permute(jax.tree_util.tree_map(np.asarray, params.gate), perm)
-    else:
-        g = jax.tree_util.tree_map(lambda a: np.asarray(a)[perm] if np.ndim(a) and np.shape(a)[0] == k
-                                   else np.asarray(a), params.gate)
+    g = gate.permute(jax.tree_util.tree_map(np.asarray, params.gate), perm)   # each family's relabelling rule
     g = jax.tree_util.tree_map(np.asarray, gate.canonical(g))
     mask = jax.tree_util.tree_map(np.asarray, gate.free_mask(g))
     gv = np.concatenate([np.ravel(a)[np.ravel(m)] for a, m in zip(jax.tree_util.tree_leaves(g),

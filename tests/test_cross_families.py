@@ -5,6 +5,12 @@ The cross test is parametrised over ``moestat.gating.available()``, so every
 installed gate is covered; gates that need their own truth (the joint
 Gaussian gate draws x from its mixture; the shared + routed gate splits the
 experts) are written explicitly in ``tests/_truths.py``.
+
+What these checks prove: the data are simulated, the truth scored and the
+scipy check run through moestat's own likelihood, so they show that EM reaches
+a maximum of the likelihood as coded and that the estimator is consistent for
+it -- not that a family's formula is right; tests/conformance/ compares each
+registered family with an independent NumPy transcription.
 """
 from __future__ import annotations
 
@@ -18,6 +24,8 @@ from moestat.fitting import em
 from moestat.truths.truth import TrueModel
 
 from _truths import KNOWN_HARD, gate_options, monotone, n_experts, param_error, scipy_gain, truth
+
+pytestmark = pytest.mark.slow   # skipped by the fast tier (pytest -m "not slow"); CI runs it
 
 GATES = ms.gating.available()
 EXPERTS = ("linear", "relu")

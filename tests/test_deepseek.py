@@ -12,7 +12,6 @@ from moestat.truths import deepseek
 
 from _truths import monotone
 
-HAS_NS = "normalized_sigmoid" in ms.gating.available()
 
 
 def test_true_models_hold_the_published_values():
@@ -50,9 +49,7 @@ def test_simulated_data_follow_the_true_model():
     assert abs(res1.var() - 0.4) < 0.02
 
 
-SETTINGS = [s if s in ("thm1", "thm2") or HAS_NS else
-            pytest.param(s, marks=pytest.mark.skip(reason="needs the normalized_sigmoid gate (gates branch)"))
-            for s in deepseek.SETTINGS]
+SETTINGS = list(deepseek.SETTINGS)
 N = 2000
 
 
@@ -62,6 +59,7 @@ def _fit(model, x, y, **kw):
         return model.fit(x, y, polish=False, **kw)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("setting", SETTINGS)
 def test_overspecified_model_contains_the_truth_and_em_climbs_from_it(setting):
     t = deepseek.true_model(setting)
@@ -77,6 +75,7 @@ def test_overspecified_model_contains_the_truth_and_em_climbs_from_it(setting):
         assert np.all(res.params_tree.expert.blocks[1].coef[:, 0] == 0.0)
 
 
+@pytest.mark.slow
 def test_random_starts_reach_the_true_likelihood_thm1():
     """Default starts (k-means / random centres, rotated over shared and routed roles) on Thm 1 data."""
     t = deepseek.true_model("thm1")
@@ -93,16 +92,14 @@ def test_true_models_match_the_monte_carlo_specs(setting):
     if not path.is_file():
         raise AssertionError("the Monte Carlo spec for %s is missing from the package" % setting)
     spec = json.loads(path.read_text())["truth"]
-    mine = deepseek.true_model(setting).spec_section() if HAS_NS or setting in ("thm1", "thm2") else None
-    if mine is None:
-        pytest.skip("needs the normalized_sigmoid gate")
+    mine = deepseek.true_model(setting).spec_section()
     assert spec["params"] == mine["params"] and spec["k"] == mine["k"]
     t = deepseek.true_model(setting)
 
     def expert(f):
         if isinstance(f, str):
             return ms.experts.get_expert(f)
-        return ms.experts.base._REGISTRY[f["name"]](**{k: v for k, v in f.items() if k != "name"})
+        return type(ms.experts.get_expert(f["name"]))(**{k: v for k, v in f.items() if k != "name"})
     gate = ms.gating.SharedRouted(**{k: v for k, v in spec["gate"].items() if k != "name"})
     assert gate == t.model.gate
     assert ms.experts.Stacked(tuple((expert(f), c) for f, c in spec["expert"]["blocks"])) == t.model.expert

@@ -13,6 +13,8 @@ pytest.importorskip("sphinx")
 pytest.importorskip("numpydoc")
 pytest.importorskip("myst_nb")
 
+pytestmark = pytest.mark.slow   # skipped by the fast tier (pytest -m "not slow"); CI runs it
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

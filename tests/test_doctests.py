@@ -19,6 +19,8 @@ import pytest  # noqa: E402
 
 import moestat as ms  # noqa: E402
 
+pytestmark = pytest.mark.slow   # skipped by the fast tier (pytest -m "not slow"); CI runs it
+
 MODULES = ["moestat", "moestat.inference.results", "moestat.estimators.gaussian", "moestat.estimators.deepseek", "moestat.exceptions", "moestat.estimators.multinomial", "moestat.fitting.em",
            "moestat.inference.bootstrap", "moestat.inference.selection", "moestat.sampling", "moestat.plot", "moestat.losses",
            "moestat.datasets", "moestat.gating", "moestat.experts", "moestat.truths", "moestat.truths.deepseek",

@@ -72,6 +72,7 @@ def test_jax_em_equals_numpy_reference():
     np.testing.assert_allclose(np.asarray(out.params.gate.coef[0]), gN, rtol=1e-8, atol=1e-10)
 
 
+@pytest.mark.slow
 def test_padding_is_exact(sim_df):
     model = ms.GaussianMoE(2)
     d = model.design(sim_df[["x"]], sim_df["y"])
@@ -107,6 +108,7 @@ def test_sizes_in_one_bucket_compile_once():
     assert all(f.converged for f in fits)
 
 
+@pytest.mark.slow
 def test_cem_and_sem_run_and_classify(sim_df):
     cem = ms.GaussianMoE(2).fit("y ~ x", data=sim_df, algorithm="cem", n_init=3)
     em_fit = ms.GaussianMoE(2).fit("y ~ x", data=sim_df, n_init=3)
@@ -118,6 +120,7 @@ def test_cem_and_sem_run_and_classify(sim_df):
     assert sem.loglik <= em_fit.loglik + 1e-9 and sem.loglik > em_fit.loglik - 5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("moment_pass", [True, False])
 def test_speculative_gate_guard_gives_the_guarded_iterates(monkeypatch, moment_pass):
     """The softmax gate's guard checked in the next E-step (em._fit_one_speculative) = the in-step guard.

@@ -22,6 +22,8 @@ import moestat as ms
 from moestat.losses import Atoms, theory_loss
 from moestat.montecarlo import load_spec
 
+pytestmark = pytest.mark.slow   # skipped by the fast tier (pytest -m "not slow"); CI runs it
+
 SETTINGS = dict(deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 DOCUMENTED = (ValueError, TypeError)
 #: seconds one example may take before it counts as a hang (a cold compilation included)

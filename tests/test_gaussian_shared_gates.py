@@ -41,6 +41,7 @@ def _gllim_data(n, d, seed):
 
 # ------------------------------------------------------------------ Gaussian gate
 
+@pytest.mark.slow
 def test_gaussian_gate_joint_likelihood_full_and_diagonal():
     x, y = _gllim_data(300, 2, 1)
     full = ms.GaussianMoE(2, gating=GaussianGate(covariance="full")).fit(x, y, n_init=3, polish=False, tol=1e-12)
@@ -71,10 +72,9 @@ def test_gaussian_gate_joint_likelihood_full_and_diagonal():
     assert GaussianGate().n_free_params(3, 2) == 2 + 6 + 9 and dg.n_free_params(3, 2) == 2 + 6 + 6
     terms = list(full.params_frame().query("block == 'gate' and expert == 1")["term"])
     assert terms == ["weight", "mean[x1]", "mean[x2]", "var[x1]", "var[x2]", "cov[x2,x1]"]
-    if hasattr(GaussianGate, "report"):
-        rows = full.model.gate.describe(g, ["x1", "x2"])
-        np.testing.assert_allclose(np.asarray(full.model.gate.report(jax.tree_util.tree_map(jnp.asarray, g))),
-                                   [v for _, _, v in rows])
+    rows = full.model.gate.describe(g, ["x1", "x2"])
+    np.testing.assert_allclose(np.asarray(full.model.gate.report(jax.tree_util.tree_map(jnp.asarray, g))),
+                               [v for _, _, v in rows])
 
 
 def test_covariance_floor_is_the_constrained_maximiser():

@@ -19,11 +19,12 @@ import pandas as pd
 import pytest
 import scipy.optimize as so
 import scipy.stats as st
+import statsmodels.api as sm
 from scipy.special import logsumexp
 
 import moestat as ms
 
-sm = pytest.importorskip("statsmodels.api")
+from _inference_helpers import bootstrap_variance_ratio
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FLEXMIX_JSON = ROOT / "benchmarks" / "glm" / "flexmix_npreg_glm.json"
@@ -164,6 +165,7 @@ def k2_fits():
     return {"poisson": res_p, "binomial": res_b}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["poisson", "binomial"])
 def test_k2_equals_direct_scipy_maximisation(family, k2_fits):
     res = k2_fits[family]
@@ -200,6 +202,7 @@ def _num_hessian(f, th, h=1e-4):
     return H
 
 
+@pytest.mark.slow
 def test_em_is_monotone_for_both_families(k2_fits):
     """The best start's EM trace never decreases, and the Newton polish keeps the best start's value."""
     for res in k2_fits.values():
@@ -288,6 +291,7 @@ def test_predict_kinds_match_numpy(npreg_poisson, npreg):
     assert list(res.predict(bare, kind="gate").index) == ["a", "b", "c"]
 
 
+@pytest.mark.slow
 def test_sample_has_the_predicted_mean(k2_fits):
     res = k2_fits["binomial"]
     n = 4000
@@ -306,7 +310,11 @@ def test_summary_select_k_and_bootstrap(npreg_poisson, npreg):
     assert sel.table.set_index("k").loc[2, "loglik"] == pytest.approx(npreg_poisson.loglik, abs=1e-6)
     k1 = sm.GLM(npreg["yp"], sm.add_constant(npreg["x"]), family=sm.families.Poisson()).fit()
     assert sel.table.set_index("k").loc[1, "loglik"] == pytest.approx(k1.llf, rel=1e-10)
+    # the bootstrap covariance of the expert coefficients against the observed information: S = tr(V^-1 C) / m
+    # in its chi-square band ([0.62, 1.50] for B = 40, m = 4; a sqrt(2) error in the SEs gives S = 2 or 1/2)
     boot = quiet(npreg_poisson.bootstrap, B=40, seed=1)
+    S, lo, hi = bootstrap_variance_ratio(boot, npreg_poisson, "expert")
+    assert lo < S < hi, (S, lo, hi)
     ratio = boot.bse.loc["expert"].to_numpy() / npreg_poisson.bse.loc["expert"].to_numpy()
     assert np.all((ratio > 0.6) & (ratio < 1.6)), ratio
 

@@ -19,6 +19,8 @@ import moestat as ms
 
 from _truths import _perms, monotone, n_experts, truth
 
+pytestmark = pytest.mark.slow   # skipped by the fast tier (pytest -m "not slow"); CI runs it
+
 GATES = ms.gating.available()
 
 

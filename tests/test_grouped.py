@@ -11,7 +11,8 @@ import moestat as ms
 from moestat.fitting import parametrization as pz
 from moestat.inference.bootstrap import _replicate_data, _spec_for
 
-from _truths import monotone, scipy_gain
+from _inference_helpers import bootstrap_variance_ratio, np_ascent
+from _truths import monotone
 
 GATE = np.array([[0.0, 0.0], [0.3, 2.0]])        # (k, 1 + z): intercept, group covariate z
 COEF = np.array([[-1.0, 2.0], [1.0, -2.0]])      # (k, 1 + x)
@@ -36,12 +37,17 @@ def _simulate(seed=3):
 def _np_grouped_loglik(params, df):
     """Direct NumPy grouped log-likelihood sum_g log sum_i g_i(z_g) prod_{n in g} f_i(y_n | x_n)."""
     gate, coef, s2 = (np.asarray(a) for a in (params.gate.coef, params.expert.coef, params.expert.sigma2))
+    return _np_grouped(gate, coef, np.sqrt(s2), df)
+
+
+def _np_grouped(gate, coef, sigma, df):
+    """:func:`_np_grouped_loglik` at gate coefficients (k, 2), expert coefficients (k, 2) and sigmas (k,)."""
     codes, _ = pd.factorize(df["id"])
     Zd = np.column_stack([np.ones(len(df)), df["z"]])
     eta = Zd @ gate.T
     lg = eta - logsumexp(eta, axis=1, keepdims=True)                               # (n, k)
     mu = np.column_stack([np.ones(len(df)), df["x"]]) @ coef.T
-    ld = norm.logpdf(df["y"].to_numpy()[:, None], mu, np.sqrt(s2)[None])           # (n, k)
+    ld = norm.logpdf(df["y"].to_numpy()[:, None], mu, np.asarray(sigma)[None])      # (n, k)
     first = np.unique(codes, return_index=True)[1]
     L = lg[first] + np.stack([np.bincount(codes, weights=ld[:, i]) for i in range(ld.shape[1])], axis=1)
     return float(logsumexp(L, axis=1).sum())
@@ -65,7 +71,8 @@ def test_grouped_fit_matches_numpy_likelihood_and_is_an_mle(grouped):
     df, lab, res = grouped
     assert abs(res.loglik - _np_grouped_loglik(res.params_tree, df)) < 1e-8 * abs(res.loglik)
     assert monotone(res) >= -1e-12
-    assert scipy_gain(res) <= 1e-8
+    P = res.params_tree                     # a local maximum of the NumPy likelihood: BFGS on it gains nothing
+    assert np_ascent(lambda *q: _np_grouped(*q, df), P.gate.coef, P.expert.coef, np.sqrt(P.expert.sigma2)) <= 1e-6
     assert res.design.n_groups == G and res.nobs == G
     assert abs(res.bic - (-2 * res.loglik + np.log(G) * res.df)) < 1e-9
     # near the truth (labels are recovered up to order: expert 1 has the positive slope)
@@ -139,23 +146,43 @@ def test_grouped_validation_errors():
         model.fit("y ~ x", gate_X="~ z", data=df, groups="id", algorithm="sem")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["empirical", "parametric"])
 def test_grouped_bootstrap_standard_errors_agree_with_observed_information(grouped, kind):
+    """Per block, S = tr(V^-1 C) / m of the bootstrap covariance C against the observed information V.
+
+    With B = 200 the chi-square band of S (probability 1 - 1e-4 under agreement) is [0.85, 1.17] for the six
+    expert parameters and [0.75, 1.30] for the two gate parameters, so a sqrt(2) error in a block's SEs (S = 2 or
+    1/2) fails.  The gate's upper bound is 1.3 times that: at G = 150 groups the bootstrap variance of the gate
+    slope exceeds its information variance by about 20 % (S_gate 1.02-1.42 over six seeds of each kind, a
+    finite-sample effect that shrinks with G).  Per parameter the Monte Carlo sd of a bootstrap SE is 5 %; the
+    band [0.75, 1.45] is 5 sd around that finite-sample difference.
+    """
     _, _, res = grouped
-    bs = res.bootstrap(B=30, kind=kind, seed=1)
+    bs = res.bootstrap(B=200, kind=kind, seed=1)
+    assert bs.valid.sum() >= 195
+    S, lo, hi = bootstrap_variance_ratio(bs, res, "expert")
+    assert lo < S < hi, (S, lo, hi)
+    S, lo, hi = bootstrap_variance_ratio(bs, res, "gate")
+    assert lo < S < 1.3 * hi, (S, lo, hi)
     ratio = bs.bse.to_numpy() / res.bse.to_numpy()
-    assert np.all((ratio > 0.5) & (ratio < 2.0)), ratio
+    assert np.all((ratio > 0.75) & (ratio < 1.45)), ratio
 
 
 def test_grouped_sample_draws_one_expert_per_group(grouped):
-    _, _, res = grouped
+    df, _, res = grouped
     y, z = res.sample(seed=4, return_labels=True)
     codes = res.design.group_codes
     first = np.unique(codes, return_index=True)[1]
     np.testing.assert_array_equal(z, z[first][codes])
-    assert 0.2 < np.mean(z[first]) < 0.8          # both experts are drawn (gate probabilities near 1/2 on average)
+    # the share of groups drawn from expert 2 is the mean of its gate probabilities (written in NumPy), within
+    # 4 sd of a sum of G independent Bernoulli draws
+    eta = np.column_stack([np.ones(G), df["z"].to_numpy()[first]]) @ res.params_tree.gate.coef.T
+    p = np.exp(eta - logsumexp(eta, axis=1, keepdims=True))[:, 1]
+    assert abs(np.mean(z[first]) - p.mean()) < 4 * np.sqrt(np.sum(p * (1 - p))) / G, (np.mean(z[first]), p.mean())
 
 
+@pytest.mark.slow
 def test_select_k_with_groups_counts_groups_in_bic():
     df, _ = _simulate()
     sel = ms.select_k(ms.GaussianMoE(2), "y ~ x", gate_X="~ z", data=df, groups="id", ks=[1, 2], n_init=2)
@@ -165,6 +192,7 @@ def test_select_k_with_groups_counts_groups_in_bic():
         assert abs(fit.bic - (-2 * fit.loglik + np.log(G) * fit.df)) < 1e-9
 
 
+@pytest.mark.slow
 def test_multinomial_grouped_fit_matches_numpy_likelihood():
     df, _ = _simulate()
     df = df.assign(c=np.where(df["y"] > 0.3 * df["x"], "a", "b"))

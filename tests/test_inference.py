@@ -30,23 +30,32 @@ def test_standard_errors_match_reference():
         assert abs(row.std_err / r["se"] - 1) < 1e-4  # measured: 4e-7 (exact Hessian vs R's optim)
 
 
+def _reference(block, component, term):
+    """One row of the bundled R reference (moestat/datasets/sim_moe2_reference.json): estimate and SE."""
+    rows = ms.datasets.sim_moe2_reference()["mle"]["params"]
+    return next((r["estimate"], r["se"]) for r in rows
+                if (r["block"], r["component"], r["term"]) == (block, component, term))
+
+
 def test_statsmodels_style_accessors():
     _, res = sim_moe2_fit()
     bse, cov, ci = res.bse, res.cov_params(), res.conf_int(0.1)
     assert list(bse.index.names) == ["block", "expert", "term"]
-    assert bse[("expert", 1, "sigma")] == pytest.approx(0.0244473593090962, rel=1e-4)
+    assert bse[("expert", 1, "sigma")] == pytest.approx(_reference("expert", 1, "sigma")[1], rel=1e-4)
     np.testing.assert_allclose(np.diag(cov.to_numpy()), bse.to_numpy() ** 2, rtol=1e-12)
     est = res.summary_frame()["estimate"].to_numpy()
     q = stats.norm.ppf(0.95)
     np.testing.assert_allclose(ci["lower"].to_numpy(), est - q * bse.to_numpy(), rtol=1e-12)
     np.testing.assert_allclose(ci["upper"].to_numpy(), est + q * bse.to_numpy(), rtol=1e-12)
     np.testing.assert_allclose(res.zvalues.to_numpy(), est / bse.to_numpy(), rtol=1e-12)
-    assert res.pvalues[("gate", 2, "Intercept")] == pytest.approx(2 * stats.norm.sf(0.22628 / 0.15233), rel=1e-3)
+    est, se = _reference("gating", 2, "(Intercept)")
+    assert res.pvalues[("gate", 2, "Intercept")] == pytest.approx(2 * stats.norm.sf(est / se), rel=1e-4)
     assert res.tvalues is not None and np.allclose(res.tvalues, res.zvalues)
     with pytest.raises(ValueError, match="alpha must lie strictly between 0 and 1"):
         res.conf_int(1.5)
 
 
+@pytest.mark.slow
 def test_observed_information_against_finite_differences():
     """SEs of a 3-expert fit with a separate gate covariate equal a numerical Hessian in the reported parameters."""
     rng = np.random.default_rng(4)
@@ -76,15 +85,21 @@ def test_observed_information_against_finite_differences():
 
 
 def test_summary_reads_like_statsmodels():
+    """The header and expert 1's slope row, with the numbers computed from the bundled R reference."""
     _, res = sim_moe2_fit()
     text = str(res.summary())
+    ll = ms.datasets.sim_moe2_reference()["mle"]["loglik"]
+    aic, bic = -2 * ll + 2 * 8, -2 * ll + np.log(500) * 8
     for s in ("Dep. variable:", "GaussianMoE", "No. observations:", "500", "Experts:", "2 x linear",
-              "Log-likelihood:", "-479.3653", "AIC:", "974.7306", "BIC:", "1008.4475", "ICL:", "Converged:",
+              "Log-likelihood:", "%.4f" % ll, "AIC:", "%.4f" % aic, "BIC:", "%.4f" % bic, "ICL:", "Converged:",
               "coef", "std err", "P>|z|", "[0.025", "0.975]", "Gate (log-odds against expert 1)", "sigma"):
         assert s in text, s
     # expert 1's slope row: estimate, SE, z, p, CI
-    line = next(l for l in text.splitlines() if l.startswith("x ") and "2.4929" in l)
-    assert line.split()[1:] == ["2.4929", "0.0915", "27.232", "0.000", "2.3134", "2.6723"]
+    est, se = _reference("expert", 1, "x")
+    q = stats.norm.ppf(0.975)
+    line = next(l for l in text.splitlines() if l.startswith("x ") and "%.4f" % est in l)
+    assert line.split()[1:] == ["%.4f" % est, "%.4f" % se, "%.3f" % (est / se), "0.000",
+                                "%.4f" % (est - q * se), "%.4f" % (est + q * se)]
     assert "[0.05" in str(res.summary(alpha=0.1))
 
 
@@ -117,9 +132,11 @@ def test_report_vectors_follow_describe_order():
     _, res = sim_moe2_fit()
     gate, expert = res.model.gate, res.model.expert
     P = res.params_tree
-    np.testing.assert_allclose(np.asarray(expert.report(P.expert)), [-1.0270437, 2.4928681, 0.5061453,
-                                                                     0.9802232, -2.4967437, 0.4272666], atol=1e-6)
-    np.testing.assert_allclose(np.asarray(gate.report(P.gate)), [0.2262795, 3.7826902], atol=1e-6)
+    rows = [("expert", i, t) for i in (1, 2) for t in ("(Intercept)", "x", "sigma")]
+    rows += [("gating", 2, "(Intercept)"), ("gating", 2, "x")]
+    ref = [_reference(*r)[0] for r in rows]                                  # the R reference, in describe order
+    np.testing.assert_allclose(np.asarray(expert.report(P.expert)), ref[:6], atol=1e-6)
+    np.testing.assert_allclose(np.asarray(gate.report(P.gate)), ref[6:], atol=1e-6)
     # the base-class default (free entries of the canonical parameters) agrees for the softmax gate
     base = ms.gating.base.Gate.report(gate, P.gate)
     np.testing.assert_allclose(np.asarray(base), np.asarray(gate.report(P.gate)), rtol=1e-14)

@@ -70,6 +70,7 @@ def test_translation_invariance(kind, k):
         assert v == pytest.approx(v0, rel=1e-9, abs=1e-13)
 
 
+@pytest.mark.slow
 def test_shifted_fitted_model_same_loss():
     """A real EM fit, written in a non-canonical (shifted) gate parametrisation, has the same loss."""
     import moestat as ms

@@ -64,6 +64,7 @@ def test_worthwhile_bounds_columns_and_memory():
     assert not moments.worthwhile(8, 10 ** 8)            # 45 rows x 1e8 points would not fit the byte cap
 
 
+@pytest.mark.slow
 def test_wide_designs_use_the_direct_sweep_and_reach_the_same_fit(monkeypatch):
     """Ten covariates exceed MAX_COLUMNS: the direct statistics serve, and the fit equals the guarded EM's."""
     rng = np.random.default_rng(5)

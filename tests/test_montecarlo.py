@@ -125,6 +125,12 @@ def _synthetic(slope=-0.5, reps=30, seed=0, fail_every=0):
 def test_slopes_ci_local_slopes_and_failures():
     df = _synthetic()
     st = loss_slopes(df, "D", n_boot=400)
+    # exactly the least-squares line of log mean / log median loss on log n (NumPy's polyfit) ...
+    g = df.groupby("n")["loss_D"]
+    assert st["slope"] == pytest.approx(np.polyfit(np.log(g.mean().index), np.log(g.mean()), 1)[0], rel=1e-12)
+    assert st["median_slope"] == pytest.approx(np.polyfit(np.log(g.median().index), np.log(g.median()), 1)[0],
+                                               rel=1e-12)
+    # ... which recovers the simulated -0.5 (log-normal noise, 30 replicates at each of 10 sizes)
     assert st["slope"] == pytest.approx(-0.5, abs=0.05)
     assert st["ci_low"] < -0.5 < st["ci_high"] and st["ci_high"] - st["ci_low"] < 0.1
     assert st["median_slope"] == pytest.approx(-0.5, abs=0.06)

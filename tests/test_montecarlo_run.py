@@ -15,6 +15,8 @@ from moestat.montecarlo.store import stable_table
 
 from test_montecarlo import tiny_spec
 
+pytestmark = pytest.mark.slow   # skipped by the fast tier (pytest -m "not slow"); CI runs it
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -54,6 +54,7 @@ def test_save_load_round_trip(formula_fit, tmp_path):
         formula_fit.save(tmp_path / "x.pickle", remove_data=True)
 
 
+@pytest.mark.slow
 def test_every_estimator_pickles():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(240, 1))
@@ -76,6 +77,7 @@ def test_every_estimator_pickles():
     assert str(pickle.loads(pickle.dumps(fits[2])).summary()) == str(fits[2].summary())   # another results class
 
 
+@pytest.mark.slow
 def test_results_return_from_a_process_pool(formula_fit):
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
@@ -83,6 +85,7 @@ def test_results_return_from_a_process_pool(formula_fit):
     _same_results(formula_fit, remote, formula_frame().iloc[:5])
 
 
+@pytest.mark.slow
 def test_results_return_from_a_dask_task(formula_fit):
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,

@@ -129,6 +129,7 @@ def test_gate_regions_follow_the_numpy_gate():
     np.testing.assert_allclose(np.sort(pts[:, 0]), np.sort(z[:, 0]))
 
 
+@pytest.mark.slow
 def test_class_probabilities_are_the_multinomial_fit():
     rng = np.random.default_rng(0)
     x = rng.uniform(-2, 2, 300)
@@ -204,6 +205,7 @@ def test_results_plot_shortcut_and_errors(sim_fit):
         ms.plot.coefficients(sim_fit, block="experts")
 
 
+@pytest.mark.slow
 def test_modified_softmax_regions_need_raw_covariates():
     rng = np.random.default_rng(5)
     z = rng.uniform(-1, 1, (300, 2))

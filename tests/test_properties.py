@@ -175,6 +175,7 @@ def pool():
     p.close()
 
 
+@pytest.mark.slow
 def test_harness_replicates_bit_identical_in_process_and_in_a_pool(pool):
     """Drawn (n, replicate) tasks give the same stored row in this process and in a spawned worker."""
     from moestat.montecarlo.executors import InProcess

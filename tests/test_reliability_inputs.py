@@ -27,6 +27,7 @@ def fit_recording(x, y, **kw):
     return res, [w for w in caught if issubclass(w.category, ms.RestartWarning)]
 
 
+@pytest.mark.slow
 def test_ten_starts_missing_the_maximum_are_flagged_over_eight_row_orders():
     """The issue's check: over eight row orders of the same data, every 10-start fit that misses the maximum
     found by 100 starts reports n_best_starts == 1 and warns; the MLE does not depend on the row order."""

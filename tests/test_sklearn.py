@@ -10,7 +10,6 @@ from sklearn.model_selection import ShuffleSplit, cross_val_score    # noqa: E40
 from sklearn.pipeline import make_pipeline                          # noqa: E402
 from sklearn.preprocessing import StandardScaler                    # noqa: E402
 
-import moestat as ms                                                # noqa: E402
 from moestat.sklearn import MoEClassifier, MoERegressor             # noqa: E402
 from _inference_helpers import sim_moe2_fit                         # noqa: E402
 
@@ -93,9 +92,8 @@ def test_classifier_wrapper_encodes_labels_and_cross_validates():
         MoEClassifier(model_class=_StandInClassifierMoE, min_variance=0.1).fit(X, y)
 
 
+@pytest.mark.slow
 def test_classifier_with_multinomial_moe():
-    if not hasattr(ms, "MultinomialMoE"):
-        pytest.skip("moestat.MultinomialMoE is not in this build yet")
     rng = np.random.default_rng(1)
     X = rng.uniform(-2, 2, size=(400, 1))
     y = np.where(X[:, 0] > 0, rng.random(400) < 0.9, rng.random(400) < 0.2).astype(int)

@@ -13,6 +13,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 from moestat.sklearn import MoEClassifier, MoERegressor  # noqa: E402
 
+pytestmark = pytest.mark.slow   # skipped by the fast tier (pytest -m "not slow"); CI runs it
+
 # one start, few iterations and no Newton polish: each check fits new shapes, and compiling dominates
 ESTIMATORS = [MoERegressor(n_experts=2, n_init=1, max_iter=100, polish=False),
               MoEClassifier(n_experts=2, n_init=1, max_iter=100, polish=False)]

@@ -122,6 +122,7 @@ def test_equal_slopes_across_experts(sim_fit):
         sim_fit.wald_test(["expert1:x = 0", "2 * expert1:x = 0"])
 
 
+@pytest.mark.slow
 def test_multinomial_k1_matches_mnlogit():
     rng = np.random.default_rng(5)
     x = rng.normal(size=(300, 2))
@@ -157,6 +158,7 @@ def test_multinomial_k1_matches_mnlogit():
         res.get_prediction()
 
 
+@pytest.mark.slow
 def test_predictions_keep_the_pandas_index(sim_fit):
     new = pd.DataFrame({"x": [0.1, -0.4]}, index=pd.Index(["u", "v"], name="id"))
     mean, gate = sim_fit.predict(new), sim_fit.predict(new, kind="gate")

@@ -19,6 +19,8 @@ nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 from test_notebooks import KERNEL, _kernel_manager  # noqa: E402
 
+pytestmark = pytest.mark.slow   # skipped by the fast tier (pytest -m "not slow"); CI runs it
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 TEACHING = ("fitting_a_mixture_of_experts", "why_softmax_gating_is_slow", "gates_side_by_side",
