@@ -1,14 +1,7 @@
 """DeepSeekMoE: the four true models of the paper's synthetic experiment and the model it fits.
 
-The model (``theory.md`` §2.1, eq. 1; eq. 8 for normalized sigmoid routing):
-
-    p(y | x) = 1/2 sum_{i <= k1} omega_i N(y | h1(x, kappa_i), tau_i)
-             + 1/2 sum_{j <= k2} g_j(x) N(y | h2(x, eta_j), nu_j),
-
-shared experts with constant weights omega, routed experts with any gate g,
-fixed block weights 1/2-1/2 (:class:`moestat.gating.SharedRouted`), and the
-experts stacked per block (:class:`moestat.experts.Stacked`; the first k1
-experts are the shared ones).  tau and nu are **variances**.
+The model, shared experts with constant weights plus routed experts under a gate, is
+:class:`moestat.DeepSeekMoE` (:mod:`moestat.estimators.deepseek`); tau and nu are **variances**.
 
 The four settings of the paper's App. G.1 (``theory.md`` §2.5; X ~ U[-3, 3],
 k1* = 1 shared and k2* = 2 routed experts; fitted with k1 = 2, k2 = 3):
