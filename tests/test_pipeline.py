@@ -112,6 +112,7 @@ def test_kmeans_on_a_subsample_recovers_separated_clusters():
     assert len(set(table.argmax(1).tolist())) == 3
 
 
+@pytest.mark.slow
 def test_first_fit_compiles_a_handful_of_programs(tmp_path):
     """A fresh process's first GaussianMoE(2).fit on sim_moe2 compiles at most 8 XLA programs."""
     code = textwrap.dedent("""
