@@ -1,19 +1,14 @@
 """JAX helpers: the float dtype, dtype-checked transfers, the backend.
 
-Importing this module imports JAX with moestat's settings (float64, full-precision
-matrix products, the on-disk compile cache; see :mod:`moestat._config`).
+JAX runs with moestat's settings (float64, full-precision matrix products, the
+on-disk compile cache): ``import moestat`` applied them (:mod:`moestat._config`)
+before this module, like any submodule, could be imported.
 """
 from __future__ import annotations
 
-from . import _config
-
-_config.apply()
-
-import jax  # noqa: E402  (after the settings: JAX reads them when it is imported)
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-
-_config.apply()  # a JAX imported elsewhere before moestat gets the settings on its config
+import jax
+import jax.numpy as jnp
+import numpy as np
 
 
 def float_dtype():
