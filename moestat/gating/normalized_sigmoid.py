@@ -42,6 +42,7 @@ from typing import ClassVar, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy.special import expit
 
 from ..fitting import newton
 from .._math import klogsumexp, ksum, split_intercept
@@ -175,7 +176,7 @@ class NormalizedSigmoid(Gate):
         blocks = {"gate_intercept": beta0[:, None]}
         if beta1.shape[1]:
             blocks["gate_slope"] = beta1
-        return 1.0 / (1.0 + np.exp(-beta0)), blocks, "sigmoid"
+        return expit(beta0), blocks, "sigmoid"
 
     def free_mask(self, params):
         return NormalizedSigmoidParams(coef=jnp.ones(jnp.shape(params.coef), dtype=bool))
