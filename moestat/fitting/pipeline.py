@@ -207,7 +207,7 @@ def params_from_variants(tau, base, data, W, Y, ctl, fixed, cfg, n_steps: int = 
     def one(a):
         t, w, y = a
         return em.start_from_resp(t, base, data._replace(w=w, y=y), ctl, fixed, cfg, n_steps)
-    return lax.map(one, (tau, W, Y), batch_size=batch_size)
+    return em.map_batched(one, (tau, W, Y), batch_size)
 
 
 def screened_starts(gate, expert, design, data, base, ctl, fixed, cfg, n_init: int, seed: int, screen: int,
@@ -281,7 +281,7 @@ def run_variants(params0, data, W, Y, keys, ctl, fixed, cfg, batch_size: int = 1
         d = data._replace(w=w, y=y)
         out = em.fit_one(p0, d, ctl, fixed, key, cfg)
         return out.params, out.loglik, out.n_iter, out.converged, _n_eff(out.params, d, cfg)
-    return lax.map(one, (params0, W, Y, keys), batch_size=batch_size)
+    return em.map_batched(one, (params0, W, Y, keys), batch_size)
 
 
 # =========================================================================== choice
