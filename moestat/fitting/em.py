@@ -25,6 +25,7 @@ import numpy as np
 from jax import lax
 
 from . import moments, newton
+from .programs import stored_jit
 from .._math import kmax, ksum, log_positive
 from ..data.design import Data
 
@@ -480,7 +481,7 @@ def _repeat(step, x0, n_steps: int):
     return lax.while_loop(cond, body, (jnp.asarray(0), x0, jnp.asarray(True)))[1]
 
 
-@partial(jax.jit, static_argnames=("cfg",))
+@stored_jit(static_argnames=("cfg",))
 def evaluate(params: MoEParams, data: Data, cfg: EMConfig):
     """Log-likelihood, responsibilities and per-point log densities at ``params``."""
     ll, tau, lse, _ = e_step(params, data, cfg)
