@@ -74,6 +74,16 @@ def test_not_stored_when_the_static_argument_is_not_determined_by_its_repr(store
     assert not store.exists() or not list(store.glob("*.jaxexport"))
 
 
+def test_static_arrays_are_keyed_by_their_contents():
+    """repr abbreviates large arrays; two arrays that differ in the middle must give different keys."""
+    a = np.zeros(5000)
+    b = a.copy()
+    b[2500] = 1.0
+    assert repr(a) == repr(b)
+    assert programs._token(a) != programs._token(b)
+    assert programs._token({"x": (a, 1.5)}) == programs._token({"x": (a.copy(), 1.5)})
+
+
 def test_inside_a_traced_function_the_plain_jit_runs(store):
     fun, _ = _traced_counter()
     prog = programs.stored_jit(fun, static_argnames=("power",))

@@ -43,6 +43,8 @@ import sys
 import tempfile
 
 import jax
+import jaxlib
+import numpy as np
 
 _PACKAGE = pathlib.Path(__file__).resolve().parents[1]
 _MISSING = object()
@@ -82,8 +84,8 @@ def _environment() -> str:
     except OSError:
         flags = platform.processor()
     devices = jax.devices()
-    import jaxlib
-    parts = [h.hexdigest(), jax.__version__, jaxlib.__version__, sys.version, platform.machine(), hashlib.sha256(flags.encode()).hexdigest(),
+    parts = [h.hexdigest(), jax.__version__, jaxlib.__version__, sys.version, platform.machine(),
+             hashlib.sha256(flags.encode()).hexdigest(),
              devices[0].platform, devices[0].device_kind, str(len(devices)), os.environ.get("XLA_FLAGS", ""),
              str(jax.config.jax_enable_x64), str(jax.config.jax_default_matmul_precision)]
     return "\n".join(parts)
@@ -111,6 +113,11 @@ def _token(v) -> str:
         raise _NotStorable(name)
     if isinstance(v, (tuple, list)):
         return "%s[%s]" % (name, ", ".join(_token(a) for a in v))
+    if isinstance(v, dict):
+        return "%s{%s}" % (name, ", ".join("%s: %s" % (_token(a), _token(b)) for a, b in v.items()))
+    if isinstance(v, np.ndarray):   # repr abbreviates large arrays: use the bytes
+        digest = hashlib.sha256(np.ascontiguousarray(v).tobytes()).hexdigest()
+        return "%s:%s%s:%s" % (name, v.dtype.str, v.shape, digest)
     r = repr(v)
     if " at 0x" in r or (t.__repr__ is object.__repr__):
         raise _NotStorable(name)
