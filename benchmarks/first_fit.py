@@ -9,7 +9,9 @@ Four measurements, each next to its target (issue "Performance a user feels"):
     in a fresh process, counted with ``jax_log_compiles`` and a logging handler
     (each "Compiling ..." record is one program lowered for XLA; each
     "Persistent compilation cache hit" one loaded from disk instead of
-    compiled).  Four fresh processes, two temporary cache directories
+    compiled; exporting a program to moestat's program store lowers it too, so
+    the XLA compilations are counted separately, by JAX's backend-compile
+    event).  Four fresh processes, two temporary cache directories
     (``MOESTAT_JAX_CACHE``): cold and warm with every program persisted
     (``jax_persistent_cache_min_compile_time_secs = 0``,
     ``jax_persistent_cache_min_entry_size_bytes = -1``, set for the
@@ -126,6 +128,9 @@ def child_first_fit(persist_all_in: str | None) -> dict:
     jax_logger.addHandler(log)
     jax_logger.propagate = False           # counted here, not printed
     jax.config.update("jax_log_compiles", True)
+    xla = []                               # XLA compilations (a cache hit is one too: the executable is loaded)
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda event, duration, **kw: xla.append(1) if event == "/jax/core/compile/backend_compile_duration" else None)
     c0, t0 = time.process_time(), time.perf_counter()
     import moestat as ms
 
@@ -136,12 +141,14 @@ def child_first_fit(persist_all_in: str | None) -> dict:
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
     df = ms.datasets.load_sim_moe2()
     after_import = log.snapshot()
+    xla_import = len(xla)
     log.programs.clear()
     log.hits = 0
     c0, t0 = time.process_time(), time.perf_counter()
     res = ms.GaussianMoE(2).fit("y ~ x", data=df)
     t_first, c_first = time.perf_counter() - t0, time.process_time() - c0
     first = log.snapshot()
+    xla_first = len(xla) - xla_import
     names = log.programs.most_common()
     t0 = time.perf_counter()
     ms.GaussianMoE(2).fit("y ~ x", data=df)
@@ -152,7 +159,7 @@ def child_first_fit(persist_all_in: str | None) -> dict:
             "import_programs": after_import[0], "import_cache_hits": after_import[1],
             "first_fit_programs": first[0], "first_fit_cache_hits": first[1],
             "second_fit_programs": second[0], "second_fit_cache_hits": second[1],
-            "first_fit_program_names": names}
+            "first_fit_program_names": names, "first_fit_xla_programs": xla_first}
 
 
 def cache_entries(path: pathlib.Path) -> int:
@@ -308,10 +315,11 @@ def report(res: dict) -> list:
     rows = [
         ("import moestat s (median of %d)" % len(imp["runs"]), imp["import_cpu_s_median"],
          imp["import_wall_s_median"], "<= 1", imp["import_cpu_s_median"] <= TARGETS["import_s"]),
-        ("first fit: programs compiled (fresh process)", cold["first_fit_programs"], None, "<= 8",
-         cold["first_fit_programs"] <= TARGETS["programs"]),
+        ("first fit: programs compiled by XLA (fresh process)", cold.get("first_fit_xla_programs"), None, "<= 8",
+         cold.get("first_fit_xla_programs", cold["first_fit_programs"]) <= TARGETS["programs"]),
+        ("  programs lowered ('Compiling' records; exports included)", cold["first_fit_programs"], None, "-", None),
         ("  of them persisted (min compile time 0)", cold["cache_entries_after"], None, "all",
-         cold["cache_entries_after"] >= cold["first_fit_programs"]),
+         cold["cache_entries_after"] >= cold.get("first_fit_xla_programs", cold["first_fit_programs"])),
         ("  warm cache: loaded / compiled again", "%d / %d" % (reloaded, warm["first_fit_programs"] - reloaded),
          None, "all / 0", warm["first_fit_programs"] == reloaded),
         ("first fit s, warm cache (min compile time 0)", warm["first_fit_cpu_s"], warm["first_fit_s"], "<= 1",

@@ -13,7 +13,9 @@ fit); when it is, they are set on ``jax.config`` directly.
 * Matrix products run at full precision (TF32 is the default on NVIDIA GPUs).
 * Compiled programs are cached on disk (``~/.cache/moestat/jax``), every one
   of them, so a fresh process recompiles nothing it compiled before;
-  ``MOESTAT_JAX_CACHE=0`` turns the cache off, a path moves it.
+  ``MOESTAT_JAX_CACHE=0`` turns the cache off, a path moves it.  The fit's
+  programs are also kept traced (:mod:`moestat.fitting.programs`, in
+  ``programs/`` there), so a fresh process does not trace them again.
 """
 from __future__ import annotations
 

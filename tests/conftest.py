@@ -3,6 +3,8 @@ import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# programs traced while a test replaces internal functions must not be stored for later processes
+os.environ.setdefault("MOESTAT_PROGRAM_STORE", "0")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -25,6 +25,7 @@ import numpy as np
 from jax import lax
 
 from . import moments, newton
+from .programs import stored_jit
 from .._math import kmax, ksum, log_positive
 from ..data.design import Data
 
@@ -334,7 +335,8 @@ def _fit_one_speculative(params0: MoEParams, data: Data, ctl: EMControl, fixed: 
             base = b._replace(params=b.params._replace(gate=g))
             return s._replace(base=base, halvings=j, pending=jnp.logical_not(give_up))
 
-        return lax.cond(ok, accept, reject, s)
+        # both outcomes, then a select: a lax.cond would copy the data-sized responsibilities on XLA:CPU
+        return _select(ok, accept(s), reject(s))
 
     zero_gate = tmap(jnp.zeros_like, params0.gate)
     init = _SpecState(
@@ -402,19 +404,30 @@ def _moment_sweep(data: Data, ctl: EMControl, fixed: MoEParams, cfg: EMConfig):
     return sweep
 
 
+def map_batched(f, xs, batch_size: int = 1):
+    """``lax.map`` of f over the leading axis of xs, ``batch_size`` at a time (traceable).
+
+    With ``batch_size`` <= 1 the items run one after another and f is traced
+    once as it is; larger batches run vectorised (``vmap``), whose batching
+    rules for loops take several times longer to trace and compile.
+    """
+    if batch_size <= 1:
+        return lax.map(f, xs)
+    return lax.map(f, xs, batch_size=batch_size)
+
+
 @partial(jax.jit, static_argnames=("cfg", "batch_size"))
 def fit_restarts(params0: MoEParams, data: Data, ctl: EMControl, fixed: MoEParams, keys, cfg: EMConfig,
                  batch_size: int = 1) -> FitResult:
     """Fit from each of a batch of starting values (leading axis) on the same data."""
-    return lax.map(lambda a: fit_one(a[0], data, ctl, fixed, a[1], cfg), (params0, keys), batch_size=batch_size)
+    return map_batched(lambda a: fit_one(a[0], data, ctl, fixed, a[1], cfg), (params0, keys), batch_size)
 
 
 @partial(jax.jit, static_argnames=("cfg", "batch_size"))
 def fit_replicates(params0: MoEParams, data: Data, ctl: EMControl, fixed: MoEParams, keys, cfg: EMConfig,
                    batch_size: int = 1) -> FitResult:
     """Fit a batch of data sets (leading axis on params0, data and keys), one start each."""
-    return lax.map(lambda a: fit_one(a[0], a[1], ctl, fixed, a[2], cfg), (params0, data, keys),
-                   batch_size=batch_size)
+    return map_batched(lambda a: fit_one(a[0], a[1], ctl, fixed, a[2], cfg), (params0, data, keys), batch_size)
 
 
 @partial(jax.jit, static_argnames=("cfg", "n_steps", "batch_size"))
@@ -425,7 +438,7 @@ def params_from_resp(tau, base: MoEParams, data: Data, ctl: EMControl, fixed: Mo
     Closed-form blocks converge in one step; Newton blocks (the gate) get
     ``n_steps`` guarded steps on the fixed responsibilities.
     """
-    return lax.map(lambda t: start_from_resp(t, base, data, ctl, fixed, cfg, n_steps), tau, batch_size=batch_size)
+    return map_batched(lambda t: start_from_resp(t, base, data, ctl, fixed, cfg, n_steps), tau, batch_size)
 
 
 def start_from_resp(t, base: MoEParams, data: Data, ctl: EMControl, fixed: MoEParams, cfg: EMConfig,
@@ -468,7 +481,7 @@ def _repeat(step, x0, n_steps: int):
     return lax.while_loop(cond, body, (jnp.asarray(0), x0, jnp.asarray(True)))[1]
 
 
-@partial(jax.jit, static_argnames=("cfg",))
+@stored_jit(static_argnames=("cfg",))
 def evaluate(params: MoEParams, data: Data, cfg: EMConfig):
     """Log-likelihood, responsibilities and per-point log densities at ``params``."""
     ll, tau, lse, _ = e_step(params, data, cfg)

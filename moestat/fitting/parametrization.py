@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import em
+from .programs import stored_jit
 
 
 def free_masks(cfg: em.EMConfig, params: em.MoEParams, fixed: em.MoEParams) -> em.MoEParams:
@@ -70,6 +71,9 @@ class _Masks:
     def __eq__(self, other):
         return isinstance(other, _Masks) and self._key == other._key
 
+    def __repr__(self):
+        return "_Masks(%s, %r)" % (self._key[0], self._key[1])
+
 
 @partial(jax.jit, static_argnames=("cfg", "masks"))
 def _grad_hess(theta, params, data, cfg, masks):
@@ -85,7 +89,7 @@ def loglik_derivatives(cfg, params, data, fixed):
     return np.asarray(theta), float(ll), np.asarray(g), np.asarray(H)
 
 
-@partial(jax.jit, static_argnames=("cfg", "masks"))
+@stored_jit(static_argnames=("cfg", "masks"))
 def _newton_state(params, data, cfg, masks):
     """theta = pack(params) and the log-likelihood, its gradient and Hessian in theta there."""
     theta = pack(cfg, params, masks.masks)
@@ -93,7 +97,7 @@ def _newton_state(params, data, cfg, masks):
     return theta, ll, g, H
 
 
-@partial(jax.jit, static_argnames=("cfg", "masks"))
+@stored_jit(static_argnames=("cfg", "masks"))
 def _trial(theta, params, data, cfg, masks):
     """A Newton candidate: its log-likelihood and its parameters."""
     cand = unpack(cfg, theta, params, masks.masks)

@@ -44,6 +44,7 @@ from jax import lax
 from . import em
 from . import starts as initmod
 from .parametrization import newton_polish
+from .programs import stored_jit
 
 #: M-steps that turn starting responsibilities into parameters (closed-form blocks need one)
 START_STEPS = 25
@@ -63,6 +64,9 @@ class _HostValues:
 
     def __eq__(self, other):
         return isinstance(other, _HostValues) and self._key == other._key
+
+    def __repr__(self):
+        return "_HostValues(%r)" % (self._key,)
 
 
 def _fingerprint(v):
@@ -86,7 +90,7 @@ def _split_info(info: dict):
     return traced, _HostValues(static)
 
 
-@partial(jax.jit, static_argnames=("gate", "expert", "k", "p", "pg", "static_info"))
+@stored_jit(static_argnames=("gate", "expert", "k", "p", "pg", "static_info"))
 def _setup(traced_info, gate, expert, k, p, pg, static_info):
     info = dict(static_info.values, **traced_info)
     base = em.MoEParams(gate=gate.init_params(k, pg), expert=expert.init_params(k, p, info))
@@ -207,7 +211,7 @@ def params_from_variants(tau, base, data, W, Y, ctl, fixed, cfg, n_steps: int = 
     def one(a):
         t, w, y = a
         return em.start_from_resp(t, base, data._replace(w=w, y=y), ctl, fixed, cfg, n_steps)
-    return lax.map(one, (tau, W, Y), batch_size=batch_size)
+    return em.map_batched(one, (tau, W, Y), batch_size)
 
 
 def screened_starts(gate, expert, design, data, base, ctl, fixed, cfg, n_init: int, seed: int, screen: int,
@@ -246,13 +250,13 @@ def _runs(params0, data, ctl, fixed, seed, cfg, batch_size):
     return Runs(out, lax.map(lambda p: _n_eff(p, data, cfg), out.params))
 
 
-@partial(jax.jit, static_argnames=("cfg", "batch_size"))
+@stored_jit(static_argnames=("cfg", "batch_size"))
 def run(params0, data, ctl, fixed, seed, cfg: em.EMConfig, batch_size: int = 1) -> Runs:
     """EM from each start (leading axis of params0), keys ``split(PRNGKey(seed), S)``; one compiled program."""
     return _runs(params0, data, ctl, fixed, seed, cfg, batch_size)
 
 
-@partial(jax.jit, static_argnames=("cfg", "batch_size", "n_steps"))
+@stored_jit(static_argnames=("cfg", "batch_size", "n_steps"))
 def run_from_resp(R, base, data, ctl, fixed, seed, cfg: em.EMConfig, batch_size: int = 1,
                   n_steps: int = START_STEPS) -> tuple:
     """Starting parameters from responsibilities R (S, k, N), then :func:`run`; one compiled program.
@@ -281,7 +285,7 @@ def run_variants(params0, data, W, Y, keys, ctl, fixed, cfg, batch_size: int = 1
         d = data._replace(w=w, y=y)
         out = em.fit_one(p0, d, ctl, fixed, key, cfg)
         return out.params, out.loglik, out.n_iter, out.converged, _n_eff(out.params, d, cfg)
-    return lax.map(one, (params0, W, Y, keys), batch_size=batch_size)
+    return em.map_batched(one, (params0, W, Y, keys), batch_size)
 
 
 # =========================================================================== choice

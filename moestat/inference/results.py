@@ -6,7 +6,7 @@ once, anything costly (standard errors, bootstrap) lazily.
 from __future__ import annotations
 
 import warnings
-from functools import cached_property, partial
+from functools import cached_property
 
 import jax
 import jax.numpy as jnp
@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..fitting import em
+from ..fitting.programs import stored_jit
 from .._jax import to_device
 from ..data.design import make_data, new_design
 
@@ -1127,7 +1128,7 @@ class MoEResults:
         return d / np.sqrt(max(self.info.get("var_y", 1.0), 1e-300)), 1e-3, "means (in sd(y))"
 
 
-@partial(jax.jit, static_argnames=("gate", "expert"))
+@stored_jit(static_argnames=("gate", "expert"))
 def gate_and_means(params, Xg, X, gate, expert):
     """Gate probabilities (k, N) and expert means ((k, N), or (k, C, N) for classes) at padded designs.
 
