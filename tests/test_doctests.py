@@ -27,6 +27,7 @@ MODULES = ["moestat", "moestat.inference.results", "moestat.estimators.gaussian"
            "moestat.montecarlo", "moestat.montecarlo.spec", "moestat.montecarlo.store", "moestat.montecarlo.runner",
            "moestat.diagnostics", "moestat.estimators.glm", "moestat.routing"]
 LOSSES = ["Atoms", "DensityDistance", "LossValue", "VoronoiResult", "VoronoiRule", "conditional_distance",
+          "regression_distance",
           "gauss_legendre_nodes", "rbar", "rule_D1", "rule_D2", "rule_D3_routed", "rule_D4_routed",
           "rule_gaussian_gate", "theory_loss", "voronoi_loss"]
 
