@@ -40,18 +40,26 @@ from . import protocols
 from .adapters import model_atoms
 from .setup import Experiment, params_to_json
 from .spec import Spec
+from .targets import is_target, spec_at
 
 _CACHE: dict = {}
 
 
-def experiment_for(spec_raw: dict, reference=None) -> Experiment:
-    """The per-process cached :class:`Experiment` of a spec (and reference)."""
-    spec = Spec(spec_raw)
+def experiment_for(spec_raw: dict, reference=None, n: int | None = None) -> Experiment:
+    """The per-process cached :class:`Experiment` of a spec (and reference).
+
+    ``n``: the replicate size, for specs whose fitted k is a rule of n
+    (:func:`moestat.montecarlo.targets.spec_at`; None: the smallest full-grid size).
+    """
+    if n is None:
+        n = int(Spec(spec_raw).grid(False).min())
+    spec = Spec(spec_at(spec_raw, n))
     key = (spec.hash, repr(reference))
     if key not in _CACHE:
         _CACHE.clear()
         exp = Experiment.build(spec, reference)
-        exp.extras["true_atoms"] = model_atoms(exp.truth, exp.truth.canonical(exp.true_params))
+        if not is_target(spec.raw["truth"]):    # a named target has no mixing measure
+            exp.extras["true_atoms"] = model_atoms(exp.truth, exp.truth.canonical(exp.true_params))
         if exp.reference is not None:
             exp.extras["ref_atoms"] = model_atoms(exp.fit, exp.fit.canonical(exp.reference))
         _CACHE[key] = exp
@@ -305,8 +313,8 @@ def run_task(task: dict) -> list[dict]:
     Returns one result row (a plain dict) per replicate; ``seconds`` is the
     replicate's wall time (its share of the block's on the batched path).
     """
-    exp = experiment_for(task["spec"], task.get("reference"))
     n, reps = int(task["n"]), [int(r) for r in task["reps"]]
+    exp = experiment_for(task["spec"], task.get("reference"), n)
     batch = task.get("batch", "auto")
     batched = batch == "vmap" or (batch == "auto" and backend() != "cpu")
     rows = []
