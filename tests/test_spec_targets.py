@@ -72,7 +72,8 @@ def test_regression_loss_matches_quad():
     exp = experiment_for(raw)
     d = 0.3
     p = em.MoEParams(gate=SoftmaxParams(coef=np.array([[0.0, 0.0], [-0.5, -3.0]])),
-                     expert=GaussianParams(coef=np.array([[1.0 + d, 2.0], [-1.0, -1.5]]), sigma2=np.array([0.16, 0.09])))
+                     expert=GaussianParams(coef=np.array([[1.0 + d, 2.0], [-1.0, -1.5]]),
+                                           sigma2=np.array([0.16, 0.09])))
     losses, errs, _ = compute_losses(exp, p)
     w0 = lambda x: 1 / (1 + math.exp(-(0.5 + 3 * x)))        # noqa: E731
     l2 = math.sqrt(integrate.quad(lambda x: (d * w0(x)) ** 2, -1, 1, epsabs=1e-14)[0] / 2)

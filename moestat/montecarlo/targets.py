@@ -205,6 +205,12 @@ def balance_k(rule: dict, n: int) -> int:
     Returns
     -------
     int
+
+    Examples
+    --------
+    >>> from moestat.montecarlo.targets import balance_k
+    >>> balance_k({"rule": "balance", "gamma": 2, "s": 1, "scale": 2.0, "min": 2, "max": 8}, 100000)
+    8
     """
     check_rule(rule)
     if int(n) < 3:
@@ -264,7 +270,28 @@ def check_sections(raw: dict) -> None:
 
 
 def spec_at(raw: dict, n: int) -> dict:
-    """The spec (raw dict) with a ``fit.k`` rule replaced by its value at n (unchanged when k is a number)."""
+    """The spec (raw dict) with a ``fit.k`` rule replaced by its value at n (unchanged when k is a number).
+
+    Parameters
+    ----------
+    raw : dict
+        A spec (``moestat/simulations/*.json`` format).
+    n : int
+        The sample size.
+
+    Returns
+    -------
+    dict
+        ``raw`` itself when k is a number, else a copy with the integer k.
+
+    Examples
+    --------
+    >>> from moestat.montecarlo import load_spec
+    >>> from moestat.montecarlo.targets import spec_at
+    >>> raw = load_spec("mendes-jiang-tradeoff").raw
+    >>> spec_at(raw, 300)["fit"]["k"], spec_at(raw, 30000)["fit"]["k"]
+    (2, 5)
+    """
     k = raw.get("fit", {}).get("k")
     if not isinstance(k, dict):
         return raw
