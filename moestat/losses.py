@@ -885,26 +885,37 @@ def gauss_legendre_nodes(low: float, high: float, pieces: int = 16, order: int =
     return nodes, weights
 
 
+#: the distances :func:`conditional_distance` computes
+DENSITY_KINDS = ("tv", "hellinger", "kl")
+
+
 def _per_x_distance(lp, lq, wy, kind):
     """Distance per X node from log densities (M, G) on a y grid with weights wy (G,) (or classes: wy = 1)."""
     if kind == "tv":
         return 0.5 * (np.abs(np.exp(lp) - np.exp(lq)) @ wy)
     if kind == "hellinger":
         return np.sqrt(np.maximum(0.5 * ((np.exp(0.5 * lp) - np.exp(0.5 * lq)) ** 2 @ wy), 0.0))
-    raise ValueError("kind must be 'tv' or 'hellinger', got %r" % kind)
+    if kind == "kl":
+        p = np.exp(lp)
+        with np.errstate(invalid="ignore"):   # p = 0 points contribute 0, whatever q is
+            term = np.where(p > 0, p * (lp - lq), 0.0)
+        return term @ wy
+    raise ValueError("kind must be one of %s, got %r" % (", ".join(map(repr, DENSITY_KINDS)), kind))
 
 
 def conditional_distance(logp: Callable, logq: Callable, *, kind: str = "tv", x_uniform=None, x_sample=None,
-                         y_range=None, y_points: int = 2001, categorical: bool = False) -> DensityDistance:
-    """E_X[dist(p(.|X), q(.|X))] for total variation or Hellinger distance, with its numerical error.
+                         y_range=None, y_points: int = 2001, categorical: bool = False,
+                         y_support=None) -> DensityDistance:
+    """E_X[dist(p(.|X), q(.|X))] for total variation, Hellinger distance or KL divergence, with its numerical error.
 
     Parameters
     ----------
     logp, logq : callable (X (M, d), y) -> (M, G) log conditional densities at the points y
-        (continuous responses: y is a grid (G,); categorical: y is None and the
-        callables return (M, C) log class probabilities).
-    kind : "tv" | "hellinger"
-        TV = ``(1/2) int |p - q| dy``; Hellinger = ``sqrt((1/2) int (sqrt p - sqrt q)^2 dy)``.
+        (continuous responses: y is a grid (G,); counts: y is ``y_support``;
+        categorical: y is None and the callables return (M, C) log class probabilities).
+    kind : "tv" | "hellinger" | "kl"
+        TV = ``(1/2) int |p - q| dy``; Hellinger = ``sqrt((1/2) int (sqrt p - sqrt q)^2 dy)``;
+        KL = ``int p log(p / q) dy`` (p is the first density: KL(p, q)).
     x_uniform : (low, high), optional
         X ~ Uniform[low, high] (d = 1): composite Gauss-Legendre, 16 pieces x 8 nodes.
         The error estimate is the change from 8 pieces.
@@ -918,6 +929,13 @@ def conditional_distance(logp: Callable, logq: Callable, *, kind: str = "tv", x_
         Points of the y grid (made odd).
     categorical : bool
         Class probabilities instead of densities on a y grid.
+    y_support : array of int (G,), optional
+        Count responses: the support points 0, 1, ..., Y to sum over (instead
+        of ``y_range``).  It should leave out only negligible mass; the error
+        estimate adds the mass left out, 1 - sum_y p(y|x) and the same for q
+        (largest over the X nodes): for TV half their sum, for Hellinger the
+        square root of half their sum (both bounds), for KL their sum times
+        (1 + |log p/q| at the last support point) (an estimate).
 
     Returns
     -------
@@ -936,9 +954,25 @@ def conditional_distance(logp: Callable, logq: Callable, *, kind: str = "tv", x_
     >>> d = conditional_distance(logp, logq, x_uniform=(0, 1), y_range=(-10, 11))
     >>> round(d.value, 5), round(float(2 * norm.cdf(0.5) - 1), 5), d.error < 1e-6
     (0.38292, 0.38292, True)
+
+    KL(N(0, 1), N(1, 1)) = 1/2, and KL of Poisson(2) from Poisson(3) summed over the counts:
+
+    >>> round(conditional_distance(logp, logq, kind="kl", x_uniform=(0, 1), y_range=(-10, 11)).value, 6)
+    0.5
+    >>> import math
+    >>> from scipy.stats import poisson
+    >>> lp = lambda X, y: np.broadcast_to(poisson.logpmf(y, 2.0), (len(X), len(y)))
+    >>> lq = lambda X, y: np.broadcast_to(poisson.logpmf(y, 3.0), (len(X), len(y)))
+    >>> d = conditional_distance(lp, lq, kind="kl", x_uniform=(0, 1), y_support=np.arange(60))
+    >>> round(d.value, 10), round(2 * math.log(2 / 3) + 3 - 2, 10), d.error < 1e-12
+    (0.1890697838, 0.1890697838, True)
     """
+    if kind not in DENSITY_KINDS:
+        raise ValueError("kind must be one of %s, got %r" % (", ".join(map(repr, DENSITY_KINDS)), kind))
     if (x_uniform is None) == (x_sample is None):
         raise ValueError("give exactly one of x_uniform=(low, high) or x_sample=array")
+    if categorical and y_support is not None:
+        raise ValueError("give y_support (counts) or categorical=True (classes), not both")
     if x_uniform is not None:
         lo, hi = map(float, x_uniform)
         fine = gauss_legendre_nodes(lo, hi, 16, 8)
@@ -950,6 +984,9 @@ def conditional_distance(logp: Callable, logq: Callable, *, kind: str = "tv", x_
         X = X[:, None] if X.ndim == 1 else X
         xs = [(X, np.full(X.shape[0], 1.0 / X.shape[0]))]
         method = "monte-carlo"
+
+    if y_support is not None:
+        return _count_distance(logp, logq, kind, xs, method, y_support)
 
     def at(Xn, y_pts):
         if categorical:
@@ -972,5 +1009,94 @@ def conditional_distance(logp: Callable, logq: Callable, *, kind: str = "tv", x_
     if method == "quadrature":
         err += abs(value - float(at(xs[1][0], y_points) @ xs[1][1]))
     else:
-        err += 2.0 * float(np.std(per_x, ddof=1) / np.sqrt(per_x.size)) if per_x.size > 1 else float("inf")
+        err += _monte_carlo_error(per_x)
     return DensityDistance(value=value, error=err, method=method)
+
+
+def _monte_carlo_error(per_x) -> float:
+    """Two standard errors of a Monte Carlo average over X (inf for a single draw)."""
+    return 2.0 * float(np.std(per_x, ddof=1) / np.sqrt(per_x.size)) if per_x.size > 1 else float("inf")
+
+
+def _count_distance(logp, logq, kind, xs, method, y_support) -> DensityDistance:
+    """:func:`conditional_distance` for count responses: a sum over ``y_support`` (see its docstring)."""
+    y = np.asarray(y_support, dtype=np.float64)
+    if y.ndim != 1 or y.size < 1 or np.any(y < 0) or np.any(y != np.round(y)):
+        raise ValueError("y_support must be a 1-d array of non-negative whole numbers, got %r" % (y_support,))
+    wy = np.ones(y.size)
+
+    def at(Xn):
+        lp, lq = logp(Xn, y), logq(Xn, y)
+        tail = max(float(np.max(1.0 - np.exp(lp).sum(axis=1))), 0.0) \
+            + max(float(np.max(1.0 - np.exp(lq).sum(axis=1))), 0.0)
+        if kind == "tv":
+            trunc = 0.5 * tail
+        elif kind == "hellinger":
+            trunc = math.sqrt(0.5 * tail)
+        else:
+            trunc = tail * (1.0 + float(np.max(np.abs(lp[:, -1] - lq[:, -1]))))
+        return _per_x_distance(lp, lq, wy, kind), trunc
+
+    per_x, err = at(xs[0][0])
+    value = float(per_x @ xs[0][1])
+    if method == "quadrature":
+        coarse, _ = at(xs[1][0])
+        err += abs(value - float(coarse @ xs[1][1]))
+    else:
+        err += _monte_carlo_error(per_x)
+    return DensityDistance(value=value, error=err, method=method)
+
+
+def regression_distance(mean_p: Callable, mean_q: Callable, *, x_uniform=None, x_sample=None) -> DensityDistance:
+    """The L2(mu) distance of two regression functions, sqrt(E_X (m_p(X) - m_q(X))^2), with its numerical error.
+
+    Parameters
+    ----------
+    mean_p, mean_q : callable X (M, d) -> (M,) conditional means E[Y | X].
+    x_uniform : (low, high), optional
+        X ~ Uniform[low, high] (d = 1): composite Gauss-Legendre, 16 pieces x 8
+        nodes; the error estimate is the change from 8 pieces.
+    x_sample : array (M, d), optional
+        Draws of X for a Monte Carlo average; the error is 2 standard errors of
+        the mean square, carried through the square root.
+
+    Returns
+    -------
+    DensityDistance
+        ``value`` (the L2 distance), ``error`` and ``method``.
+
+    Examples
+    --------
+    m_p(x) = x and m_q(x) = 0 on Uniform[0, 1]: sqrt(E X^2) = 1/sqrt(3).
+
+    >>> import math
+    >>> import numpy as np
+    >>> from moestat.losses import regression_distance
+    >>> d = regression_distance(lambda X: X[:, 0], lambda X: 0.0 * X[:, 0], x_uniform=(0, 1))
+    >>> round(d.value, 12), round(1 / math.sqrt(3), 12), d.error < 1e-12
+    (0.57735026919, 0.57735026919, True)
+    """
+    if (x_uniform is None) == (x_sample is None):
+        raise ValueError("give exactly one of x_uniform=(low, high) or x_sample=array")
+
+    def sq(X):
+        a, b = np.asarray(mean_p(X), dtype=np.float64), np.asarray(mean_q(X), dtype=np.float64)
+        if a.shape != (X.shape[0],) or b.shape != (X.shape[0],):
+            raise ValueError("the mean functions must return one value per row of X (%d,), got %s and %s"
+                             % (X.shape[0], a.shape, b.shape))
+        return (a - b) ** 2
+
+    if x_uniform is not None:
+        lo, hi = map(float, x_uniform)
+        (xf, wf), (xc, wc) = gauss_legendre_nodes(lo, hi, 16, 8), gauss_legendre_nodes(lo, hi, 8, 8)
+        ms_ = float(sq(xf[:, None]) @ wf)
+        value = math.sqrt(max(ms_, 0.0))
+        return DensityDistance(value=value, error=abs(value - math.sqrt(max(float(sq(xc[:, None]) @ wc), 0.0))),
+                               method="quadrature")
+    X = np.asarray(x_sample, dtype=np.float64)
+    X = X[:, None] if X.ndim == 1 else X
+    per_x = sq(X)
+    ms_ = float(per_x.mean())
+    value = math.sqrt(ms_)
+    half = _monte_carlo_error(per_x)
+    return DensityDistance(value=value, error=math.sqrt(ms_ + half) - value, method="monte-carlo")

@@ -5,6 +5,7 @@ The JSON files are what moestat reads; this script only keeps them consistent
 (shared truths, protocols and notes) and compactly formatted.
 """
 import json
+import math
 import os
 import re
 import sys
@@ -293,8 +294,202 @@ TOPK = [
          "K < max sum |A_j| = 3) vs K = 3 (enough)", (28, 29)),
 ]
 
+
+# ---------------------------------------------------------------- Sigmoid vs softmax gating (NeurIPS 2024)
+SVS_SRC = ("Nguyen, Ho & Rinaldo, Sigmoid Gating is More Sample Efficient than Softmax Gating in Mixture of Experts, "
+           "NeurIPS 2024, arXiv:2405.13997; theory.md §4.1. moestat's analogue, not the paper's model: see note")
+SVS_FIG = ("Figure 1 of arXiv:2405.13997 compares Voronoi losses under sigmoid and softmax gating on the same data "
+           "(ReLU and linear panels; caption via liner.com review [3P]); its setup and slopes were not found in the "
+           "stored corpora")
+SVS_GATE = {"sigmoid": {"coef": [[0.5, 3.0], [-0.5, -3.0]]}, "softmax": {"coef": [[0.0, 0.0], [-0.5, -3.0]]}}
+SVS_EXPERTS = {"relu": {"coef": [[0.5, 2.0], [-0.5, 3.0]], "scale": [1.0, -1.0], "sigma2": [0.09, 0.16]},
+               "linear": {"coef": [[1.0, 2.0], [-1.0, -1.5]], "sigma2": [0.16, 0.09]}}
+SVS_TRUTH_NOTE = ("k* = 2 with normalized-sigmoid scores a(x) = 0.5 + 3x and -a(x): sigma(a)/(sigma(a) + sigma(-a)) "
+                  "= sigma(a), the softmax gate with reference row 0 and row 1 = (-0.5, -3) -- the same conditional "
+                  "density written in each gate's coordinates, so both fits see the same data and both fitted "
+                  "classes contain the truth")
+SVS_NOTE = ("The paper's model is a regression Y = f_G(X) + noise with UN-normalized sigmoid weights "
+            "sum_i sigma(beta_1i'x + beta_0i) h(x, eta_i), fitted by least squares. moestat has no least-squares MoE "
+            "regression with un-normalized weights, so this spec is the closest likelihood analogue: a Gaussian MoE "
+            "whose gate is the NORMALIZED sigmoid sigma(.)/sum sigma(.) (DeepSeek-V3 form) against the softmax gate, "
+            "both fitted by MLE with k = 3 > k* = 2, with the truth chosen so that both gate classes contain it (see "
+            "truth.note). The regression-function loss L2 = ||f_Ghat - f_G*||_L2(mu) (row 23) is computed on the "
+            "MLE's conditional mean.")
+
+
+def _svs_gate(gate):
+    return {"name": "normalized_sigmoid"} if gate == "sigmoid" else "softmax"
+
+
+def _svs_losses(gate, expert):
+    if gate == "softmax":
+        kind = "D1" if expert == "relu" else "D2"
+        vor = {"name": kind, "kind": kind, "predicted": -0.5, "published": None, "theory_row": 25,
+               "published_source": SVS_FIG + "; softmax Voronoi loss (%s of theory.md §2.3; %s); expert errors: "
+               "ReLU n^-1/4 in over-specified cells, linear slower (r-bar exponents) (row 25) -- see "
+               "param_slopes.csv" % (kind, "exponent 2 on over-specified cells" if kind == "D1"
+                                     else "r-bar exponents")}
+    else:
+        vor = {"name": "D3", "kind": "D3", "predicted": None, "published": None, "theory_row": 24,
+               "published_source": SVS_FIG + "; normalized-sigmoid Voronoi loss D3 (theory.md §2.3: unweighted, "
+               "exponent 1 / 2); its theorem is for the sparse regime (all over-specified beta*_1 = 0) and this "
+               "truth is dense, so no slope is predicted for the loss; the paper's sigmoid regime-2 expert rate "
+               "n^-1/2 (row 24 [REC]) is read in param_slopes.csv"}
+    return [vor,
+            {"name": "L2", "kind": "l2_mean", "predicted": -0.5, "published": None, "theory_row": 23,
+             "published_source": "not published; ||f_Ghat - f_G*||_L2(mu) = O_P(n^-1/2) up to log "
+                                 "(arXiv:2405.13997 [3P], theory.md §7 row 23); here for the MLE of a Gaussian MoE, "
+                                 "not the paper's least squares"},
+            {"name": "TV", "kind": "tv", "predicted": -0.5, "published": None, "theory_row": 1,
+             "published_source": "not published; density rate (log n / n)^(1/2) (theory.md §7 row 1)"}]
+
+
+def sigmoid_vs_softmax():
+    def truth(gate, expert):
+        return {"gate": _svs_gate(gate), "expert": expert, "k": 2,
+                "params": {"gate": SVS_GATE[gate], "expert": SVS_EXPERTS[expert]}, "note": SVS_TRUTH_NOTE}
+    variants = {}
+    for e in ("relu", "linear"):
+        for g in ("sigmoid", "softmax"):
+            variants["%s-%s" % (g, e)] = {
+                "title": "%s gate, %s experts" % ("normalized sigmoid" if g == "sigmoid" else "softmax",
+                                                 "ReLU" if e == "relu" else "linear"),
+                "truth": truth(g, e), "fit": {"gate": _svs_gate(g), "expert": e, "k": 3},
+                "losses": _svs_losses(g, e)}
+    return {"name": "sigmoid-vs-softmax",
+            "title": "Sigmoid vs softmax gating on the same data: Gaussian MoE, k* = 2 fitted with k = 3, ReLU and "
+                     "linear experts",
+            "source": SVS_SRC, "truth": truth("sigmoid", "relu"),
+            "x": {"law": "uniform", "low": -1.0, "high": 1.0, "d": 1},
+            "fit": {"gate": _svs_gate("sigmoid"), "expert": "relu", "k": 3, "tol": 1e-08, "max_iter": 2000},
+            "protocol": "mle", "protocols": {"mle": {"n_init": 6, "tol": 1e-08, "max_iter": 2000}},
+            "grid": {"full": [{"geomspace": [300, 20000, 6]}], "quick": [{"values": [300, 1000, 3000]}]},
+            "replicates": {"full": 8, "quick": 2}, "seed": 2405,
+            "losses": _svs_losses("sigmoid", "relu"), "variants": variants, "note": SVS_NOTE}
+
+
+# ---------------------------------------------------------------- Temperature vs activation gate (ICML 2024)
+TEMP_TAU = 1 / math.sqrt(2 * 2.5 ** 2)      # 1 / ||C(theta_1)||_F for theta slopes (0, 5)
+TEMP_EXPERTS = {"coef": [[1.0, 2.0], [-1.0, -1.5]], "sigma2": [0.16, 0.09]}
+TEMP_SRC = ("not published: arXiv:2401.13875 (ICML 2024) reports a simulation study (abstract) whose setup and slopes "
+            "could not be read in the stored corpora (theory.md §4.2); moestat's own design")
+
+
+def temperature_vs_activation():
+    tv = {"name": "TV", "kind": "tv", "predicted": -0.5, "published": None, "theory_row": 1,
+          "published_source": "not published; density rate (log n / n)^(1/2) (sciencestack.ai summary of "
+                              "arXiv:2401.13875 [3P]; theory.md §7 row 1)"}
+    truth_t = {"gate": {"name": "temperature_softmax", "estimate_temperature": True}, "expert": "linear", "k": 2,
+               "params": {"gate": {"coef": [[0.0, 0.0], [0.0, 5.0 * TEMP_TAU]], "log_temp": math.log(TEMP_TAU)},
+                          "expert": TEMP_EXPERTS},
+               "note": "softmax(beta' x / tau) with theta = beta / tau = (0, 5) against reference expert 0 (log-odds "
+                       "5x on [-1, 1]); tau = 1/||C(theta_1)||_F = 0.28284 (moestat's identification of tau, "
+                       "moestat/gating/temperature.py)"}
+    truth_a = {"gate": {"name": "activation_softmax", "activation": "sigmoid"}, "expert": "linear", "k": 2,
+               "params": {"gate": {"coef": [[0.0, 0.0], [0.0, 6.0]], "log_temp": math.log(0.1)},
+                          "expert": TEMP_EXPERTS},
+               "note": "softmax(sigmoid(beta_1 x) / tau + beta_0), reference expert 0 (row 0 = 0): log-odds "
+                       "(sigmoid(6x) - 1/2) / 0.1, from -4.98 to 4.98 on [-1, 1]; the same experts as the "
+                       "temperature variant"}
+    fit_t = {"gate": {"name": "temperature_softmax", "estimate_temperature": True}, "expert": "linear", "k": 3,
+             "tol": 1e-08, "max_iter": 2000}
+    fit_a = {"gate": {"name": "activation_softmax", "activation": "sigmoid"}, "expert": "linear", "k": 3}
+    loss_t = [{"name": "D2", "kind": "D2", "predicted": -0.5, "published": None, "theory_row": 26,
+               "published_source": TEMP_SRC + "; D2 of the softmax atoms theta = beta / tau (moestat's tau is "
+               "identified by ||C(beta_1)||_F = 1, so the gate is the softmax of theta); the paper's slow rates are "
+               "for per-parameter errors (param_slopes.csv)"}, tv]
+    loss_a = [{"name": "D1", "kind": "D1", "predicted": -0.5, "published": None, "theory_row": 27,
+               "published_source": TEMP_SRC + "; D1 (exponent 1 on exact cells, 2 on over-specified cells) on the "
+               "activation atoms (beta_1, tau), masses exp(beta_0); polynomial parameter rates [3P]"}, tv]
+    return {"name": "temperature-vs-activation",
+            "title": "Dense-to-sparse gates, Gaussian MoE over-fit k = 3 > k* = 2: softmax with temperature vs "
+                     "activation gate",
+            "source": "Nguyen, Akbarian & Ho, Is Temperature Sample Efficient for Softmax Gaussian Mixture of "
+                      "Experts?, ICML 2024, arXiv:2401.13875; theory.md §4.2 (gate forms [REC]; no published setup "
+                      "or slopes found: moestat's own design)",
+            "truth": truth_t, "x": {"law": "uniform", "low": -1.0, "high": 1.0, "d": 1}, "fit": fit_t,
+            "protocol": "mle", "protocols": {"mle": {"n_init": 6, "tol": 1e-08, "max_iter": 2000}},
+            "grid": {"full": [{"geomspace": [300, 30000, 7]}], "quick": [{"values": [300, 1000, 3000]}]},
+            "replicates": {"full": 10, "quick": 3}, "seed": 2401, "losses": loss_t,
+            "variants": {"temperature": {"title": "softmax(beta'x / tau), tau estimated", "truth": truth_t,
+                                         "fit": fit_t, "losses": loss_t},
+                         "activation": {"title": "activation gate softmax(sigmoid(beta_1'x) / tau + beta_0), tau "
+                                                 "estimated", "truth": truth_a, "fit": fit_a, "losses": loss_a}},
+            "note": "Each variant is its own well-specified experiment (truth and fit of the same gate family) on the "
+                    "same covariate law, experts and seeds: the plain temperature gate is a re-parametrised softmax, "
+                    "the activation gate is not, so no single truth is exactly representable by both. Per-parameter "
+                    "error slopes (rows 26-27) are in param_slopes.csv of each variant."}
+
+
+# ---------------------------------------------------------------- Mendes & Jiang (JMLR 2012)
+MJ_SRC = ("Mendes & Jiang, Convergence Rates for Mixture-of-Experts, JMLR 13 (2012), arXiv:1110.2058; theory.md §5 "
+          "(%s); no published simulation: moestat's own design")
+
+
+def mendes_jiang_parametric():
+    return {"name": "mendes-jiang-parametric",
+            "title": "Mendes-Jiang, fixed m = m* = 2 Poisson GLM experts of order 1, softmax gate, well-specified: "
+                     "KL(f*, fhat)",
+            "source": MJ_SRC % "rate [ABS], slope [DER]",
+            "truth": {"gate": "softmax", "expert": "poisson", "k": 2,
+                      "params": {"gate": {"coef": [[0.0, 0.0], [-4.0, 8.0]]},
+                                 "expert": {"coef": [[1.0, 1.0], [2.0, -1.5]]}},
+                      "note": "one-parameter exponential-family (Poisson, log link) experts with polynomial "
+                              "predictors of order 1 (s = 1 covariate, J_1 = 2 coefficients each); gate log-odds "
+                              "-4 + 8x against reference expert 0 (switch at x = 0.5); expert means exp(1 + x) and "
+                              "exp(2 - 1.5x)"},
+            "x": {"law": "uniform", "low": 0.0, "high": 1.0, "d": 1},
+            "fit": {"gate": "softmax", "expert": "poisson", "k": 2, "tol": 1e-10, "max_iter": 2000},
+            "protocol": "mle",
+            "protocols": {"mle": {"n_init": 4, "tol": 1e-10, "max_iter": 2000},
+                          "paper": {"gate_sd": [0.005, -0.083], "expert_sd": [0.05, -0.083], "variance_sd": [0.0, 0.0],
+                                    "n_tries": 1, "note": "near-truth starts as in theory.md §6.2 (Poisson experts "
+                                                          "have no variance); not the default"}},
+            "grid": {"full": [{"geomspace": [200, 50000, 9]}], "quick": [{"values": [300, 1000, 3000]}]},
+            "replicates": {"full": 24, "quick": 3}, "seed": 2012,
+            "losses": [
+                {"name": "KL", "kind": "kl", "predicted": -1.0, "published": None, "theory_row": 30,
+                 "published_source": "not published (the paper has no simulation of this rate); KL(f*, fhat) = "
+                                     "O_P((m J_k + v_m) log n / n) for fixed m, k and a well-specified target "
+                                     "(theory.md §5 [ABS], slope -1 up to log [DER])"},
+                {"name": "TV", "kind": "tv", "predicted": -0.5, "published": None, "theory_row": 1,
+                 "published_source": "not published; density rate (theory.md §7 row 1)"},
+                {"name": "D1", "kind": "D1", "predicted": -0.5, "published": None, "theory_row": 7,
+                 "published_source": "not published; exact-fitted Voronoi loss (m = m*): every parameter at n^-1/2 "
+                                     "(theory.md §7 row 7, the Gaussian-expert analogue)"}]}
+
+
+def mendes_jiang_tradeoff():
+    return {"name": "mendes-jiang-tradeoff",
+            "title": "Mendes-Jiang trade-off: smooth non-MoE Poisson target, m(n) experts of order 1 by the balance "
+                     "rule: KL(f*, fhat)",
+            "source": MJ_SRC % "bound [ABS], balance rule and rate [DER]",
+            "truth": {"target": {"name": "poisson_sine", "a": 1.0, "b": 0.8, "freq": 0.5},
+                      "note": "y | x ~ Poisson(exp(1 + 0.8 sin(pi x))), x ~ U[0, 1]: an analytic (alpha = infinity), "
+                              "non-polynomial log-mean, not a finite MoE of log-linear Poisson experts"},
+            "x": {"law": "uniform", "low": 0.0, "high": 1.0, "d": 1},
+            "fit": {"gate": "softmax", "expert": "poisson",
+                    "k": {"rule": "balance", "gamma": 2, "s": 1, "scale": 1.0, "min": 2, "max": 12,
+                          "note": "order-1 experts (log-linear Poisson GLMs): gamma = alpha ^ (order + 1) = 2, s = 1, "
+                                  "so m(n) = round((n / log n)^(1/5))"},
+                    "tol": 1e-10, "max_iter": 3000},
+            "protocol": "mle", "protocols": {"mle": {"n_init": 6, "tol": 1e-10, "max_iter": 3000}},
+            "grid": {"full": [{"geomspace": [300, 20000, 6]}], "quick": [{"values": [300, 1000, 3000]}]},
+            "replicates": {"full": 10, "quick": 3}, "seed": 1110,
+            "losses": [
+                {"name": "KL", "kind": "kl", "predicted": -0.8, "published": None, "theory_row": 31,
+                 "published_source": "not published (no simulation in the paper); KL = O_P(m^(-2 gamma / s) + m J_k "
+                                     "log n / n) [ABS] balanced by m ~ (n / log n)^(s/(2 gamma + s)) gives (log n / "
+                                     "n)^(2 gamma/(2 gamma + s)) = n^-0.8 up to log (theory.md §5 [DER])"},
+                {"name": "Hellinger", "kind": "hellinger", "predicted": -0.4, "published": None, "theory_row": 31,
+                 "published_source": "not published; h^2 <= KL, so the Hellinger distance decays at least like "
+                                     "KL^(1/2): n^-0.4 up to log [DER]"}]}
+
+
+OWN = [sigmoid_vs_softmax(), temperature_vs_activation(), mendes_jiang_parametric(), mendes_jiang_tradeoff()]
+
 ORDER = ["name", "title", "source", "truth", "x", "fit", "protocol", "protocols", "grid", "replicates", "seed",
-         "losses", "reference", "variants"]
+         "losses", "reference", "variants", "note"]
 
 
 def dump(spec):
@@ -304,7 +499,7 @@ def dump(spec):
 
 
 if __name__ == "__main__":
-    for spec in DEMYST + DEEPSEEK + GAUSSIAN_GATED + MULTINOMIAL + TOPK:
+    for spec in DEMYST + DEEPSEEK + GAUSSIAN_GATED + MULTINOMIAL + TOPK + OWN:
         with open(os.path.join(OUT, spec["name"] + ".json"), "w") as fh:
             fh.write(dump(spec) + "\n")
         print("wrote", spec["name"])

@@ -24,9 +24,10 @@ pytestmark = pytest.mark.slow   # skipped by the fast tier (pytest -m "not slow"
 MODULES = ["moestat", "moestat.inference.results", "moestat.estimators.gaussian", "moestat.estimators.deepseek", "moestat.exceptions", "moestat.estimators.multinomial", "moestat.fitting.em",
            "moestat.inference.bootstrap", "moestat.inference.selection", "moestat.sampling", "moestat.plot", "moestat.losses",
            "moestat.datasets", "moestat.gating", "moestat.experts", "moestat.truths", "moestat.truths.deepseek",
-           "moestat.montecarlo", "moestat.montecarlo.spec", "moestat.montecarlo.store", "moestat.montecarlo.runner",
+           "moestat.montecarlo", "moestat.montecarlo.spec", "moestat.montecarlo.targets", "moestat.montecarlo.store", "moestat.montecarlo.runner",
            "moestat.diagnostics", "moestat.estimators.glm", "moestat.routing"]
 LOSSES = ["Atoms", "DensityDistance", "LossValue", "VoronoiResult", "VoronoiRule", "conditional_distance",
+          "regression_distance",
           "gauss_legendre_nodes", "rbar", "rule_D1", "rule_D2", "rule_D3_routed", "rule_D4_routed",
           "rule_gaussian_gate", "theory_loss", "voronoi_loss"]
 

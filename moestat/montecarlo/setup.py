@@ -20,6 +20,7 @@ from ..experts import base as experts_base
 from ..gating import base as gating_base
 from ..truths.truth import params_to_json  # noqa: F401  (the inverse of fill_params; re-exported)
 from ..sampling import design_matrices, simulate_data
+from . import targets
 
 PILOT_N = 4000
 
@@ -130,12 +131,15 @@ class Experiment:
 
     @classmethod
     def build(cls, spec, reference=None) -> "Experiment":
-        truth = ModelSetup.from_spec(spec.raw["truth"])
-        fit = ModelSetup.from_spec(spec.raw["fit"])
+        fit = ModelSetup.from_spec(targets.spec_at(spec.raw, int(spec.grid(False).min()))["fit"])  # k rule: smallest n
         x0 = np.zeros((2, int(spec.raw.get("x", {}).get("d", 1))))
-        X0, G0 = truth.designs(x0)
-        tbase = truth.base_params(X0.shape[1], G0.shape[1], {"var_y": 1.0})  # values come from the spec
-        true_params = fill_params(tbase, spec.raw["truth"]["params"], "truth.params")
+        if targets.is_target(spec.raw["truth"]):
+            truth, true_params = targets.target_truth(spec.raw["truth"], fit, ModelSetup)
+        else:
+            truth = ModelSetup.from_spec(spec.raw["truth"])
+            X0, G0 = truth.designs(x0)
+            tbase = truth.base_params(X0.shape[1], G0.shape[1], {"var_y": 1.0})  # values come from the spec
+            true_params = fill_params(tbase, spec.raw["truth"]["params"], "truth.params")
         # a pilot sample (fixed seed) sets data-dependent settings such as the variance floor
         x, y, _ = simulate_data(truth.gate, truth.expert, true_params, n=PILOT_N, x_law=spec.raw.get("x"),
                                 seed=[spec.seed, 0, 2**31 - 1], intercept=truth.intercept,

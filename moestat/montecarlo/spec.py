@@ -11,8 +11,10 @@ Fields (see ``simulations/README.md`` for a commented example)::
 
     name, title, source                     identification and citation
     truth: {gate, expert, k, params, intercept, gate_intercept}
+           or {target: {name, **settings}}  a named non-MoE truth (:mod:`moestat.montecarlo.targets`)
     x: {law: grid|uniform|normal, low, high, d, ...}
     fit: {gate, expert, k, tol, max_iter, min_variance, ...}
+         k: an integer, or {rule: "balance", gamma, s, scale, min, max}: a function of n
     protocol: "paper" | "mle"                default protocol
     protocols: {paper: {gate_sd, expert_sd, variance_sd, variance_start, tol, ...},
                 mle: {n_init, tol, max_iter}}
@@ -222,6 +224,11 @@ class Spec:
         if "seed" in self.raw and (isinstance(self.raw["seed"], bool) or not isinstance(self.raw["seed"], int)
                                    or self.raw["seed"] < 0):
             raise ValueError("spec %r: seed must be a non-negative integer, got %r" % (self.name, self.raw["seed"]))
+        from .targets import check_sections
+        try:
+            check_sections(self.raw)
+        except ValueError as exc:
+            raise ValueError("spec %r: %s" % (self.name, exc)) from None
         try:
             self.protocol_settings()
         except (TypeError, AttributeError) as exc:

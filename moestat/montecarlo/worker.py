@@ -33,24 +33,33 @@ from ..fitting import em, pipeline
 from .._jax import backend, to_device
 from .._math import klogsumexp
 from ..data.design import bucket_size, make_data
-from ..losses import VORONOI_KINDS, conditional_distance, gauss_legendre_nodes, theory_loss
+from ..losses import (DENSITY_KINDS, VORONOI_KINDS, conditional_distance, gauss_legendre_nodes,
+                      regression_distance, theory_loss)
 from ..sampling import simulate_data
 from . import protocols
 from .adapters import model_atoms
 from .setup import Experiment, params_to_json
 from .spec import Spec
+from .targets import is_target, spec_at
 
 _CACHE: dict = {}
 
 
-def experiment_for(spec_raw: dict, reference=None) -> Experiment:
-    """The per-process cached :class:`Experiment` of a spec (and reference)."""
-    spec = Spec(spec_raw)
+def experiment_for(spec_raw: dict, reference=None, n: int | None = None) -> Experiment:
+    """The per-process cached :class:`Experiment` of a spec (and reference).
+
+    ``n``: the replicate size, for specs whose fitted k is a rule of n
+    (:func:`moestat.montecarlo.targets.spec_at`; None: the smallest full-grid size).
+    """
+    if n is None:
+        n = int(Spec(spec_raw).grid(False).min())
+    spec = Spec(spec_at(spec_raw, n))
     key = (spec.hash, repr(reference))
     if key not in _CACHE:
         _CACHE.clear()
         exp = Experiment.build(spec, reference)
-        exp.extras["true_atoms"] = model_atoms(exp.truth, exp.truth.canonical(exp.true_params))
+        if not is_target(spec.raw["truth"]):    # a named target has no mixing measure
+            exp.extras["true_atoms"] = model_atoms(exp.truth, exp.truth.canonical(exp.true_params))
         if exp.reference is not None:
             exp.extras["ref_atoms"] = model_atoms(exp.fit, exp.fit.canonical(exp.reference))
         _CACHE[key] = exp
@@ -179,25 +188,60 @@ def _y_range(exp, params, x_nodes):
     return lo, hi
 
 
-def density_loss(exp: Experiment, params, kind: str):
-    """E_X TV or Hellinger distance between the true and fitted conditional densities."""
+def _x_average(exp: Experiment):
+    """How the losses average over X: ({"x_uniform": (lo, hi)} or {"x_sample": xs}, the X nodes (M, d))."""
     law = exp.spec.raw.get("x", {"law": "uniform"})
-    categorical = exp.fit.expert.response == "categorical"
-    kw = {}
     if law.get("law", "uniform") in ("grid", "uniform") and int(law.get("d", 1)) == 1 \
             and not exp.truth.gate.joint:
-        kw["x_uniform"] = (float(law.get("low", 0.0)), float(law.get("high", 1.0)))
-        nodes = gauss_legendre_nodes(*kw["x_uniform"], 16, 8)[0][:, None]
-    else:
-        t = exp.truth
-        xs, _, _ = simulate_data(t.gate, t.expert, exp.true_params, n=512, x_law=law,
-                                 seed=[exp.spec.seed, 1, 2**31 - 2], intercept=t.intercept,
-                                 gate_intercept=t.gate_intercept)
-        kw["x_sample"], nodes = xs, xs
-    if not categorical:
+        kw = {"x_uniform": (float(law.get("low", 0.0)), float(law.get("high", 1.0)))}
+        return kw, gauss_legendre_nodes(*kw["x_uniform"], 16, 8)[0][:, None]
+    t = exp.truth
+    xs, _, _ = simulate_data(t.gate, t.expert, exp.true_params, n=512, x_law=law,
+                             seed=[exp.spec.seed, 1, 2**31 - 2], intercept=t.intercept,
+                             gate_intercept=t.gate_intercept)
+    return {"x_sample": xs}, xs
+
+
+def _count_support(exp, params, x_nodes) -> np.ndarray:
+    """0..Y for count responses: Y leaves a negligible Poisson tail above the largest expert mean (or the trials)."""
+    top = 0.0
+    for setup, p in ((exp.truth, exp.true_params), (exp.fit, params)):
+        X, _ = setup.designs(x_nodes)
+        mean = np.asarray(setup.expert.mean(jax.tree_util.tree_map(to_device, p.expert), to_device(X.T)))
+        if getattr(setup.expert, "family", "") == "binomial":
+            mean = np.asarray(X[:, -1])                       # successes <= trials
+        top = max(top, float(np.max(mean[np.isfinite(mean)], initial=0.0)))
+    return np.arange(int(np.ceil(top + 12.0 * np.sqrt(top) + 30.0)) + 1)
+
+
+def density_loss(exp: Experiment, params, kind: str):
+    """E_X TV, Hellinger distance or KL(true, fitted) of the true and fitted conditional densities."""
+    response = exp.fit.expert.response
+    kw, nodes = _x_average(exp)
+    if response == "count":
+        kw["y_support"] = _count_support(exp, params, nodes)
+    elif response != "categorical":
         kw["y_range"] = _y_range(exp, params, nodes)
     return conditional_distance(_logpdf_fn(exp.truth, exp.true_params), _logpdf_fn(exp.fit, params), kind=kind,
-                                categorical=categorical, **kw)
+                                categorical=response == "categorical", **kw)
+
+
+def regression_loss(exp: Experiment, params):
+    """||f_fit - f_true||_{L2(mu)}: the L2 distance of the regression functions E[Y | X] over the covariate law."""
+    if exp.fit.expert.response == "categorical":
+        raise ValueError("loss kind 'l2_mean' needs a numeric response (the regression function E[Y | X]); "
+                         "this model has a categorical one")
+    kw, _ = _x_average(exp)
+
+    def mean_fn(setup, p):
+        dev = jax.tree_util.tree_map(to_device, p)
+
+        def f(xm):
+            X, G = setup.designs(xm)
+            w = np.exp(np.asarray(setup.gate.log_weights(dev.gate, to_device(G.T))))          # (k, M)
+            return np.sum(w * np.asarray(setup.expert.mean(dev.expert, to_device(X.T))), axis=0)
+        return f
+    return regression_distance(mean_fn(exp.truth, exp.true_params), mean_fn(exp.fit, params), **kw)
 
 
 def compute_losses(exp: Experiment, params):
@@ -216,12 +260,12 @@ def compute_losses(exp: Experiment, params):
             losses[L["name"]] = lv.value
             if errors is None:
                 errors = lv.errors
-        elif kind in ("tv", "hellinger"):
-            d = density_loss(exp, params, kind)
+        elif kind in DENSITY_KINDS or kind == "l2_mean":
+            d = density_loss(exp, params, kind) if kind in DENSITY_KINDS else regression_loss(exp, params)
             losses[L["name"]], loss_err[L["name"]] = d.value, d.error
         else:
-            raise ValueError("unknown loss kind %r (Voronoi: %s; density: tv, hellinger)"
-                             % (kind, ", ".join(VORONOI_KINDS)))
+            raise ValueError("unknown loss kind %r (Voronoi: %s; density: %s; regression function: l2_mean)"
+                             % (kind, ", ".join(VORONOI_KINDS), ", ".join(DENSITY_KINDS)))
     return losses, loss_err, errors or {}
 
 
@@ -269,8 +313,8 @@ def run_task(task: dict) -> list[dict]:
     Returns one result row (a plain dict) per replicate; ``seconds`` is the
     replicate's wall time (its share of the block's on the batched path).
     """
-    exp = experiment_for(task["spec"], task.get("reference"))
     n, reps = int(task["n"]), [int(r) for r in task["reps"]]
+    exp = experiment_for(task["spec"], task.get("reference"), n)
     batch = task.get("batch", "auto")
     batched = batch == "vmap" or (batch == "auto" and backend() != "cpu")
     rows = []
