@@ -227,7 +227,7 @@ ML_PROTOCOLS = {"paper": dict(PAPER_NOISE, gate_sd=[0.05, -0.083], tol=1e-8, max
                 "mle": {"n_init": 4, "tol": 1e-8, "max_iter": 3000}}
 #: D1 of the exact fit sits at its cap (the truth's total gate mass) for n below ~4000 on this design, so the
 #: grids start at 5000 (docs/multinomial.md)
-ML_GRID = {"full": [{"geomspace": [5000, 200000, 8]}], "quick": [{"geomspace": [5000, 80000, 5]}]}
+ML_GRID = {"full": [{"geomspace": [5000, 160000, 7]}], "quick": [{"geomspace": [5000, 40000, 5]}]}
 
 
 def multinomial(name, regime, gatings, k_fits, title, predicted, row, pred_note):
@@ -246,7 +246,7 @@ def multinomial(name, regime, gatings, k_fits, title, predicted, row, pred_note)
     base = mr.regime_spec(regime, gatings[0][0], gatings[0][1] or "sigmoid", k_fit=k_fits[0],
                           losses=first["losses"], protocols=ML_PROTOCOLS, protocol="paper")
     base.update(name=name, title=title, variants=variants, grid=ML_GRID)
-    base["replicates"] = {"full": 40, "quick": 6}
+    base["replicates"] = {"full": 20, "quick": 4}
     return base
 
 
