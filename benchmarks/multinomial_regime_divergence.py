@@ -1,4 +1,4 @@
-"""How often the unbounded MLE runs off to infinity on the regime truths (|coef| > 30), n = 2000 and 10000.
+"""How often the unbounded MLE runs off to infinity on the d = 1 regime truths (design "d1") (|coef| > 30), n = 2000 and 10000.
 
 Run: OPENBLAS_NUM_THREADS=1 python benchmarks/multinomial_regime_divergence.py  (about 20 minutes on 2 busy cores)
 """
@@ -13,9 +13,9 @@ for reg in (1, 2):
         big, above, t0 = 0, 0, time.time()
         R = 10
         for rep in range(R):
-            x, y, z = mr.simulate_regime(n, reg, seed=[2024, n, rep])
+            x, y, z = mr.simulate_regime(n, reg, seed=[2024, n, rep], design="d1")
             X = np.column_stack([np.ones(n), x])
-            ref = direct_mle(X, X, y, mr.gate_coefficients(), mr.expert_coefficients(reg))[0]
+            ref = direct_mle(X, X, y, mr.gate_coefficients(design="d1"), mr.expert_coefficients(reg, design="d1"))[0]
             res = ms.MultinomialMoE(2).fit(x, y)
             big += np.abs(res.params_tree.expert.coef).max() > 30 or np.abs(res.params_tree.gate.coef).max() > 30
             above += res.loglik > ref + 1e-4

@@ -208,8 +208,10 @@ def test_each_fit_keeps_its_class_order():
 def test_regime_truths_and_sampler():
     t1, t2 = mr.truth(1), mr.truth(2)
     A1, A2 = np.array(t1["params"]["expert"]["coef"]), np.array(t2["params"]["expert"]["coef"])
-    assert np.all(A1[:, 1:, 1] != 0) and np.all(A2[1, :, 1] == 0) and np.all(A2[0, 1:, 1] != 0)
+    assert all(np.any(A1[i, 1:, 1:] != 0) for i in range(2))            # regime 1: every expert moves with x
+    assert np.all(A2[1, :, 1:] == 0) and np.array_equal(A2[0], A1[0])   # regime 2: expert 1 ignores x
     x, y, z = mr.simulate_regime(40000, regime=2, seed=[7, 40000, 0])
+    assert x.shape == (40000, 2) and x.min() >= -2.0 and x.max() <= 2.0 and x.min() < -1.99 and x.max() > 1.99
     # expert 1 of regime 2 ignores x: its class frequencies agree on both halves of the x range
     eta = A2[1, :, 0]
     p = np.exp(eta) / np.exp(eta).sum()
@@ -217,15 +219,14 @@ def test_regime_truths_and_sampler():
         sel = half & (z == 1)
         freq = np.bincount(y[sel], minlength=3) / sel.sum()
         assert np.all(np.abs(freq - p) < 4 * np.sqrt(p * (1 - p) / sel.sum()))
-    # the modified gate routes like the softmax gate at the ends of the covariate range
-    for M, f in (("sigmoid", lambda v: 1 / (1 + np.exp(-v))), ("tanh", np.tanh)):
-        G = mr.gate_coefficients("modified_softmax", M)
-        for v in (-1.0, 1.0):
-            assert G[1, 0] + G[1, 1] * f(v) == pytest.approx(0.5 + 5.0 * v, abs=1e-12)
     spec = mr.regime_spec(2, "modified_softmax", "tanh", k_fit=3)
     assert spec["name"] == "multinomial-regime2-modified-tanh" and spec["fit"]["k"] == 3
     assert spec["fit"]["expert"] == {"name": "multinomial", "n_classes": 3, "max_abs_coef": 25.0}
     assert spec["truth"]["gate"] == {"name": "modified_softmax", "transform": "tanh"}
+    assert spec["x"] == {"law": "uniform", "low": -2.0, "high": 2.0, "d": 2}
+    assert mr.regime_spec(1, design="d1")["x"] == {"law": "uniform", "low": -1.0, "high": 1.0, "d": 1}
+    with pytest.raises(ValueError, match="design must be one of"):
+        mr.truth(1, design="wide")
 
 
 @pytest.mark.slow

@@ -16,10 +16,12 @@ N = 2000
 @pytest.fixture(scope="module")
 def regime2_tanh():
     """Regime 2 (expert 1 ignores x) with the gate on tanh(x): data, direct MLE from the truth, default fit."""
-    x, y, z = mr.simulate_regime(N, regime=2, gating="modified_softmax", transform="tanh", seed=[11, N, 0])
+    x, y, z = mr.simulate_regime(N, regime=2, gating="modified_softmax", transform="tanh", seed=[11, N, 0],
+                                  design="d1")
     X = np.column_stack([np.ones(N), x])
     Xg = np.column_stack([np.ones(N), np.tanh(x)])
-    ref = direct_mle(X, Xg, y, mr.gate_coefficients("modified_softmax", "tanh"), mr.expert_coefficients(2))
+    ref = direct_mle(X, Xg, y, mr.gate_coefficients("modified_softmax", "tanh", "d1"),
+                     mr.expert_coefficients(2, "d1"))
     res = ms.MultinomialMoE(2, gating=ms.gating.ModifiedSoftmax(transform="tanh")).fit(x, y)
     return x, y, ref, res
 

@@ -1,0 +1,90 @@
+"""Regime 2 under the standard vs the modified softmax gate: mean D1 and its local slopes (theory.md §7 rows 21-22).
+
+    PYTHONPATH=$PWD python paper_figures/multinomial_local_slopes.py RUN_REGIME2 RUN_MODIFIED [OUT_STEM]
+
+RUN_REGIME2 and RUN_MODIFIED are the folders that ``moestat reproduce
+multinomial-regime2`` and ``moestat reproduce multinomial-modified`` wrote
+(the same data streams: same seed, grid and replicates).  For the softmax
+variant and the M = sigmoid / tanh variants the figure shows, left, the mean
+D1 over the replicates against n (log-log, with an n^-1/2 guide) and, right,
+the local slopes: OLS slopes of log(mean D1) on log n over sliding windows of
+consecutive sample sizes (:func:`moestat.montecarlo.analysis.local_slopes`,
+the window the harness uses).  "Slower than any polynomial" shows as local
+slopes that shrink in magnitude as n grows; the modified gate's should stay
+steeper.  Writes OUT_STEM.png and OUT_STEM.csv (the local slopes), by default
+paper_figures/multinomial-regime2-vs-modified[.png|.csv].
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from moestat.montecarlo.analysis import local_slopes, per_n  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CURVES = [("regime2", "softmax-k3", "softmax gate", "C3", "o"),
+          ("modified", "sigmoid-k3", "modified gate, M = sigmoid", "C0", "s"),
+          ("modified", "tanh-k3", "modified gate, M = tanh", "C2", "^")]
+
+
+def curves(run_regime2: str, run_modified: str, loss: str = "D1") -> tuple[dict, pd.DataFrame]:
+    """{label: per-n summary} and the local slopes of every curve."""
+    runs = {"regime2": run_regime2, "modified": run_modified}
+    summaries, local = {}, []
+    for run, variant, label, _, _ in CURVES:
+        df = pd.read_csv(os.path.join(runs[run], variant, "results.csv"))
+        name = "%s (%s)" % (loss, variant)
+        df = df.rename(columns={"loss_" + name: "loss_" + loss})
+        s = per_n(df, loss)
+        summaries[label] = s
+        ls = local_slopes(s)
+        ls.insert(0, "curve", label)
+        local.append(ls)
+    return summaries, pd.concat(local, ignore_index=True)
+
+
+def figure(summaries: dict, local: pd.DataFrame, path: str, loss: str = "D1") -> None:
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for _, _, label, color, marker in CURVES:
+        s = summaries[label]
+        ax.loglog(s["n"], s["mean"], marker=marker, color=color, label=label)
+        ls = local[local["curve"] == label]
+        bx.semilogx(ls["n_center"], ls["slope"], marker=marker, color=color, label=label)
+    s0 = next(iter(summaries.values()))
+    n = s0["n"].to_numpy(float)
+    ref = np.nanmax([s["mean"].iloc[0] for s in summaries.values()]) * (n / n[0]) ** -0.5
+    ax.loglog(n, ref, "k:", label="n^-1/2")
+    ax.set_xlabel("n")
+    ax.set_ylabel("mean %s over replicates" % loss)
+    ax.set_title("regime 2 (expert 1's slopes 0), k = 3 fitted to k* = 2")
+    ax.legend(fontsize=8)
+    bx.axhline(-0.5, color="k", ls=":", lw=1)
+    bx.axhline(0.0, color="grey", lw=0.5)
+    bx.set_xlabel("n (geometric centre of the window)")
+    bx.set_ylabel("local slope of log mean %s on log n" % loss)
+    bx.set_title("local slopes over sliding windows")
+    bx.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) < 2:
+        raise SystemExit(__doc__)
+    stem = argv[2] if len(argv) > 2 else os.path.join(HERE, "multinomial-regime2-vs-modified")
+    summaries, local = curves(argv[0], argv[1])
+    local.to_csv(stem + ".csv", index=False)
+    figure(summaries, local, stem + ".png")
+    print(local.to_string(index=False))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
