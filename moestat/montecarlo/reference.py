@@ -17,6 +17,7 @@ import jax
 
 from ..fitting import em, pipeline
 from .._jax import to_device
+from ..data.design import bucket_size
 from . import protocols
 from .setup import Experiment, params_to_json
 
@@ -39,7 +40,7 @@ def fit_reference(spec, ref: dict) -> dict:
     raw.pop("reference", None)
     exp = Experiment.build(type(spec)(raw))
     n, rep = int(ref["n"]), int(ref.get("replicate", 10**6))
-    x, y, data = replicate_data(exp, n, rep)
+    x, y, data = replicate_data(exp, n, rep, N=bucket_size(n))
     p0 = jax.tree_util.tree_map(to_device, protocols.starts(exp, n, rep, x, y, data))
     fixed = em.no_fixed(jax.tree_util.tree_map(lambda a: a[0], p0))
     est = pipeline.estimate(p0, data, exp.ctl, fixed, exp.cfg, replicate_info(exp, n), seed=key_seed(exp, n, rep),
