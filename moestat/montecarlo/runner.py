@@ -103,19 +103,30 @@ class RunResult:
 
 
 def ensure_reference(spec: Spec, store: Store, log) -> dict | None:
-    """The misspecified-limit parameters a spec's losses compare with (computed once, stored)."""
+    """The misspecified-limit parameters a spec's losses compare with (computed once, stored).
+
+    Looked up in the store, then in the per-user cache (:mod:`moestat.montecarlo.reference`);
+    fitted only when neither has it.
+    """
     ref = spec.raw.get("reference")
     if not ref:
         return None
     stored = store.get_meta(spec.hash, "reference")
     if stored is not None:
         return stored
-    from .reference import fit_reference
-    log("computing the reference fit (n = %d, %d starts) once for this spec ..." % (ref["n"], ref.get("n_init", 10)))
-    t0 = time.perf_counter()
-    params = fit_reference(spec, ref)
+    from .reference import cache_reference, cached_reference, fit_reference, reference_key
+    params = cached_reference(spec)
+    if params is not None:
+        log("reference fit %s taken from the per-user cache" % reference_key(spec))
+    else:
+        log("computing the reference fit (n = %d, %d starts) once for this spec ..."
+            % (ref["n"], ref.get("n_init", 10)))
+        t0 = time.perf_counter()
+        params = fit_reference(spec, ref)
+        seconds = time.perf_counter() - t0
+        cache_reference(spec, params, seconds)
+        log("reference fit done in %.1f s" % seconds)
     store.set_meta(spec.hash, "reference", params)
-    log("reference fit done in %.1f s" % (time.perf_counter() - t0))
     return params
 
 
