@@ -115,8 +115,8 @@ class AffinityScheduler:
     def next_for(self, worker: int, force: bool = False):
         """The next task of ``worker``, or None (nothing it should start now; ``force``: any task left)."""
         g = self.current[worker]
-        if g is not None and self.groups.get(g):
-            return self.groups[g].popleft()
+        if g is not None and self.groups.get(g):   # helpers take from the end, the owner from the front
+            return self.groups[g].popleft() if self.owner.get(g) == worker else self.groups[g].pop()
         for g, q in self.groups.items():
             if q and g not in self.owner:
                 self.owner[g] = worker
