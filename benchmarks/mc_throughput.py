@@ -47,7 +47,8 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _bench_common import REPO, benchmark_env, machine_info, print_table, python_cmd, run_measured, write_results  # noqa: E402,E501
+from _bench_common import (REPO, RESULTS, benchmark_env, machine_info, print_table, python_cmd,  # noqa: E402
+                           run_measured, write_results)
 
 SPECS = ["deepseek-thm1", "deepseek-thm2", "deepseek-thm3", "deepseek-thm4"]
 
@@ -86,7 +87,8 @@ def study(args, work: str) -> list:
             out = os.path.join(work, cache, name)
             env = benchmark_env(MOESTAT_JAX_CACHE=jax_cache)
             if args.code:
-                env["PYTHONPATH"] = os.pathsep.join([os.path.abspath(args.code)] + env["PYTHONPATH"].split(os.pathsep)[1:])
+                rest = env["PYTHONPATH"].split(os.pathsep)[1:]
+                env["PYTHONPATH"] = os.pathsep.join([os.path.abspath(args.code)] + rest)
             cmd = python_cmd("-m", "moestat.cli", "reproduce", name, "--replicates", args.replicates,
                              "--workers", args.workers, "--out", out, "--no-progress")
             load0 = os.getloadavg()[0]
@@ -104,14 +106,24 @@ def study(args, work: str) -> list:
                    "load_start": round(load0, 2), "load_end": round(os.getloadavg()[0], 2)}
             rows.append(row)
             print(json.dumps(row), flush=True)
-        tot = [r for r in rows if r["cache"] == cache]
-        wall, cpu, fits = (sum(r[k] for r in tot) for k in ("wall_s", "cpu_s", "fits"))
-        rows.append({"part": "study", "spec": "all four", "cache": cache, "workers": args.workers,
-                     "replicates": args.replicates, "sizes": 20, "fits": fits, "wall_s": round(wall, 1),
-                     "cpu_s": round(cpu, 1), "fits_per_s": round(fits / wall, 2),
-                     "fits_per_cpu_s": round(fits / cpu, 2)})
-        print(json.dumps(rows[-1]), flush=True)
-    return rows
+    return rows + totals(rows)
+
+
+def totals(rows: list) -> list:
+    """One "all" row per cache state and replicate count: the specs' wall and CPU times added up."""
+    out = []
+    keys = dict.fromkeys((r["cache"], r["replicates"], r["workers"]) for r in rows
+                         if r["part"] == "study" and r["spec"] != "all")
+    for cache, reps, workers in keys:
+        part = [r for r in rows if r["part"] == "study" and r["spec"] != "all" and r["cache"] == cache
+                and r["replicates"] == reps and r["workers"] == workers]
+        wall, cpu, fits = (sum(r[k] for r in part) for k in ("wall_s", "cpu_s", "fits"))
+        out.append({"part": "study", "spec": "all", "cache": cache, "workers": workers, "replicates": reps,
+                    "sizes": 20, "fits": fits, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
+                    "fits_per_s": round(fits / wall, 2), "fits_per_cpu_s": round(fits / cpu, 2),
+                    "reference": ", ".join(r["spec"].replace("deepseek-", "") for r in part)})
+        print(json.dumps(out[-1]), flush=True)
+    return out
 
 
 def batching_child(name: str, sizes: list, reps: int) -> list:
@@ -172,6 +184,7 @@ def main(argv=None):
     ap.add_argument("--work", help="folder for stores and the compile cache (default: a new temporary one)")
     ap.add_argument("--timeout", type=float, default=7200)
     ap.add_argument("--stem", default="mc_throughput", help="results file name (benchmarks/results/STEM.*)")
+    ap.add_argument("--merge", help="instead of measuring, merge earlier results (comma-separated stems)")
     ap.add_argument("--batching-child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     args.specs = [s for s in args.specs.split(",") if s]
@@ -180,11 +193,20 @@ def main(argv=None):
     if args.batching_child:
         batching_child(args.batching_child, args.batch_sizes, args.batch_reps)
         return
-    meta = {"machine": machine_info(), "command": " ".join(["python", "benchmarks/mc_throughput.py"] + (argv or sys.argv[1:])),
+    meta = {"machine": machine_info(),
+            "command": " ".join(["python", "benchmarks/mc_throughput.py"] + (argv or sys.argv[1:])),
             "code": os.path.abspath(args.code) if args.code else str(REPO),
             "reference_cache": os.environ.get("MOESTAT_REFERENCE_CACHE") or "~/.cache/moestat/references"}
     work = args.work or tempfile.mkdtemp(prefix="moestat-mc-throughput-")
-    rows = study(args, work) if args.replicates > 0 else []
+    if args.merge:
+        parts = [json.loads((RESULTS / (stem + ".json")).read_text()) for stem in args.merge.split(",")]
+        rows = [r for p in parts for r in p["rows"] if not str(r.get("spec")).startswith("all")]
+        rows = [r for r in rows if r["part"] == "study"] + totals(rows) + [r for r in rows if r["part"] != "study"]
+        meta = {"merged": {stem: {k: v for k, v in p.items() if k != "rows"} for stem, p in
+                           zip(args.merge.split(","), parts)}}
+        work = "(merged)"
+    else:
+        rows = study(args, work) if args.replicates > 0 else []
     if args.batching:
         rows += batching(args)
     csv_path, json_path = write_results(rows, args.stem, meta)
