@@ -79,7 +79,7 @@ def reference_note(stderr: str) -> str:
 def study(args, work: str) -> list:
     """(a): one ``moestat reproduce`` process per spec and cache state."""
     rows = []
-    jax_cache = os.path.join(work, "jax-cache")
+    jax_cache = args.jax_cache or os.path.join(work, "jax-cache")
     for cache in args.caches:
         if cache == "cold" and os.path.isdir(jax_cache):
             raise SystemExit("the cold pass needs an empty compile cache; %s exists" % jax_cache)
@@ -182,6 +182,7 @@ def main(argv=None):
     ap.add_argument("--batch-reps", type=int, default=8)
     ap.add_argument("--code", help="import moestat from this checkout in the study (default: this one)")
     ap.add_argument("--work", help="folder for stores and the compile cache (default: a new temporary one)")
+    ap.add_argument("--jax-cache", help="the on-disk compile cache (default WORK/jax-cache, empty at the start)")
     ap.add_argument("--timeout", type=float, default=7200)
     ap.add_argument("--stem", default="mc_throughput", help="results file name (benchmarks/results/STEM.*)")
     ap.add_argument("--merge", help="instead of measuring, merge earlier results (comma-separated stems)")
