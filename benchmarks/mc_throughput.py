@@ -92,7 +92,8 @@ def study(args, work: str) -> list:
             cmd = python_cmd("-m", "moestat.cli", "reproduce", name, "--replicates", args.replicates,
                              "--workers", args.workers, "--out", out, "--no-progress")
             load0 = os.getloadavg()[0]
-            res = run_measured(cmd, env=env, cwd=str(REPO), timeout_s=args.timeout)
+            # ``python -m`` puts the working folder first on sys.path: run in the checkout to import
+            res = run_measured(cmd, env=env, cwd=os.path.abspath(args.code or REPO), timeout_s=args.timeout)
             if res["returncode"] != 0:
                 print(res["stderr"][-3000:], file=sys.stderr)
                 raise SystemExit("%s failed (exit %s)" % (" ".join(map(str, cmd)), res["returncode"]))
