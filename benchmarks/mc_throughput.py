@@ -98,7 +98,8 @@ def study(args, work: str) -> list:
                 print(res["stderr"][-3000:], file=sys.stderr)
                 raise SystemExit("%s failed (exit %s)" % (" ".join(map(str, cmd)), res["returncode"]))
             summ = store_summary(out)
-            row = {"part": "study", "spec": name, "cache": cache, "workers": args.workers,
+            row = {"part": "study", "spec": name, "code": "baseline" if args.code else "this", "cache": cache,
+                   "workers": args.workers,
                    "replicates": args.replicates, "sizes": 20, **summ,
                    "wall_s": round(res["wall_s"], 1), "cpu_s": round(res["cpu_s"], 1),
                    "fits_per_s": round(summ["fits"] / res["wall_s"], 2),
@@ -113,13 +114,13 @@ def study(args, work: str) -> list:
 def totals(rows: list) -> list:
     """One "all" row per cache state and replicate count: the specs' wall and CPU times added up."""
     out = []
-    keys = dict.fromkeys((r["cache"], r["replicates"], r["workers"]) for r in rows
+    keys = dict.fromkeys((r.get("code"), r["cache"], r["replicates"], r["workers"]) for r in rows
                          if r["part"] == "study" and r["spec"] != "all")
-    for cache, reps, workers in keys:
+    for code, cache, reps, workers in keys:
         part = [r for r in rows if r["part"] == "study" and r["spec"] != "all" and r["cache"] == cache
-                and r["replicates"] == reps and r["workers"] == workers]
+                and r["replicates"] == reps and r["workers"] == workers and r.get("code") == code]
         wall, cpu, fits = (sum(r[k] for r in part) for k in ("wall_s", "cpu_s", "fits"))
-        out.append({"part": "study", "spec": "all", "cache": cache, "workers": workers, "replicates": reps,
+        out.append({"part": "study", "spec": "all", "code": code, "cache": cache, "workers": workers, "replicates": reps,
                     "sizes": 20, "fits": fits, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
                     "fits_per_s": round(fits / wall, 2), "fits_per_cpu_s": round(fits / cpu, 2),
                     "reference": ", ".join(r["spec"].replace("deepseek-", "") for r in part)})
@@ -202,7 +203,8 @@ def main(argv=None):
     work = args.work or tempfile.mkdtemp(prefix="moestat-mc-throughput-")
     if args.merge:
         parts = [json.loads((RESULTS / (stem + ".json")).read_text()) for stem in args.merge.split(",")]
-        rows = [r for p in parts for r in p["rows"] if not str(r.get("spec")).startswith("all")]
+        rows = [dict(r, code=r.get("code") or ("this" if p.get("code", str(REPO)) == str(REPO) else "baseline"))
+                for p in parts for r in p["rows"] if not str(r.get("spec")).startswith("all")]
         rows = [r for r in rows if r["part"] == "study"] + totals(rows) + [r for r in rows if r["part"] != "study"]
         meta = {"merged": {stem: {k: v for k, v in p.items() if k != "rows"} for stem, p in
                            zip(args.merge.split(","), parts)}}
