@@ -37,10 +37,10 @@ def reference_key(spec) -> str:
     --------
     >>> from moestat.montecarlo import load_spec
     >>> from moestat.montecarlo.reference import reference_key
-    >>> s = load_spec("deepseek-thm4")
-    >>> raw = s.raw; raw["losses"][0]["name"] = "D4-renamed"
-    >>> reference_key(type(s)(raw)) == reference_key(s) and len(reference_key(s)) == 16
-    True
+    >>> s, renamed = load_spec("deepseek-thm4"), load_spec("deepseek-thm4")     # two independent copies
+    >>> renamed.raw["losses"][0]["name"] = "D4-renamed"
+    >>> renamed.hash == s.hash, reference_key(renamed) == reference_key(s), len(reference_key(s))
+    (False, True, 16)
     """
     fields = {k: v for k, v in spec.hashed_fields().items() if k != "losses"}
     return hashlib.sha256(canonical_json(fields).encode()).hexdigest()[:16]
