@@ -26,7 +26,7 @@ from .executors import make_executor
 from .progress import Progress
 from .spec import Spec, load_spec
 from .store import Store, StoreError
-from .worker import run_task
+from .worker import mc_bucket, run_task
 
 #: a task aims at about this many data points (blocks of small-n replicates)
 POINTS_PER_TASK = 20000
@@ -48,10 +48,11 @@ class RunExistsError(RuntimeError):
 
 
 def plan_tasks(spec: Spec, missing: list[tuple[int, int]], block: int | None, extra: dict) -> list[dict]:
-    """Tasks (n, block of replicates), largest n first.
+    """Tasks (n, block of replicates), largest n first, each labelled with its padded size bucket.
 
-    Sizes of one padded bucket are adjacent in this order, so a worker reuses each bucket's compiled
-    program; large sizes first keeps the slowest tasks from finishing last.
+    Sizes of one padded bucket are adjacent in this order, and the process pool keeps the tasks of one
+    ``group`` (bucket) on one worker, so each bucket's EM program is compiled once; large sizes first keeps
+    the slowest tasks from finishing last.
     """
     by_n: dict[int, list[int]] = {}
     for n, r in missing:
@@ -61,7 +62,7 @@ def plan_tasks(spec: Spec, missing: list[tuple[int, int]], block: int | None, ex
         reps = sorted(by_n[n])
         b = block or max(1, min(len(reps), math.ceil(POINTS_PER_TASK / n)))
         for i in range(0, len(reps), b):
-            tasks.append(dict(extra, spec=spec.raw, n=n, reps=reps[i:i + b]))
+            tasks.append(dict(extra, spec=spec.raw, n=n, reps=reps[i:i + b], group=mc_bucket(n)))
     return tasks
 
 
@@ -102,19 +103,30 @@ class RunResult:
 
 
 def ensure_reference(spec: Spec, store: Store, log) -> dict | None:
-    """The misspecified-limit parameters a spec's losses compare with (computed once, stored)."""
+    """The misspecified-limit parameters a spec's losses compare with (computed once, stored).
+
+    Looked up in the store, then in the per-user cache (:mod:`moestat.montecarlo.reference`);
+    fitted only when neither has it.
+    """
     ref = spec.raw.get("reference")
     if not ref:
         return None
     stored = store.get_meta(spec.hash, "reference")
     if stored is not None:
         return stored
-    from .reference import fit_reference
-    log("computing the reference fit (n = %d, %d starts) once for this spec ..." % (ref["n"], ref.get("n_init", 10)))
-    t0 = time.perf_counter()
-    params = fit_reference(spec, ref)
+    from .reference import cache_reference, cached_reference, fit_reference, reference_key
+    params = cached_reference(spec)
+    if params is not None:
+        log("reference fit %s taken from the per-user cache" % reference_key(spec))
+    else:
+        log("computing the reference fit (n = %d, %d starts) once for this spec ..."
+            % (ref["n"], ref.get("n_init", 10)))
+        t0 = time.perf_counter()
+        params = fit_reference(spec, ref)
+        seconds = time.perf_counter() - t0
+        cache_reference(spec, params, seconds)
+        log("reference fit done in %.1f s" % seconds)
     store.set_meta(spec.hash, "reference", params)
-    log("reference fit done in %.1f s" % (time.perf_counter() - t0))
     return params
 
 

@@ -1,9 +1,10 @@
 """The worker side of the harness: one task = one sample size n and a block of replicates.
 
 For each replicate r the worker draws the data from ``SeedSequence([seed, n, r])``
-(:mod:`moestat.sampling`), pads them to the size bucket of n (so every n of
-one bucket reuses one compiled program), builds the protocol's starts, runs
-EM, keeps the best start, and computes the losses and per-parameter errors.
+(:mod:`moestat.sampling`), pads them to the Monte Carlo size bucket of n
+(:func:`mc_bucket`, so every n of one bucket reuses one compiled program),
+builds the protocol's starts, runs EM, keeps the best start, and computes the
+losses and per-parameter errors.
 
 * CPU: every replicate is one call of the compiled program (its starts run
   through ``lax.map``), so a replicate's result does not depend on which other
@@ -20,6 +21,7 @@ runs unchanged in this process, a spawned process or a Dask worker.
 """
 from __future__ import annotations
 
+import math
 import os
 import time
 from functools import partial
@@ -32,7 +34,7 @@ from threadpoolctl import threadpool_limits
 from ..fitting import em, pipeline
 from .._jax import backend, to_device
 from .._math import klogsumexp
-from ..data.design import bucket_size, make_data
+from ..data.design import BUCKET_ALIGN, make_data
 from ..losses import (DENSITY_KINDS, VORONOI_KINDS, conditional_distance, gauss_legendre_nodes,
                       regression_distance, theory_loss)
 from ..sampling import simulate_data
@@ -43,6 +45,36 @@ from .spec import Spec
 from .targets import is_target, spec_at
 
 _CACHE: dict = {}
+
+#: smallest padded length of a Monte Carlo replicate
+MC_BUCKET_MIN = 1024
+#: growth factor of the Monte Carlo bucket ladder MC_BUCKET_MIN * MC_BUCKET_RATIO^j
+MC_BUCKET_RATIO = 2.0
+
+
+def mc_bucket(n: int) -> int:
+    """Padded length of a Monte Carlo replicate of n points: ``1024 * 2^j`` (the smallest one >= n).
+
+    Coarser than the fitting buckets (:func:`moestat.data.design.bucket_size`,
+    256 * 1.25^j): a rate study's grid spans three decades, and compiling (or
+    loading and tracing) one EM program per bucket costs more than the padded
+    points' extra work (padded points have weight 0, so results change only in
+    rounding).  The DeepSeekMoE grid (20 sizes 100...1e5) falls into 8 buckets
+    instead of 18.
+
+    Examples
+    --------
+    >>> from moestat.montecarlo.worker import mc_bucket
+    >>> mc_bucket(100), mc_bucket(1024), mc_bucket(1025), mc_bucket(100000)
+    (1024, 1024, 2048, 131072)
+    """
+    n = int(n)
+    size = float(MC_BUCKET_MIN)
+    while True:
+        N = int(math.ceil(size / BUCKET_ALIGN) * BUCKET_ALIGN)
+        if N >= n:
+            return N
+        size *= MC_BUCKET_RATIO
 
 
 def experiment_for(spec_raw: dict, reference=None, n: int | None = None) -> Experiment:
@@ -66,14 +98,17 @@ def experiment_for(spec_raw: dict, reference=None, n: int | None = None) -> Expe
     return _CACHE[key]
 
 
-def replicate_data(exp: Experiment, n: int, rep: int):
-    """(x, y, Data) of replicate ``rep`` of size ``n``: the same whatever runs it."""
+def replicate_data(exp: Experiment, n: int, rep: int, N: int | None = None):
+    """(x, y, Data) of replicate ``rep`` of size ``n``: the same whatever runs it.
+
+    ``N`` is the padded length (default :func:`mc_bucket` of n).
+    """
     t = exp.truth
     x, y, _ = simulate_data(t.gate, t.expert, exp.true_params, n=n, x_law=exp.spec.raw.get("x"),
                             seed=[exp.spec.seed, int(n), int(rep)], intercept=t.intercept,
                             gate_intercept=t.gate_intercept)
     X, G = exp.fit.designs(x)
-    return x, y, make_data(X, G, np.asarray(y, dtype=np.float64), np.ones(n), N=bucket_size(n))
+    return x, y, make_data(X, G, np.asarray(y, dtype=np.float64), np.ones(n), N=N or mc_bucket(n))
 
 
 def key_seed(exp, n: int, rep: int) -> int:
@@ -86,12 +121,13 @@ def replicate_info(exp, n: int) -> dict:
     return dict(exp.info, n_total=float(n))
 
 
-def fit_replicate_cpu(exp: Experiment, n: int, rep: int):
+def fit_replicate_cpu(exp: Experiment, n: int, rep: int, drawn=None):
     """Fit one replicate through the estimation pipeline (its starts in one compiled program, no polish).
 
+    ``drawn`` is the replicate's ``(x, y, data)`` (:func:`replicate_data`) when the caller has it.
     Returns a :class:`moestat.fitting.pipeline.Estimate`.
     """
-    x, y, data = replicate_data(exp, n, rep)
+    x, y, data = drawn or replicate_data(exp, n, rep)
     p0 = jax.tree_util.tree_map(to_device, protocols.starts(exp, n, rep, x, y, data))
     fixed = em.no_fixed(jax.tree_util.tree_map(lambda a: a[0], p0))
     return pipeline.estimate(p0, data, exp.ctl, fixed, exp.cfg, replicate_info(exp, n), seed=key_seed(exp, n, rep),
@@ -271,17 +307,19 @@ def compute_losses(exp: Experiment, params):
 
 # --------------------------------------------------------------------------- the task
 
-def routing_of(exp: Experiment, n: int, rep: int, params) -> dict | None:
+def routing_of(exp: Experiment, n: int, rep: int, params, data=None) -> dict | None:
     """Router summary of the fitted gate on the replicate's data (:func:`moestat.routing.routing_summary`).
 
     K is the router's own (1 for dense gates); None for joint (Gaussian) gates, which route on the
-    covariates' density rather than a conditional router.
+    covariates' density rather than a conditional router.  ``data`` is the replicate's padded
+    :class:`~moestat.data.design.Data` when the caller has it (otherwise it is drawn again).
     """
     from ..routing import default_top_k, router_probs, routing_summary
     gate = exp.fit.gate
     if gate.joint:
         return None
-    _, _, data = replicate_data(exp, n, rep)
+    if data is None:
+        _, _, data = replicate_data(exp, n, rep)
     try:
         p = router_probs(gate, jax.tree_util.tree_map(to_device, params.gate), data.Xg, n)
         return routing_summary(p, default_top_k(gate))
@@ -289,7 +327,7 @@ def routing_of(exp: Experiment, n: int, rep: int, params) -> dict | None:
         return None
 
 
-def _row(exp, n, rep, est):
+def _row(exp, n, rep, est, data=None):
     best, out = est.best, est.runs
     pick = lambda a: np.asarray(a)[best]  # noqa: E731
     params = exp.fit.canonical(est.fit.params)
@@ -297,7 +335,7 @@ def _row(exp, n, rep, est):
     row = {"n": int(n), "rep": int(rep), "loglik": ll, "n_iter": int(pick(out.n_iter)),
            "converged": bool(pick(out.converged)) and bool(np.isfinite(ll)), "degenerate": bool(est.degenerate[best]),
            "start": best, "n_starts": int(est.degenerate.size), "params": params_to_json(params)}
-    row["routing"] = routing_of(exp, n, rep, params)
+    row["routing"] = routing_of(exp, n, rep, params, data)
     try:
         row["losses"], row["loss_errors"], row["errors"] = compute_losses(exp, params)
         row["error"] = None
@@ -330,7 +368,8 @@ def run_task(task: dict) -> list[dict]:
         else:
             for r in reps:
                 t0 = time.perf_counter()
-                rows.append(_row(exp, n, r, fit_replicate_cpu(exp, n, r)))
+                drawn = replicate_data(exp, n, r)
+                rows.append(_row(exp, n, r, fit_replicate_cpu(exp, n, r, drawn), drawn[2]))
                 rows[-1]["seconds"] = time.perf_counter() - t0
     for row in rows:
         row["host"] = os.uname().nodename
