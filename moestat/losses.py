@@ -935,7 +935,7 @@ def conditional_distance(logp: Callable, logq: Callable, *, kind: str = "tv", x_
         estimate adds the mass left out, 1 - sum_y p(y|x) and the same for q
         (largest over the X nodes): for TV half their sum, for Hellinger the
         square root of half their sum (both bounds), for KL their sum times
-        (1 + |log p/q| at the last support point) (an estimate).
+        (1 + ``abs(log(p / q))`` at the last support point) (an estimate).
 
     Returns
     -------
