@@ -56,20 +56,20 @@ class Groups(NamedTuple):
     size: Any
 
 
-def bucket_size(n: int) -> int:
-    """The padded length for n points: a geometric grid 256 * 1.25^j (multiple of 8).
+def bucket_size(n: int, start: int = BUCKET_MIN, ratio: float = BUCKET_RATIO) -> int:
+    """The padded length for n points: a geometric grid start * ratio^j (multiple of 8).
 
-    A new n inside the same bucket reuses the compiled program; the grid wastes
-    at most 25 % of the work on padding.
+    A new n inside the same bucket reuses the compiled program; the default grid
+    (256 * 1.25^j) wastes at most 25 % of the work on padding.
     """
-    if n <= BUCKET_MIN:
-        return BUCKET_MIN
-    b = float(BUCKET_MIN)
+    if n <= start:
+        return start
+    b = float(start)
     while True:
         size = int(math.ceil(b / BUCKET_ALIGN) * BUCKET_ALIGN)
         if size >= n:
             return size
-        b *= BUCKET_RATIO
+        b *= ratio
 
 
 def padded_eval(fn, params, A: np.ndarray, family) -> np.ndarray:

@@ -21,7 +21,6 @@ runs unchanged in this process, a spawned process or a Dask worker.
 """
 from __future__ import annotations
 
-import math
 import os
 import time
 from functools import partial
@@ -34,7 +33,7 @@ from threadpoolctl import threadpool_limits
 from ..fitting import em, pipeline
 from .._jax import backend, to_device
 from .._math import klogsumexp
-from ..data.design import BUCKET_ALIGN, make_data
+from ..data.design import bucket_size, make_data
 from ..losses import (DENSITY_KINDS, VORONOI_KINDS, conditional_distance, gauss_legendre_nodes,
                       regression_distance, theory_loss)
 from ..sampling import simulate_data
@@ -68,13 +67,7 @@ def mc_bucket(n: int) -> int:
     >>> mc_bucket(100), mc_bucket(1024), mc_bucket(1025), mc_bucket(100000)
     (1024, 1024, 2048, 131072)
     """
-    n = int(n)
-    size = float(MC_BUCKET_MIN)
-    while True:
-        N = int(math.ceil(size / BUCKET_ALIGN) * BUCKET_ALIGN)
-        if N >= n:
-            return N
-        size *= MC_BUCKET_RATIO
+    return bucket_size(int(n), MC_BUCKET_MIN, MC_BUCKET_RATIO)
 
 
 def experiment_for(spec_raw: dict, reference=None, n: int | None = None) -> Experiment:
