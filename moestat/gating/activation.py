@@ -239,6 +239,18 @@ class ActivationSoftmax(TemperatureMixin, Gate):
                          "model (its row is fixed at 0); only relabellings that keep expert 0 are possible "
                          "(or use reference='intercept')")
 
+    def equivalent_relabellings(self, params) -> list:
+        """For k = 2, reference="expert" and an odd activation about act(0): the swap of the two experts.
+
+        (act(b' x) - act(0)) / tau + c and its swap (act(-b' x) - act(0)) / tau - c
+        give the same gate with the other expert as reference (:meth:`permute`),
+        so the mixing measure has two representations whose gate atoms differ.
+        """
+        k = int(np.shape(params.coef)[0])
+        if self.reference == "expert" and k == 2 and isinstance(self.activation, str):
+            return [np.array([1, 0])]
+        return []
+
     def _free_rows(self, c):
         return [(i, j) for i in range(c.shape[0]) for j in range(c.shape[1])
                 if (i > 0 if self.reference == "expert" else (i, j) != (0, 0))]

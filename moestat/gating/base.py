@@ -358,6 +358,24 @@ class Gate(abc.ABC):
         from .._pytree import permute_leading
         return permute_leading(params, perm)
 
+    def equivalent_relabellings(self, params) -> list:
+        """Relabellings that give the same gate function but that the Voronoi losses do not see as one.
+
+        The losses compare atoms in one identified parametrisation (e.g. the
+        reference expert's row fixed at 0).  When another labelling of the
+        experts gives the same gate *and* can be written in that
+        parametrisation with different gate values, the mixing measure has a
+        second representation, and a loss measured against only one of them
+        is not a distance between models.  Returns the permutations ``perm``
+        (new expert i = old expert ``perm[i]``, applied with :meth:`permute`)
+        for which this happens; the Monte Carlo harness takes each Voronoi
+        loss at its minimum over the truth's representations.
+
+        Default: none (softmax translations are handled inside the losses;
+        plain relabellings by the Voronoi cells).
+        """
+        return []
+
 
 def softmax_log_weights(coef, Xg):
     """log softmax(coef @ Xg) over experts: (k, N)."""

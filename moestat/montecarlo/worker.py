@@ -85,6 +85,7 @@ def experiment_for(spec_raw: dict, reference=None, n: int | None = None) -> Expe
         exp = Experiment.build(spec, reference)
         if not is_target(spec.raw["truth"]):    # a named target has no mixing measure
             exp.extras["true_atoms"] = model_atoms(exp.truth, exp.truth.canonical(exp.true_params))
+            exp.extras["true_atoms_alt"] = equivalent_true_atoms(exp)
         if exp.reference is not None:
             exp.extras["ref_atoms"] = model_atoms(exp.fit, exp.fit.canonical(exp.reference))
         _CACHE[key] = exp
@@ -273,6 +274,46 @@ def regression_loss(exp: Experiment, params):
     return regression_distance(mean_fn(exp.truth, exp.true_params), mean_fn(exp.fit, params), **kw)
 
 
+def equivalent_true_atoms(exp: Experiment) -> list:
+    """[(perm, atoms)]: the truth's other representations (:meth:`Gate.equivalent_relabellings`)."""
+    out = []
+    for perm in exp.truth.gate.equivalent_relabellings(exp.true_params.gate):
+        alt = em.MoEParams(gate=exp.truth.gate.permute(exp.true_params.gate, perm),
+                           expert=exp.truth.expert.permute(exp.true_params.expert, perm))
+        out.append((np.asarray(perm), model_atoms(exp.truth, exp.truth.canonical(alt))))
+    return out
+
+
+def _relabel_errors(errors: dict, perm) -> dict:
+    """Per-atom error keys "name[j]" of a permuted truth back to the truth's own atom labels."""
+    out = {}
+    for key, v in errors.items():
+        head, sep, tail = key.rpartition("[")
+        if sep and tail.endswith("]") and tail[:-1].isdigit():
+            key = "%s[%d]" % (head, int(perm[int(tail[:-1])]))
+        out[key] = v
+    return out
+
+
+def _voronoi_loss(exp: Experiment, kind: str, fit_atoms, opts: dict, name: str):
+    """(value, per-parameter errors) of a Voronoi loss at its minimum over the truth's representations.
+
+    Error keys keep the truth's own atom labels whichever representation attains the minimum.
+    """
+    reps = [(None, dict(exp.extras["true_atoms"]))]
+    reps += [(perm, dict(atoms)) for perm, atoms in exp.extras.get("true_atoms_alt", [])]
+    best = None
+    for perm, true_atoms in reps:
+        for g in opts.get("against_reference", []):
+            if "ref_atoms" not in exp.extras:
+                raise ValueError("loss %r compares with a reference, but the spec has none" % name)
+            true_atoms[g] = exp.extras["ref_atoms"][g]
+        lv = theory_loss(kind, fit_atoms, true_atoms, opts)
+        if best is None or lv.value < best[0]:
+            best = (lv.value, lv.errors if perm is None else _relabel_errors(lv.errors, perm))
+    return best
+
+
 def compute_losses(exp: Experiment, params):
     """Loss values, numerical errors of the density losses, per-parameter errors (first Voronoi loss)."""
     fit_atoms = model_atoms(exp.fit, params)
@@ -280,15 +321,9 @@ def compute_losses(exp: Experiment, params):
     for L in exp.spec.losses:
         kind, opts = L["kind"], L.get("options", {}) or {}
         if kind in VORONOI_KINDS:
-            true_atoms = dict(exp.extras["true_atoms"])
-            for g in opts.get("against_reference", []):
-                if "ref_atoms" not in exp.extras:
-                    raise ValueError("loss %r compares with a reference, but the spec has none" % L["name"])
-                true_atoms[g] = exp.extras["ref_atoms"][g]
-            lv = theory_loss(kind, fit_atoms, true_atoms, opts)
-            losses[L["name"]] = lv.value
+            losses[L["name"]], errs = _voronoi_loss(exp, kind, fit_atoms, opts, L["name"])
             if errors is None:
-                errors = lv.errors
+                errors = errs
         elif kind in DENSITY_KINDS or kind == "l2_mean":
             d = density_loss(exp, params, kind) if kind in DENSITY_KINDS else regression_loss(exp, params)
             losses[L["name"]], loss_err[L["name"]] = d.value, d.error
