@@ -124,6 +124,15 @@ def deepseek(thm, gate, shared, routed, p_shared, p_routed, beta, loss, publishe
                                "predicted": -0.5, "published": None, "theory_row": 10,
                                "published_source": "not published: D3 without its routed gate terms (same cells), "
                                                    "to show which terms carry the small-n transient"})
+    if thm == 4:
+        spec["losses"].append({"name": "D4-no-gate", "kind": "D4",
+                               "options": {"against_reference": ["routed"],
+                                           "omit_blocks": ["gate_slope", "gate_intercept"]},
+                               "predicted": -0.5, "published": None, "theory_row": 11,
+                               "published_source": "not published: D4 without its routed gate terms (same cells); "
+                                                   "the limit's routed gate is saturated (one intercept near 25, "
+                                                   "sigma = 1 - 2e-11 on the covariate range), a direction the "
+                                                   "likelihood does not identify"})
     if thm == 1:
         spec["losses"].append({"name": "TV", "kind": "tv", "predicted": -0.5, "published": None,
                                "published_source": "Prop. 1 (density rate), not plotted in the paper", "theory_row": 1})
