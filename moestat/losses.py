@@ -430,30 +430,47 @@ def _search_shift(ev: _Evaluator, fit: Atoms, true: Atoms) -> np.ndarray:
     order = np.argsort(vals, kind="stable")
     step = 0.05 * (1.0 + float(np.abs(tb).max()))
     best_t, best_v = cands[order[0]], float(vals[order[0]])
-    for c in order[: min(3, order.size)]:
-        t, v = (_zoom if d <= 2 else _nelder_mead)(f_batch, cands[c], float(vals[c]), step)
+    top = order[: min(3, order.size)]
+    if d <= 2:
+        found = _zoom(f_batch, cands[top], vals[top], step)
+    else:
+        found = [_nelder_mead(f_batch, cands[c], float(vals[c]), step) for c in top]
+    for t, v in found:
         if v < best_v:
             best_t, best_v = t, v
     return np.asarray(best_t, dtype=np.float64)
 
 
-def _zoom(f_batch, x, fx, step, rounds: int = 40, pts: int = 9):
-    """Grid search on [-h, h]^d around the incumbent, shrinking h when the best point is inside."""
-    d = x.shape[0]
+def _zoom(f_batch, xs, fxs, step, rounds: int = 40, pts: int = 9):
+    """Grid searches on [-h, h]^d around each incumbent xs (C, d), shrinking h when the best point is inside.
+
+    The C searches are independent and run side by side (one ``f_batch`` call
+    per round for all of them).  Returns [(x, f(x))] per start.
+    """
+    xs, fxs = np.array(xs, dtype=np.float64), [float(v) for v in fxs]
+    C, d = xs.shape
     axis = np.linspace(-1.0, 1.0, pts)
     offs = np.stack(np.meshgrid(*([axis] * d), indexing="ij"), -1).reshape(-1, d)
-    h = step
+    P = offs.shape[0]
+    h = np.full(C, float(step))
+    active = list(range(C))
     for _ in range(rounds):
-        vals = f_batch(x[None] + h * offs)
-        i = int(np.argmin(vals))
-        moved_to_edge = vals[i] < fx and bool(np.any(np.abs(offs[i]) == 1.0))
-        if vals[i] < fx:
-            x, fx = x + h * offs[i], float(vals[i])
-        if not moved_to_edge:  # the minimum is bracketed: zoom in
-            h *= 0.35
-        if h < 1e-13 * step:
+        if not active:
             break
-    return x, fx
+        vals = f_batch(np.concatenate([xs[c][None] + h[c] * offs for c in active]))
+        still = []
+        for j, c in enumerate(active):
+            v = vals[j * P:(j + 1) * P]
+            i = int(np.argmin(v))
+            moved_to_edge = v[i] < fxs[c] and bool(np.any(np.abs(offs[i]) == 1.0))
+            if v[i] < fxs[c]:
+                xs[c], fxs[c] = xs[c] + h[c] * offs[i], float(v[i])
+            if not moved_to_edge:  # the minimum is bracketed: zoom in
+                h[c] *= 0.35
+            if not h[c] < 1e-13 * step:
+                still.append(c)
+        active = still
+    return [(xs[c], fxs[c]) for c in range(C)]
 
 
 def _nelder_mead(f_batch, x0, f0, step):
