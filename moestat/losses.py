@@ -930,9 +930,21 @@ def _per_x_distance(lp, lq, wy, kind, xp=np, grid_first: bool = False):
 def quadrature_error(value: float, half_y: float | None, coarse_x: float | None = None, per_x=None) -> float:
     """The numerical error estimate of :func:`conditional_distance` from its pieces.
 
-    ``|value - half_y|`` (the value on half as many y points; None for classes)
-    plus ``|value - coarse_x|`` (the value on 8 X pieces instead of 16), or, for a
-    Monte Carlo average over X, 2 standard errors of the per-node distances ``per_x``.
+    Parameters
+    ----------
+    value : float
+        The distance on the full resolution.
+    half_y : float or None
+        The same on half as many y points (None: class probabilities, no y grid).
+    coarse_x : float, optional
+        The same on the coarse X quadrature (8 pieces instead of 16).
+    per_x : array (M,), optional
+        Instead of ``coarse_x``, for a Monte Carlo average over X: the per-draw distances.
+
+    Returns
+    -------
+    float
+        ``|value - half_y|`` plus ``|value - coarse_x|``, or plus 2 standard errors of ``per_x``.
 
     Examples
     --------
