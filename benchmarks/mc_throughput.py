@@ -24,6 +24,18 @@ Two measurements (issue "Performance a user feels", Monte Carlo throughput):
     (``lax.map`` with batch 1).  Each path is run once to compile and then
     timed (process CPU time) on other replicates of the same size.
 
+(c) Projected full grids (``--project SPEC,...``; ``name`` or ``name:variant``,
+    a spec with variants stands for all of them).  In a fresh one-core process
+    per spec (the pool workers' environment), ``--project-sizes`` sizes spread
+    over the spec's full grid are run through
+    :func:`moestat.montecarlo.worker.run_task` one replicate per task
+    (``--project-reps`` each, after a first call per size that compiles or
+    loads its bucket's programs); the CPU seconds per replicate are
+    interpolated linearly in n over the full grid and multiplied by its
+    replicates.  The row gives the CPU seconds of the whole grid, the first
+    calls (bucket programs, once per bucket and worker) and the projected
+    wall time on two idle cores, (replicates + 2 x first calls) / 2.
+
 Every number comes from a machine shared with other users: wall times hold
 their load (the load average is recorded next to each row); CPU times are the
 work done.  Writes ``benchmarks/results/mc_throughput.{csv,json}``.
@@ -33,6 +45,7 @@ Usage (from the repository root)::
     OPENBLAS_NUM_THREADS=1 python benchmarks/mc_throughput.py                       # 40 replicates, cold + warm
     OPENBLAS_NUM_THREADS=1 python benchmarks/mc_throughput.py --replicates 4 --caches warm
     OPENBLAS_NUM_THREADS=1 python benchmarks/mc_throughput.py --replicates 0 --batching  # batching only
+    OPENBLAS_NUM_THREADS=1 python benchmarks/mc_throughput.py --replicates 0 --project deepseek-thm1,gaussian-gated-m1
 """
 from __future__ import annotations
 
@@ -159,6 +172,66 @@ def batching_child(name: str, sizes: list, reps: int) -> list:
     return out
 
 
+def projection_child(name: str, protocol: str | None, n_sizes: int, reps: int) -> list:
+    """(c), run in a fresh process: CPU seconds per replicate at sizes spread over the full grid, projected."""
+    from moestat.montecarlo import load_spec
+    from moestat.montecarlo.reference import cached_reference
+    from moestat.montecarlo.worker import mc_bucket, run_task
+    base, _, variant = name.partition(":")
+    spec = load_spec(base).with_protocol(protocol)
+    specs = [v for v in spec.variants() if not variant or v.variant == variant]
+    out = []
+    for sp in specs:
+        ref = None
+        if sp.raw.get("reference"):
+            ref = cached_reference(sp)
+            if ref is None:
+                raise SystemExit("%s: the reference fit is not in the per-user cache; run `moestat reproduce %s` once"
+                                 % (name, base))
+        grid = np.asarray(sp.grid(False), dtype=float)
+        R = sp.replicates(False)
+        sizes = grid[np.unique(np.round(np.linspace(0, grid.size - 1, n_sizes)).astype(int))].astype(int)
+        per_rep, first, iters = [], [], []
+        for n in sizes:
+            task = lambda rr: {"spec": sp.raw, "reference": ref, "n": int(n), "reps": rr}  # noqa: E731
+            c0 = time.process_time()
+            run_task(task([10_000]))                       # compiles or loads this bucket's programs
+            first.append(time.process_time() - c0)
+            c0 = time.process_time()
+            rows = [row for r in range(reps) for row in run_task(task([r]))]
+            per_rep.append((time.process_time() - c0) / reps)
+            iters.append(float(np.mean([row["n_iter"] for row in rows])))
+            first[-1] -= per_rep[-1]
+        cpu = float(R * np.interp(grid, sizes, per_rep).sum())
+        buckets = len({mc_bucket(int(n)) for n in grid})
+        compile_cpu = buckets * max(float(np.mean(first)), 0.0)
+        row = {"part": "projection", "spec": sp.name + (":" + sp.variant if getattr(sp, "variant", None) else ""),
+               "protocol": sp.protocol, "sizes": int(grid.size), "replicates": int(R), "fits": int(grid.size * R),
+               "sampled_n": [int(v) for v in sizes], "cpu_s_per_rep": [round(v, 4) for v in per_rep],
+               "n_iter_mean": [round(v, 1) for v in iters], "first_call_s": [round(v, 2) for v in first],
+               "grid_cpu_s": round(cpu, 1), "first_calls_cpu_s": round(compile_cpu, 1),
+               "projected_wall_s_2cores": round((cpu + 2 * compile_cpu) / 2.0, 1),
+               "load": round(os.getloadavg()[0], 2)}
+        out.append(row)
+        print(json.dumps(row), flush=True)
+    return out
+
+
+def projection(args) -> list:
+    """(c) for each spec in a fresh, single-threaded process (the environment of the pool's workers)."""
+    rows = []
+    for name in args.project:
+        cmd = python_cmd(os.path.abspath(__file__), "--projection-child", name, "--project-sizes", args.project_sizes,
+                         "--project-reps", args.project_reps) + (["--protocol", args.protocol] if args.protocol else [])
+        res = run_measured(cmd, env=benchmark_env(XLA_FLAGS="--xla_cpu_multi_thread_eigen=false"), cwd=str(REPO),
+                           timeout_s=args.timeout)
+        if res["returncode"] != 0:
+            print(res["stderr"][-3000:], file=sys.stderr)
+            raise SystemExit("projection of %s failed" % name)
+        rows += [json.loads(line) for line in res["stdout"].splitlines() if line.startswith("{")]
+    return rows
+
+
 def batching(args) -> list:
     """(b) for each spec in a fresh, single-threaded process."""
     rows = []
@@ -188,13 +261,22 @@ def main(argv=None):
     ap.add_argument("--timeout", type=float, default=7200)
     ap.add_argument("--stem", default="mc_throughput", help="results file name (benchmarks/results/STEM.*)")
     ap.add_argument("--merge", help="instead of measuring, merge earlier results (comma-separated stems)")
+    ap.add_argument("--project", default="", help="project full-grid times of these specs (c)")
+    ap.add_argument("--project-sizes", type=int, default=4, help="sizes sampled from each full grid")
+    ap.add_argument("--project-reps", type=int, default=2, help="replicates timed at each sampled size")
+    ap.add_argument("--protocol", help="the specs' protocol in (c) (default: each spec's)")
     ap.add_argument("--batching-child", help=argparse.SUPPRESS)
+    ap.add_argument("--projection-child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     args.specs = [s for s in args.specs.split(",") if s]
     args.caches = [c for c in args.caches.split(",") if c]
     args.batch_sizes = [int(v) for v in str(args.batch_sizes).split(",") if v]
+    args.project = [s for s in args.project.split(",") if s]
     if args.batching_child:
         batching_child(args.batching_child, args.batch_sizes, args.batch_reps)
+        return
+    if args.projection_child:
+        projection_child(args.projection_child, args.protocol, args.project_sizes, args.project_reps)
         return
     meta = {"machine": machine_info(),
             "command": " ".join(["python", "benchmarks/mc_throughput.py"] + (argv or sys.argv[1:])),
@@ -213,6 +295,8 @@ def main(argv=None):
         rows = study(args, work) if args.replicates > 0 else []
     if args.batching:
         rows += batching(args)
+    if args.project:
+        rows += projection(args)
     csv_path, json_path = write_results(rows, args.stem, meta)
     study_rows = [r for r in rows if r["part"] == "study"]
     if study_rows:
@@ -226,6 +310,11 @@ def main(argv=None):
                     [[str(r[k]) for k in ("spec", "n", "one_by_one_s_per_rep", "vmap_block_s_per_rep",
                                           "lax_map_block_s_per_rep", "vmap_block_speedup", "lax_map_block_speedup")]
                      for r in batch_rows])
+    proj_rows = [r for r in rows if r["part"] == "projection"]
+    if proj_rows:
+        print_table(["spec", "protocol", "fits", "grid CPU s", "first calls CPU s", "projected wall s (2 cores)", "load"],
+                    [[str(r[k]) for k in ("spec", "protocol", "fits", "grid_cpu_s", "first_calls_cpu_s",
+                                          "projected_wall_s_2cores", "load")] for r in proj_rows])
     print("wrote %s and %s (stores and cache in %s)" % (csv_path, json_path, work))
 
 

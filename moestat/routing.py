@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from . import diagnostics as dg
+from ._math import kshifted_exp
 
 
 class RoutingReport(NamedTuple):
@@ -55,7 +56,9 @@ def default_top_k(gate) -> int:
 
 @partial(jax.jit, static_argnames=("gate",))
 def _probs(gate, gate_params, Xg):
-    return jax.nn.softmax(gate.log_weights(gate_params, Xg), axis=0)
+    # the softmax over the short leading expert axis, unrolled (XLA:CPU reduces that axis slowly)
+    _, e, s = kshifted_exp(gate.log_weights(gate_params, Xg))
+    return e / s[None]
 
 
 def router_probs(gate, gate_params, Xg, n: int | None = None) -> np.ndarray:

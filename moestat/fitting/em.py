@@ -270,7 +270,9 @@ def fit_one(params0: MoEParams, data: Data, ctl: EMControl, fixed: MoEParams, ke
     if sem:
         last_ll = loglik(params, data, cfg)
         params = _select(last_ll >= s.best_ll, params, s.best_params)
-    return FitResult(params=params, loglik=loglik(params, data, cfg), n_iter=s.it,
+        return FitResult(params=params, loglik=loglik(params, data, cfg), n_iter=s.it,
+                         converged=s.done, trace=s.trace, gate_trace=s.gate_trace)
+    return FitResult(params=params, loglik=_final_loglik(s, params, data, cfg), n_iter=s.it,
                      converged=s.done, trace=s.trace, gate_trace=s.gate_trace)
 
 
@@ -345,10 +347,19 @@ def _fit_one_speculative(params0: MoEParams, data: Data, ctl: EMControl, fixed: 
         jnp.asarray(False))
     s = lax.while_loop(cond, body, init)
     # stopped by max_iter with a candidate still unchecked: check it once (else keep the gate it came from)
-    bad = jnp.logical_and(s.pending, jnp.logical_not(sweep(s.base.params, s.tau_prev, s.q_prev)[2]))
+    # (a cond, not a select: the check and the log-likelihood are each a pass over the data, which a
+    # converged run -- no candidate pending, its log-likelihood the last one traced -- does not need)
+    bad = lax.cond(s.pending, lambda: jnp.logical_not(sweep(s.base.params, s.tau_prev, s.q_prev)[2]),
+                   lambda: jnp.asarray(False))
     params = s.base.params._replace(gate=_select(bad, s.gate_from, s.base.params.gate))
-    return FitResult(params=params, loglik=loglik(params, data, cfg), n_iter=s.base.it,
+    return FitResult(params=params, loglik=_final_loglik(s.base, params, data, cfg), n_iter=s.base.it,
                      converged=s.base.done, trace=s.base.trace, gate_trace=s.base.gate_trace)
+
+
+def _final_loglik(s: _State, params: MoEParams, data: Data, cfg: EMConfig):
+    """The log-likelihood at the returned parameters: traced last when EM stopped converged (``params`` are
+    then ``s.params``, whose log-likelihood the last iteration computed), else one more E-step."""
+    return lax.cond(s.done, lambda: s.trace[s.it], lambda: loglik(params, data, cfg))
 
 
 def _direct_sweep(data: Data, ctl: EMControl, fixed: MoEParams, cfg: EMConfig):

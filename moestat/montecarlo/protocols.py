@@ -57,11 +57,7 @@ def near_truth_start(exp, n: int, rng: np.random.Generator) -> em.MoEParams:
     sd_e = st["expert_sd"][0] * n ** st["expert_sd"][1]
     sd_v = st["variance_sd"][0] * n ** st["variance_sd"][1]
     as_sd = st.get("variance_start", "variance") == "sd"
-    true = exp.truth.canonical(exp.true_params)
-    base = exp.base()
-    t_blocks, f_blocks = exp.truth.expert.parts(true.expert), exp.fit.expert.parts(base.expert)
-    if len(t_blocks) != len(f_blocks):
-        raise ValueError("the paper protocol needs the same expert blocks in the truth and the fitted model")
+    true, base, t_blocks, f_blocks, free_blocks = _paper_layout(exp)
     # assignment per expert block (composite models); global true-row indices for the gate
     s_local, s_glob, off = [], [], 0
     for (_, tb), (_, fb) in zip(t_blocks, f_blocks):
@@ -72,12 +68,27 @@ def near_truth_start(exp, n: int, rng: np.random.Generator) -> em.MoEParams:
         off += kt
     s = np.concatenate(s_glob)
     gate = exp.fit.gate.near_truth(true.gate, base.gate, s, s_local, rng, sd_g, sd_v)
-    free_blocks = exp.fit.expert.parts(exp.fit.expert.free_mask(base.expert))
     new_blocks = [_expert_block(tb, a, rng, sd_e, sd_v, as_sd, fb, fam.variance_fields)
                   for (fam, tb), a, (_, fb) in zip(t_blocks, s_local, free_blocks)]
     expert = exp.fit.expert.from_parts(new_blocks)
     out = em.MoEParams(gate=gate, expert=expert)
     return jax.tree_util.tree_map(lambda a, b: np.asarray(a, dtype=np.float64).reshape(np.shape(b)), out, base)
+
+
+def _paper_layout(exp):
+    """(canonical truth, fitted base, truth's and fit's expert blocks, free-entry blocks) as host arrays.
+
+    The same for every start of an experiment: computed once per process (``exp.extras``).
+    """
+    if "paper_layout" not in exp.extras:
+        host = lambda t: jax.tree_util.tree_map(np.asarray, t)  # noqa: E731
+        true, base = host(exp.truth.canonical(exp.true_params)), host(exp.base())
+        t_blocks, f_blocks = exp.truth.expert.parts(true.expert), exp.fit.expert.parts(base.expert)
+        if len(t_blocks) != len(f_blocks):
+            raise ValueError("the paper protocol needs the same expert blocks in the truth and the fitted model")
+        free_blocks = exp.fit.expert.parts(host(exp.fit.expert.free_mask(base.expert)))
+        exp.extras["paper_layout"] = (true, base, t_blocks, f_blocks, free_blocks)
+    return exp.extras["paper_layout"]
 
 
 def _rows(params) -> int:
