@@ -88,12 +88,12 @@ def test_worthwhile_bounds_columns_and_memory():
 
 @pytest.mark.slow
 def test_wide_designs_use_the_direct_sweep_and_reach_the_same_fit(monkeypatch):
-    """Ten covariates exceed MAX_COLUMNS: the direct statistics serve, and the fit equals the guarded EM's."""
+    """Covariates beyond MAX_COLUMNS: the direct statistics serve, and the fit equals the guarded EM's."""
     rng = np.random.default_rng(5)
-    n = 1500
-    x = rng.normal(size=(n, 10))
+    n, d = 1500, moments.MAX_COLUMNS
+    x = rng.normal(size=(n, d))
     z = (x[:, 0] > 0).astype(int)
-    y = np.where(z == 1, 1 + x @ np.linspace(-1, 1, 10), -1 - x[:, 0]) + 0.3 * rng.normal(size=n)
+    y = np.where(z == 1, 1 + x @ np.linspace(-1, 1, d), -1 - x[:, 0]) + 0.3 * rng.normal(size=n)
     model = ms.GaussianMoE(2)
     dat = make_data(np.column_stack([np.ones(n), x]), np.column_stack([np.ones(n), x]), y, np.ones(n))
     assert not em._use_moments(dat, model.config())
