@@ -389,7 +389,7 @@ def _moment_sweep(data: Data, ctl: EMControl, fixed: MoEParams, cfg: EMConfig):
     the responsibilities do not see), their log-sum-exp (k exponentials, one
     log) and the responsibilities, and writes the weight rows: for the gate the
     softmax Newton rows, w tau_i (i >= 1: the moments T of the guard) and w lse_g;
-    for the experts tau_i w and the point's log-likelihood.  The rows are
+    for the experts tau_i w.  The rows are
     contracted with the designs' product features (:mod:`moestat.fitting.moments`),
     formed once per fit, and everything else is small dense algebra.
     """
@@ -419,9 +419,10 @@ def _moment_sweep(data: Data, ctl: EMControl, fixed: MoEParams, cfg: EMConfig):
         ok = newton.no_decrease(cfg.gate.objective_from_moments(params.gate, t_prev, lse_sum), q_prev, ctl.ls_eps)
         gate = (cfg.gate.direction_from_moments(params.gate, lin[:r], gram[:r], ctl, fixed.gate),
                 cfg.gate.objective_from_moments(params.gate, T, lse_sum))
-        M = moments.contract(jnp.concatenate([tw, (ll_n * data.w)[None]]), Fe)
-        expert = cfg.expert.m_step_from_moments(params.expert, M[:k], total, ctl, fixed.expert)
-        return M[k, 0], T, ok, gate, expert
+        expert = cfg.expert.m_step_from_moments(params.expert, moments.contract(tw, Fe), total, ctl, fixed.expert)
+        # the log-likelihood as its own dot (not a row of the contraction): the same rounding as loglik(), so
+        # that EM's stopping test and trace at tol = 0 are not noisier than the plain E-step's
+        return jnp.dot(ll_n, data.w), T, ok, gate, expert
     return sweep
 
 
