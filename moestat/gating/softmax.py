@@ -115,6 +115,29 @@ class Softmax(SoftmaxCoefficients, Gate):
         T_i = sum_n w_n tau_in x_n and lse_sum = sum_n w_n lse_n (:meth:`scores_and_probs`); with
         responsibilities summing to one per point the objective is sum_i coef_i . T_i - lse_sum, so the
         guard of a candidate needs only the candidate's lse_sum, not the previous responsibilities.
+
+        Parameters
+        ----------
+        params : SoftmaxParams
+            coef (k, pg).
+        T : array (k, pg)
+            The responsibilities' moments sum_n w_n tau_in x_n.
+        lse_sum : scalar
+            sum_n w_n lse_n at ``params``.
+
+        Returns
+        -------
+        scalar
+
+        Examples
+        --------
+        >>> import numpy as np, jax.numpy as jnp, moestat as ms
+        >>> Xg = jnp.asarray([[1.0, 1.0], [-1.0, 2.0]]); tau = np.array([[0.3, 0.6], [0.7, 0.4]]); w = np.ones(2)
+        >>> gate, params = ms.gating.Softmax(), ms.gating.SoftmaxParams(jnp.asarray([[0.0, 0.0], [0.5, -1.0]]))
+        >>> eta, lse, g = gate.scores_and_probs(params, Xg)
+        >>> q = gate.objective_from_moments(params, (tau * w) @ np.asarray(Xg).T, float(lse @ w))
+        >>> bool(np.isclose(q, np.sum(w * tau * np.log(np.asarray(g)))))
+        True
         """
         return jnp.sum(params.coef * T) - lse_sum
 
