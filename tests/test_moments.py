@@ -58,6 +58,28 @@ def test_gram_from_moments_equals_gram_stats():
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
+def test_softmax_gate_objective_from_the_responsibilities_moments_equals_the_direct_sum():
+    """sum_n w_n sum_i tau_in log g_i(x_n) = sum_i coef_i . T_i - sum_n w_n lse_n (the speculative guard's form)."""
+    rng = np.random.default_rng(8)
+    k, n = 3, 600
+    Xg = np.vstack([np.ones(n), rng.normal(size=(2, n))])
+    coef = rng.normal(size=(k, 3))
+    coef[0] = [0.3, -0.2, 0.1]                      # a reference row off zero: T_0 counts too
+    tau = rng.dirichlet(np.ones(k), size=n).T
+    w = rng.uniform(0, 2, n)
+    w[:50] = 0.0
+    eta = coef @ Xg
+    log_g = eta - np.log(np.exp(eta).sum(0))         # NumPy transcription of the definition
+    ref = float(np.sum(w * (tau * log_g).sum(0)))
+    gate = ms.gating.Softmax()
+    params = ms.gating.SoftmaxParams(jnp.asarray(coef))
+    e, lse, g = gate.scores_and_probs(params, jnp.asarray(Xg))
+    np.testing.assert_allclose(np.asarray(e) - np.asarray(lse)[None], log_g, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(g, np.exp(log_g), rtol=1e-13)
+    got = gate.objective_from_moments(params, jnp.asarray((tau * w) @ Xg.T), jnp.dot(lse, jnp.asarray(w)))
+    assert abs(float(got) - ref) <= 1e-12 * abs(ref)
+
+
 def test_worthwhile_bounds_columns_and_memory():
     assert moments.worthwhile(3, 10 ** 6)
     assert not moments.worthwhile(moments.MAX_COLUMNS + 1, 1000)
@@ -66,12 +88,12 @@ def test_worthwhile_bounds_columns_and_memory():
 
 @pytest.mark.slow
 def test_wide_designs_use_the_direct_sweep_and_reach_the_same_fit(monkeypatch):
-    """Ten covariates exceed MAX_COLUMNS: the direct statistics serve, and the fit equals the guarded EM's."""
+    """Covariates beyond MAX_COLUMNS: the direct statistics serve, and the fit equals the guarded EM's."""
     rng = np.random.default_rng(5)
-    n = 1500
-    x = rng.normal(size=(n, 10))
+    n, d = 1500, moments.MAX_COLUMNS
+    x = rng.normal(size=(n, d))
     z = (x[:, 0] > 0).astype(int)
-    y = np.where(z == 1, 1 + x @ np.linspace(-1, 1, 10), -1 - x[:, 0]) + 0.3 * rng.normal(size=n)
+    y = np.where(z == 1, 1 + x @ np.linspace(-1, 1, d), -1 - x[:, 0]) + 0.3 * rng.normal(size=n)
     model = ms.GaussianMoE(2)
     dat = make_data(np.column_stack([np.ones(n), x]), np.column_stack([np.ones(n), x]), y, np.ones(n))
     assert not em._use_moments(dat, model.config())

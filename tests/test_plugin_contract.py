@@ -146,6 +146,8 @@ def test_the_declared_flags_match_the_overridden_hooks():
             assert gate.transforms_covariates == (cls.transform is not Gate.transform), name
         if gate.speculative:
             assert cls.direction is not Gate.direction and cls.moment_rows is not Gate.moment_rows, name
+            assert cls.scores_and_probs is not Gate.scores_and_probs, name
+            assert cls.objective_from_moments is not Gate.objective_from_moments, name
     for name in ms.experts.available():
         if name == "stacked":
             continue

@@ -278,10 +278,10 @@ def fit_one(params0: MoEParams, data: Data, ctl: EMControl, fixed: MoEParams, ke
 
 class _SpecState(NamedTuple):
     base: _State        # the EM state; base.params holds the candidate while one is pending
-    tau_prev: Any       # (k, N) responsibilities the pending gate candidate must not lose against
+    t_prev: Any         # (k, pg) moments sum_n w_n tau_in x_n of the responsibilities the candidate must not lose against
     gate_from: Any      # the gate the candidate moved from (verified)
     direction: Any      # the candidate's Newton direction (gate params PyTree)
-    q_prev: Any         # the gate objective at gate_from under tau_prev
+    q_prev: Any         # the gate objective at gate_from under those responsibilities
     halvings: Any       # halvings of the direction so far
     pending: Any        # a candidate awaits its check
 
@@ -299,7 +299,9 @@ def _fit_one_speculative(params0: MoEParams, data: Data, ctl: EMControl, fixed: 
     sum_n w_n sum_i tau_in log g_i at the candidate must not fall) would cost a
     pass over the data.  Here the candidate is accepted provisionally; the next
     E-step computes log g at the candidate anyway, and the objective under the
-    previous responsibilities is one more reduction in that pass.  If it fell,
+    previous responsibilities tau' is linear in their moments T'_i = sum_n w_n tau'_in x_n
+    (:meth:`moestat.gating.softmax.Softmax.objective_from_moments`), so the check
+    needs only sum_n w_n log sum_i exp(eta_in) at the candidate, one more sum in that pass.  If it fell,
     the iteration is undone: the direction is halved and the E-step repeated
     (after ``max_halvings`` halvings the gate stays where it was), exactly the
     line search of :func:`moestat.fitting.newton.guarded_step`.  Only verified
@@ -321,13 +323,13 @@ def _fit_one_speculative(params0: MoEParams, data: Data, ctl: EMControl, fixed: 
         b = s.base
         # the M-step is computed before the branch (wasted on the rare rejected iterations): data-sized arrays
         # used inside a lax.cond branch are copied on XLA:CPU (+13 ns/point measured at n = 1e5)
-        ll, tau, checked, (d, q0), e = sweep(b.params, s.tau_prev, s.q_prev)
+        ll, T, checked, (d, q0), e = sweep(b.params, s.t_prev, s.q_prev)
         ok = jnp.logical_or(jnp.logical_not(s.pending), checked)
 
         def accept(s):
             g = tmap(lambda a, c: a + c, b.params.gate, d)
             base = _advance(b, ll, ll, MoEParams(gate=g, expert=e), ctl, cfg)
-            return _SpecState(base, tau, b.params.gate, d, q0, jnp.asarray(0), jnp.logical_not(base.done))
+            return _SpecState(base, T, b.params.gate, d, q0, jnp.asarray(0), jnp.logical_not(base.done))
 
         def reject(s):
             j = s.halvings + 1
@@ -337,19 +339,19 @@ def _fit_one_speculative(params0: MoEParams, data: Data, ctl: EMControl, fixed: 
             base = b._replace(params=b.params._replace(gate=g))
             return s._replace(base=base, halvings=j, pending=jnp.logical_not(give_up))
 
-        # both outcomes, then a select: a lax.cond would copy the data-sized responsibilities on XLA:CPU
+        # both outcomes, then a select (what a vmap makes of a lax.cond; the compiled loop is measured this way)
         return _select(ok, accept(s), reject(s))
 
     zero_gate = tmap(jnp.zeros_like, params0.gate)
     init = _SpecState(
         _initial_state(params0, key, f, cfg),
-        jnp.zeros((cfg.k, data.w.shape[0]), f), params0.gate, zero_gate, jnp.asarray(0.0, f), jnp.asarray(0),
+        jnp.zeros((cfg.k, data.Xg.shape[0]), f), params0.gate, zero_gate, jnp.asarray(0.0, f), jnp.asarray(0),
         jnp.asarray(False))
     s = lax.while_loop(cond, body, init)
     # stopped by max_iter with a candidate still unchecked: check it once (else keep the gate it came from)
     # (a cond, not a select: the check and the log-likelihood are each a pass over the data, which a
     # converged run -- no candidate pending, its log-likelihood the last one traced -- does not need)
-    bad = lax.cond(s.pending, lambda: jnp.logical_not(sweep(s.base.params, s.tau_prev, s.q_prev)[2]),
+    bad = lax.cond(s.pending, lambda: jnp.logical_not(sweep(s.base.params, s.t_prev, s.q_prev)[2]),
                    lambda: jnp.asarray(False))
     params = s.base.params._replace(gate=_select(bad, s.gate_from, s.base.params.gate))
     return FitResult(params=params, loglik=_final_loglik(s.base, params, data, cfg), n_iter=s.base.it,
@@ -365,17 +367,20 @@ def _final_loglik(s: _State, params: MoEParams, data: Data, cfg: EMConfig):
 def _direct_sweep(data: Data, ctl: EMControl, fixed: MoEParams, cfg: EMConfig):
     """The speculative loop's iteration for any expert: E-step, guard test and M-step on the whole arrays.
 
-    Returns ``sweep(params, tau_prev, q_prev) -> (ll, tau, passes_guard, (gate direction, gate objective),
-    expert params)``: the guard tests the gate at ``params`` under the previous responsibilities against
-    ``q_prev``; the gate direction and the experts' update are the M-step from ``params``.
+    Returns ``sweep(params, t_prev, q_prev) -> (ll, T, passes_guard, (gate direction, gate objective),
+    expert params)``: the guard tests the gate at ``params`` under the previous responsibilities (their
+    moments ``t_prev``, see :meth:`moestat.gating.softmax.Softmax.objective_from_moments`) against
+    ``q_prev``; T are the moments of this E-step's responsibilities; the gate direction and the experts'
+    update are the M-step from ``params``.
     """
-    def sweep(params, tau_prev, q_prev):
-        lg = cfg.gate.e_step_terms(params.gate, data.Xg)
-        ll, tau, _, _, _ = _e_step_from(lg, params, data, cfg)
-        ok = newton.no_decrease(jnp.dot(ksum(tau_prev * lg), data.w), q_prev, ctl.ls_eps)
-        gate = cfg.gate.direction(params.gate, tau, data.Xg, data.w, ctl, fixed.gate, lg)
+    def sweep(params, t_prev, q_prev):
+        eta, lse_g, _ = cfg.gate.scores_and_probs(params.gate, data.Xg)
+        ll, tau, _, _, _ = _e_step_from(eta - lse_g[None], params, data, cfg)
+        ok = newton.no_decrease(cfg.gate.objective_from_moments(params.gate, t_prev, jnp.dot(lse_g, data.w)), q_prev,
+                                ctl.ls_eps)
+        gate = cfg.gate.direction(params.gate, tau, data.Xg, data.w, ctl, fixed.gate, eta - lse_g[None])
         expert = cfg.expert.m_step(params.expert, tau, data.X, data.y, data.w, ctl, cfg.max_halvings, fixed.expert)
-        return ll, tau, ok, gate, expert
+        return ll, (tau * data.w) @ data.Xg.T, ok, gate, expert
     return sweep
 
 
@@ -389,29 +394,46 @@ def _use_moments(data: Data, cfg: EMConfig) -> bool:
 def _moment_sweep(data: Data, ctl: EMControl, fixed: MoEParams, cfg: EMConfig):
     """:func:`_direct_sweep` for moment experts: every statistic from one contraction per design.
 
-    The E-step keeps the gate probabilities from its log-sum-exp; the softmax
-    Newton rows, the gate objective at the iterate and under the previous
-    responsibilities, and the experts' rows tau_i w are contracted with the
-    designs' product features (:mod:`moestat.fitting.moments`), formed once per fit.
+    One pass over the data computes the gate's scores eta, their log-sum-exp
+    lse_g and probabilities (k exponentials, one log), the joint log densities
+    eta_i + log f_i (log g_i + log f_i up to the per-point constant lse_g, which
+    the responsibilities do not see), their log-sum-exp (k exponentials, one
+    log) and the responsibilities, and writes the weight rows: for the gate the
+    softmax Newton rows, w tau_i (i >= 1: the moments T of the guard) and w lse_g;
+    for the experts tau_i w.  The rows are
+    contracted with the designs' product features (:mod:`moestat.fitting.moments`),
+    formed once per fit, and everything else is small dense algebra.
     """
     Fg = moments.features(data.Xg)
     Fe = moments.features(jnp.concatenate([data.X, data.y[None]]))
     total = jnp.sum(data.w)
+    xw = data.Xg @ data.w           # sum_n w_n x_n: T_0 = xw - sum_{i >= 1} T_i
     pg = data.Xg.shape[0]
+    k = cfg.k
 
-    def sweep(params, tau_prev, q_prev):
-        lg, probs = cfg.gate.log_weights_and_probs(params.gate, data.Xg)
-        ll, tau, _, _, _ = _e_step_from(lg, params, data, cfg)
-        # the Newton rows, then the gate objective at the iterate under tau and under the previous tau
-        rows = jnp.concatenate([cfg.gate.moment_rows(probs, tau, data.w),
-                                jnp.stack([ksum(tau * lg), ksum(tau_prev * lg)]) * data.w])
+    def sweep(params, t_prev, q_prev):
+        eta, lse_g, probs = cfg.gate.scores_and_probs(params.gate, data.Xg)
+        lj = eta + cfg.expert.log_density(params.expert, data.X, data.y)
+        m = kmax(lj)
+        live = jnp.logical_and(data.w > 0, jnp.isfinite(m))
+        m = jnp.where(jnp.isfinite(m), m, 0.0)      # as in _posterior
+        e = jnp.exp(lj - m[None])
+        s = ksum(e)
+        ll_n = jnp.where(live, m + log_positive(s) - lse_g, 0.0)
+        tau = jnp.where(live[None], e / s[None], 1.0 / k)
+        tw = tau * data.w
+        rows = jnp.concatenate([cfg.gate.moment_rows(probs, tau, data.w), tw[1:], (lse_g * data.w)[None]])
         tot, lin, gram = moments.split(moments.contract(rows, Fg), pg)
-        r = rows.shape[0] - 2
-        ok = newton.no_decrease(tot[r + 1], q_prev, ctl.ls_eps)
-        gate = cfg.gate.direction_from_moments(params.gate, lin[:r], gram[:r], ctl, fixed.gate), tot[r]
-        expert = cfg.expert.m_step_from_moments(params.expert, moments.contract(tau * data.w, Fe), total, ctl,
-                                                fixed.expert)
-        return ll, tau, ok, gate, expert
+        r = rows.shape[0] - k
+        T = jnp.concatenate([(xw - jnp.sum(lin[r:r + k - 1], axis=0))[None], lin[r:r + k - 1]])
+        lse_sum = tot[-1]
+        ok = newton.no_decrease(cfg.gate.objective_from_moments(params.gate, t_prev, lse_sum), q_prev, ctl.ls_eps)
+        gate = (cfg.gate.direction_from_moments(params.gate, lin[:r], gram[:r], ctl, fixed.gate),
+                cfg.gate.objective_from_moments(params.gate, T, lse_sum))
+        expert = cfg.expert.m_step_from_moments(params.expert, moments.contract(tw, Fe), total, ctl, fixed.expert)
+        # the log-likelihood as its own dot (not a row of the contraction): the same rounding as loglik(), so
+        # that EM's stopping test and trace at tol = 0 are not noisier than the plain E-step's
+        return jnp.dot(ll_n, data.w), T, ok, gate, expert
     return sweep
 
 

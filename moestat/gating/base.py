@@ -64,7 +64,8 @@ class Gate(abc.ABC):
     hold_in_starts: ClassVar[bool] = False
     #: True when EM may take the gate M-step as ONE unguarded Newton step whose guard is checked in the next
     #: E-step's pass (:func:`moestat.fitting.em.fit_one`): the E-step computes the gate at the candidate anyway.
-    #: A gate that sets it provides :meth:`direction`, :meth:`moment_rows` and :meth:`direction_from_moments`.
+    #: A gate that sets it provides :meth:`direction`, :meth:`moment_rows`, :meth:`direction_from_moments`,
+    #: :meth:`scores_and_probs` and :meth:`objective_from_moments`.
     speculative: ClassVar[bool] = False
     #: True when :meth:`observed_step` moves the gate (top-K's re-routing).  Such moves are judged on the
     #: ungrouped observed log-likelihood, so fits with ``groups`` refuse these gates.
@@ -205,6 +206,23 @@ class Gate(abc.ABC):
         """
         raise TypeError("the %r gate is not speculative: it has no moment form of its Newton statistics"
                         % self.name)
+
+    def scores_and_probs(self, params, Xg):
+        """(eta (k, N), lse (N,), g (k, N)): scores, their log normaliser and the gate weights, log g = eta - lse.
+
+        Used only when :attr:`speculative` is True: the guard of the speculative
+        Newton step needs sum_n w_n lse_n at the candidate (:meth:`objective_from_moments`).
+        """
+        raise TypeError("the %r gate is not speculative: it has no score / normaliser split" % self.name)
+
+    def objective_from_moments(self, params, T, lse_sum):
+        """The gate objective sum_n w_n sum_i tau_in log g_i(x_n) from T_i = sum_n w_n tau_in x_n (k, pg)
+        and lse_sum = sum_n w_n lse_n of :meth:`scores_and_probs` (responsibilities summing to one).
+
+        Used only when :attr:`speculative` is True.
+        """
+        raise TypeError("the %r gate is not speculative: its objective is not linear in the responsibilities' "
+                        "moments" % self.name)
 
     def may_stop(self, params):
         """Whether EM may stop at ``params`` (default: always).

@@ -97,9 +97,49 @@ class Softmax(SoftmaxCoefficients, Gate):
 
     def log_weights_and_probs(self, params, Xg):
         """(log g, g), both (k, N), from one set of k exponentials (the E-step keeps g for the Newton rows)."""
+        eta, lse, g = self.scores_and_probs(params, Xg)
+        return eta - lse[None], g
+
+    def scores_and_probs(self, params, Xg):
+        """(eta (k, N), lse (N,), g (k, N)): the scores coef @ Xg, their log-sum-exp and g = softmax(eta).
+
+        log g = eta - lse; one set of k exponentials and one log per point.
+        """
         eta = params.coef @ Xg
         m, e, s = kshifted_exp(eta)
-        return eta - (m + log_positive(s))[None], e / s[None]
+        return eta, m + log_positive(s), e / s[None]
+
+    def objective_from_moments(self, params, T, lse_sum):
+        """The gate objective sum_n w_n sum_i tau_in log g_i(x_n) from T (k, pg) and lse_sum.
+
+        T_i = sum_n w_n tau_in x_n and lse_sum = sum_n w_n lse_n (:meth:`scores_and_probs`); with
+        responsibilities summing to one per point the objective is sum_i coef_i . T_i - lse_sum, so the
+        guard of a candidate needs only the candidate's lse_sum, not the previous responsibilities.
+
+        Parameters
+        ----------
+        params : SoftmaxParams
+            coef (k, pg).
+        T : array (k, pg)
+            The responsibilities' moments sum_n w_n tau_in x_n.
+        lse_sum : scalar
+            sum_n w_n lse_n at ``params``.
+
+        Returns
+        -------
+        scalar
+
+        Examples
+        --------
+        >>> import numpy as np, jax.numpy as jnp, moestat as ms
+        >>> Xg = jnp.asarray([[1.0, 1.0], [-1.0, 2.0]]); tau = np.array([[0.3, 0.6], [0.7, 0.4]]); w = np.ones(2)
+        >>> gate, params = ms.gating.Softmax(), ms.gating.SoftmaxParams(jnp.asarray([[0.0, 0.0], [0.5, -1.0]]))
+        >>> eta, lse, g = gate.scores_and_probs(params, Xg)
+        >>> q = gate.objective_from_moments(params, (tau * w) @ np.asarray(Xg).T, float(lse @ w))
+        >>> bool(np.isclose(q, np.sum(w * tau * np.log(np.asarray(g)))))
+        True
+        """
+        return jnp.sum(params.coef * T) - lse_sum
 
     def moment_rows(self, probs, tau, w):
         """Per-point weight rows whose moments against the gate design give the Newton statistics."""
