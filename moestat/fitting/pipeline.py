@@ -16,7 +16,9 @@ chosen exactly as a fit of the same data.
    neutral parameters).  Multinomial experts screen many candidate
    partitions by short EM runs first (:func:`screened_starts`).
 3. **EM from every start** and each start's effective number of points per
-   expert, in one compiled program (:func:`run`).
+   expert, in one compiled program (:func:`run`).  An estimator's default
+   fit runs this to a loose tolerance and continues only the best distinct
+   starts to the full one (:func:`moestat.fitting.screen.estimate_screened`).
 4. **Choice** (:func:`degenerate_starts`, :func:`choose`): the highest
    log-likelihood among finite, non-degenerate fits (an expert with few
    effective points and a tiny variance is a spurious maximum).

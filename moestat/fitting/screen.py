@@ -11,6 +11,11 @@ features.  Every candidate gets M-steps on its partition and a short EM run
 log-likelihood are returned as starting values for the full EM.  Candidates
 run in batches of ``n_init`` through the same compiled programs as ordinary
 restarts, so screening adds no compilation.
+
+Every estimator's default fit screens its own starts the same way
+(:func:`estimate_screened`, the emEM strategy of Biernacki, Celeux & Govaert
+2003): a short EM run from every start, then full EM from the best few
+distinct ones only.
 """
 from __future__ import annotations
 
