@@ -40,7 +40,7 @@ from moestat.fitting import screen  # noqa: E402
 from _bench_common import RESULTS, simulate_moe  # noqa: E402
 
 #: (finalists, screening tolerance); (None, None) is every start run to tol
-VARIANTS = [(None, None), (1, 1e-4), (2, 1e-4), (3, 1e-4), (1, 1e-3), (1, 1e-5), (2, 1e-5)]
+VARIANTS = [(None, None), (1, 1e-6), (2, 1e-6), (3, 1e-6), (1, 1e-5), (2, 1e-5), (2, 1e-4)]
 
 
 def datasets(args):
@@ -96,7 +96,7 @@ def main(argv=None):
     ap.add_argument("--n", type=int, nargs="+", default=[500, 2000])
     ap.add_argument("--K", type=int, nargs="+", default=[2, 3, 4])
     ap.add_argument("--d", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--variants", nargs="+", default=None,
                     help="FINALISTS:SCREEN_TOL pairs, e.g. 2:1e-6 (default: %s)" % " ".join(
                         "%s:%s" % v for v in VARIANTS[1:]))
