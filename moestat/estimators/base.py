@@ -154,7 +154,7 @@ class MoEModel:
             (more continue while none of them is non-degenerate).
             ``res.restarts`` lists every start: ``finalist`` marks the continued
             ones, the others keep their short run.  ``None`` runs every start to
-            ``tol`` (each start's own full EM run, at several times the cost).
+            ``tol`` (a full EM run from every start).
             ``max_iter`` bounds the short run and the continued run separately.
         """
         n_init = check_int(n_init, "n_init", 1)
