@@ -2,7 +2,7 @@
 
 For each data set the default fit (10 starts, seed 0) runs with ``finalists=None`` (every start's EM to
 ``tol = 1e-8``) and with the short-EM strategy for several numbers of finalists and screening tolerances
-(``moestat.fitting.screen.SCREEN_TOL``); each fit records its final log-likelihood, the EM iterations of all
+(``moestat.fitting.shortem.SCREEN_TOL``); each fit records its final log-likelihood, the EM iterations of all
 its starts together, its CPU time (one thread, same process, after a warm-up fit of the same shapes) and
 whether it raised a RestartWarning.
 
@@ -36,7 +36,7 @@ import pandas as pd
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import moestat as ms  # noqa: E402
-from moestat.fitting import screen  # noqa: E402
+from moestat.fitting import shortem  # noqa: E402
 from _bench_common import RESULTS, simulate_moe  # noqa: E402
 
 #: (finalists, screening tolerance); (None, None) is every start run to tol
@@ -79,7 +79,7 @@ def datasets(args):
 
 def fit(k, X, y, finalists, screen_tol):
     if screen_tol is not None:
-        screen.SCREEN_TOL = screen_tol
+        shortem.SCREEN_TOL = screen_tol
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         t = time.process_time()
@@ -103,7 +103,7 @@ def main(argv=None):
     ap.add_argument("--only", choices=["sim", "flat", "standard"], nargs="+", default=None)
     ap.add_argument("--out", default="screen_adequacy")
     args = ap.parse_args(argv)
-    default_tol = screen.SCREEN_TOL
+    default_tol = shortem.SCREEN_TOL
     variants = VARIANTS if args.variants is None else [(None, None)] + [
         (int(v.split(":")[0]), float(v.split(":")[1])) for v in args.variants]
     rows = []
@@ -117,7 +117,7 @@ def main(argv=None):
             r = fit(k, X, y, finalists, tol)
             rows.append({"design": design, "data": name, "n": len(y), "k": k, "finalists": finalists,
                          "screen_tol": tol, **r, "load1": os.getloadavg()[0]})
-        screen.SCREEN_TOL = default_tol
+        shortem.SCREEN_TOL = default_tol
         ref = rows[-len(variants)]["loglik"]
         print(name, k, " ".join("%s/%s: %+.2e %.2fs" % (r["finalists"], r["screen_tol"], r["loglik"] - ref, r["cpu_s"])
                                 for r in rows[-len(variants):]), flush=True)

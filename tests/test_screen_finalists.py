@@ -1,4 +1,4 @@
-"""Short EM before full EM (``fit(finalists=...)``, :func:`moestat.fitting.screen.estimate_screened`)."""
+"""Short EM before full EM (``fit(finalists=...)``, :func:`moestat.fitting.shortem.estimate_screened`)."""
 import warnings
 
 import jax
@@ -8,7 +8,7 @@ from scipy.optimize import linear_sum_assignment
 
 import moestat as ms
 from moestat.data.design import make_data
-from moestat.fitting import em, pipeline, screen
+from moestat.fitting import em, pipeline, screen, shortem
 from references import numpy_em as ref
 
 
@@ -45,7 +45,7 @@ def test_screened_path_is_numpy_em_from_its_start_and_short_runs_stop_at_the_loo
     values; every other start stopped at the screening tolerance, read off its own path."""
     model, d, info, dat, base, R = _problem(sim_df)
     cfg, ctl = model.config(), model.control(info)
-    est = screen.estimate_screened(R, base, dat, ctl, em.no_fixed(base), cfg, info, finalists=1, n_live=d.n,
+    est = shortem.estimate_screened(R, base, dat, ctl, em.no_fixed(base), cfg, info, finalists=1, n_live=d.n,
                                    polish_fit=False)
     assert est.finalist.sum() == 1 and est.finalist[est.best]
     p0 = jax.tree_util.tree_map(lambda a: np.asarray(a)[est.best], est.starts)
@@ -61,7 +61,7 @@ def test_screened_path_is_numpy_em_from_its_start_and_short_runs_stop_at_the_loo
         path = np.asarray(est.runs.trace[j])
         path = path[np.isfinite(path)]
         steps = np.diff(path)
-        loose = screen.SCREEN_TOL * np.abs(path[1:])
+        loose = shortem.SCREEN_TOL * np.abs(path[1:])
         assert steps[-1] <= loose[-1] and (steps[:-1] > loose[:-1]).all()
         assert est.runs.loglik[j] <= est.fit.loglik
 

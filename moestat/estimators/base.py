@@ -14,7 +14,7 @@ import jax
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from ..fitting import em, pipeline, screen
+from ..fitting import em, pipeline, shortem
 from .._jax import backend
 from ..data.design import Design, build_design, family_design, make_data
 from ..data.validation import check_float, check_int
@@ -101,7 +101,7 @@ class MoEModel:
             Number of starts (ignored when ``init`` gives one explicit start).
             With more starts than ``finalists``, every start first runs a short
             EM (stopped at relative tolerance
-            :data:`moestat.fitting.screen.SCREEN_TOL`) and only the best
+            :data:`moestat.fitting.shortem.SCREEN_TOL`) and only the best
             distinct ones continue to ``tol`` (see ``finalists``).
         seed : int
             Seed of the starting values (and of SEM's draws).
@@ -193,10 +193,10 @@ class MoEModel:
             run_cfg = dataclasses.replace(cfg, record_gate=True) if record_gate else cfg  # results keep cfg
             if (finalists is not None and algorithm == "em" and isinstance(starts, np.ndarray)
                     and starts.shape[0] > finalists):   # responsibility starts: short EM, then the finalists
-                est = screen.estimate_screened(starts, base, dat, ctl, fixed_mask, cfg, info, finalists=finalists,
-                                               n_live=design.n, screen_tol=screen.SCREEN_TOL, seed=seed,
-                                               prefer_nondegenerate=prefer_nondegenerate,
-                                               polish_fit=polish, free=free, batch_size=bs, run_cfg=run_cfg)
+                est = shortem.estimate_screened(starts, base, dat, ctl, fixed_mask, cfg, info, finalists=finalists,
+                                                n_live=design.n, screen_tol=shortem.SCREEN_TOL, seed=seed,
+                                                prefer_nondegenerate=prefer_nondegenerate,
+                                                polish_fit=polish, free=free, batch_size=bs, run_cfg=run_cfg)
             else:
                 est = pipeline.estimate(starts, dat, ctl, fixed_mask, cfg, info, seed=seed, base=base,
                                         prefer_nondegenerate=prefer_nondegenerate, polish_fit=polish, free=free,

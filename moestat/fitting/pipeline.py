@@ -18,7 +18,7 @@ chosen exactly as a fit of the same data.
 3. **EM from every start** and each start's effective number of points per
    expert, in one compiled program (:func:`run`).  An estimator's default
    fit runs this to a loose tolerance and continues only the best distinct
-   starts to the full one (:func:`moestat.fitting.screen.estimate_screened`).
+   starts to the full one (:func:`moestat.fitting.shortem.estimate_screened`).
 4. **Choice** (:func:`degenerate_starts`, :func:`choose`): the highest
    log-likelihood among finite, non-degenerate fits (an expert with few
    effective points and a tiny variance is a spurious maximum).
@@ -407,7 +407,7 @@ class Estimate:
     n_polish : Newton steps of the polish (0 when skipped)
     starts : the starting parameters (leading axis S)
     finalist : (S,) booleans, starts run to the full tolerance (None: every start;
-        :func:`moestat.fitting.screen.estimate_screened` continues only a few)
+        :func:`moestat.fitting.shortem.estimate_screened` continues only a few)
     basin : (S,) for each start, the continued start whose screened partition it repeats (None: itself)
     """
 
