@@ -79,6 +79,7 @@ def flexmix_available() -> str:
 
 def measure(side: str, cmd: list, args) -> dict:
     """Run one side's process; its measured and reported numbers prefixed with the side's name."""
+    load_before = os.getloadavg()[0]
     m = run_measured(cmd, env=benchmark_env(), cpu_limit_s=args.timeout, timeout_s=args.wall_timeout)
     rep = last_json(m["stdout"]) or {}
     if m["timed_out"]:
@@ -88,7 +89,8 @@ def measure(side: str, cmd: list, args) -> dict:
     else:
         status = "ok"
     row = {"status": status, "wall_s": round(m["wall_s"], 3), "cpu_s": round(m["cpu_s"], 3),
-           "max_rss_mib": round(m["max_rss_mib"], 1)}
+           "max_rss_mib": round(m["max_rss_mib"], 1),
+           "load1": "%.2f-%.2f" % (load_before, os.getloadavg()[0])}   # 1-minute load average before-after
     for key in ("import_s", "load_s", "data_s", "fit_s", "n_iter", "loglik", "converged", "k_final"):
         if key in rep:
             row[key] = round(rep[key], 3) if key.endswith("_s") else rep[key]

@@ -14,7 +14,7 @@ import jax
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from ..fitting import em, pipeline
+from ..fitting import em, pipeline, shortem
 from .._jax import backend
 from ..data.design import Design, build_design, family_design, make_data
 from ..data.validation import check_float, check_int
@@ -83,7 +83,8 @@ class MoEModel:
     def fit(self, X, y=None, gate_X=None, weights=None, *, data=None, n_init: int = 10, seed: int = 0,
             init: Any = None, tol: float = 1e-8, max_iter: int = 2000, algorithm: str = "em",
             fixed: dict | None = None, prefer_nondegenerate: bool = True, polish: bool = True,
-            batch_size: int | None = None, groups: Any = None, record_gate: bool = False):
+            batch_size: int | None = None, groups: Any = None, record_gate: bool = False,
+            finalists: int | None = 2):
         """Fit by EM from ``n_init`` starts; the best log-likelihood among non-degenerate fits wins.
 
         Parameters
@@ -98,6 +99,10 @@ class MoEModel:
         data : DataFrame, needed with formulas
         n_init : int
             Number of starts (ignored when ``init`` gives one explicit start).
+            With more starts than ``finalists``, every start first runs a short
+            EM (stopped at relative tolerance
+            :data:`moestat.fitting.shortem.SCREEN_TOL`) and only the best
+            distinct ones continue to ``tol`` (see ``finalists``).
         seed : int
             Seed of the starting values (and of SEM's draws).
         init : None, "kmeans", "random", "random_centers", labels (n,), responsibilities (n, k),
@@ -140,11 +145,24 @@ class MoEModel:
             ``res.routing_report()`` adds router saturation and change rate per
             iteration (:mod:`moestat.routing`).  The routing sets are computed
             afterwards on the data, not inside the loop.
+        finalists : int or None
+            Short EM before full EM (emEM; EM only): every start runs until the
+            log-likelihood rises by less than ``SCREEN_TOL * |loglik|`` per
+            iteration; the ``finalists`` best screened fits whose MAP
+            partitions differ (agree on < 99 % of the points), non-degenerate
+            ones first, continue to ``tol``, and the best of them is reported
+            (more continue while none of them is non-degenerate).
+            ``res.restarts`` lists every start: ``finalist`` marks the continued
+            ones, the others keep their short run.  ``None`` runs every start to
+            ``tol`` (a full EM run from every start).
+            ``max_iter`` bounds the short run and the continued run separately.
         """
         n_init = check_int(n_init, "n_init", 1)
         seed = check_int(seed, "seed", 0)
         max_iter = check_int(max_iter, "max_iter", 1)
         tol = check_float(tol, "tol")
+        if finalists is not None:
+            finalists = check_int(finalists, "finalists", 1)
         if algorithm not in em.ALGORITHMS:
             raise ValueError("algorithm must be one of %s, got %r" % (", ".join(map(repr, em.ALGORITHMS)), algorithm))
         design = self.design(X, y, gate_X, weights, data)
@@ -173,9 +191,16 @@ class MoEModel:
         with threadpool_limits(1):
             starts = self._starts(init, design, dat, base, ctl, fixed_mask, cfg, n_init, seed, bs)
             run_cfg = dataclasses.replace(cfg, record_gate=True) if record_gate else cfg  # results keep cfg
-            est = pipeline.estimate(starts, dat, ctl, fixed_mask, cfg, info, seed=seed, base=base,
-                                    prefer_nondegenerate=prefer_nondegenerate, polish_fit=polish, free=free,
-                                    batch_size=bs, run_cfg=run_cfg)
+            if (finalists is not None and algorithm == "em" and isinstance(starts, np.ndarray)
+                    and starts.shape[0] > finalists):   # responsibility starts: short EM, then the finalists
+                est = shortem.estimate_screened(starts, base, dat, ctl, fixed_mask, cfg, info, finalists=finalists,
+                                                n_live=design.n, screen_tol=shortem.SCREEN_TOL, seed=seed,
+                                                prefer_nondegenerate=prefer_nondegenerate,
+                                                polish_fit=polish, free=free, batch_size=bs, run_cfg=run_cfg)
+            else:
+                est = pipeline.estimate(starts, dat, ctl, fixed_mask, cfg, info, seed=seed, base=base,
+                                        prefer_nondegenerate=prefer_nondegenerate, polish_fit=polish, free=free,
+                                        batch_size=bs, run_cfg=run_cfg)
         res = self._results_class()(model=self, design=design, data=dat, cfg=cfg, ctl=ctl, info=info,
                          fit=est.fit, restarts=self._restart_table(est), best=est.best, n_polish=est.n_polish,
                          fixed=fixed_mask, seed=seed, all_params=est.runs.params)
@@ -246,9 +271,14 @@ class MoEModel:
 
     @staticmethod
     def _restart_table(est):
-        """One row per start: log-likelihood, convergence, iterations, degeneracy, smallest expert weight."""
+        """One row per start: log-likelihood, convergence, iterations, degeneracy, smallest expert weight,
+        whether it ran to the full tolerance (``finalist``) and the start whose full run stands for it (``basin``)."""
         import pandas as pd
         runs = est.runs
+        S = est.degenerate.size
+        finalist = np.ones(S, dtype=bool) if est.finalist is None else est.finalist
+        basin = np.arange(S) if est.basin is None else est.basin
         return pd.DataFrame([{"start": r, "loglik": float(runs.loglik[r]), "converged": bool(runs.converged[r]),
                               "n_iter": int(runs.n_iter[r]), "degenerate": bool(est.degenerate[r]),
-                              "min_expert_weight": float(est.n_eff[r].min())} for r in range(est.degenerate.size)])
+                              "min_expert_weight": float(est.n_eff[r].min()), "finalist": bool(finalist[r]),
+                              "basin": int(basin[r])} for r in range(S)])

@@ -16,7 +16,9 @@ chosen exactly as a fit of the same data.
    neutral parameters).  Multinomial experts screen many candidate
    partitions by short EM runs first (:func:`screened_starts`).
 3. **EM from every start** and each start's effective number of points per
-   expert, in one compiled program (:func:`run`).
+   expert, in one compiled program (:func:`run`).  An estimator's default
+   fit runs this to a loose tolerance and continues only the best distinct
+   starts to the full one (:func:`moestat.fitting.shortem.estimate_screened`).
 4. **Choice** (:func:`degenerate_starts`, :func:`choose`): the highest
    log-likelihood among finite, non-degenerate fits (an expert with few
    effective points and a tiny variance is a spurious maximum).
@@ -404,6 +406,9 @@ class Estimate:
     best : index of the chosen start
     n_polish : Newton steps of the polish (0 when skipped)
     starts : the starting parameters (leading axis S)
+    finalist : (S,) booleans, starts run to the full tolerance (None: every start;
+        :func:`moestat.fitting.shortem.estimate_screened` continues only a few)
+    basin : (S,) for each start, the continued start whose screened partition it repeats (None: itself)
     """
 
     fit: Any
@@ -413,6 +418,8 @@ class Estimate:
     best: int
     n_polish: int
     starts: Any
+    finalist: Any = None
+    basin: Any = None
 
 
 def estimate(starts, data, ctl, fixed, cfg: em.EMConfig, info, *, seed: int = 0, base=None,
@@ -460,13 +467,16 @@ def estimate(starts, data, ctl, fixed, cfg: em.EMConfig, info, *, seed: int = 0,
 
 
 def finish(fits, n_eff, data, ctl, fixed, cfg: em.EMConfig, info, *, prefer_nondegenerate: bool = True,
-           polish_fit: bool = True, free=None, starts=None) -> Estimate:
+           polish_fit: bool = True, free=None, starts=None, eligible=None) -> Estimate:
     """The choice and the polish of :func:`estimate`, given EM's fits from every start (host arrays).
 
     For callers that run EM themselves (the harness's batched replicates).
+    ``eligible`` (S,) booleans restricts the choice to some starts (e.g. those
+    run to the full tolerance).
     """
     degenerate = degenerate_starts(cfg.expert, fits.params, n_eff, info)
-    best = choose(fits.loglik, degenerate, prefer_nondegenerate)
+    ll = fits.loglik if eligible is None else np.where(eligible, np.asarray(fits.loglik, dtype=np.float64), np.nan)
+    best = choose(ll, degenerate, prefer_nondegenerate)
     fit = jax.tree_util.tree_map(lambda a: np.asarray(a)[best], fits)
     n_polish = 0
     if polish_fit and cfg.algorithm == "em" and not degenerate[best]:

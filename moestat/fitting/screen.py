@@ -11,8 +11,13 @@ features.  Every candidate gets M-steps on its partition and a short EM run
 log-likelihood are returned as starting values for the full EM.  Candidates
 run in batches of ``n_init`` through the same compiled programs as ordinary
 restarts, so screening adds no compilation.
+
+Every estimator's default fit ranks its own short EM runs with the same basin
+rule (:func:`distinct_best`, :func:`map_labels`; :mod:`moestat.fitting.shortem`).
 """
 from __future__ import annotations
+
+import itertools
 
 import jax
 import jax.numpy as jnp
@@ -55,19 +60,37 @@ def candidate_responsibilities(Fg, Fe, w, k, n_candidates, seed, expert_share: f
 
 def partition_agreement(a: np.ndarray, b: np.ndarray, k: int) -> float:
     """Share of points two labellings put together, under the best matching of their labels."""
+    table = np.bincount(a * k + b, minlength=k * k).reshape(k, k).astype(np.float64)
+    return _matched_total(table) / max(a.size, 1)
+
+
+def _matched_total(table: np.ndarray) -> float:
+    """Largest sum of entries of a square table over a one-to-one matching of its rows and columns.
+
+    Small tables are searched exhaustively (at most 8! matchings): a first fit
+    then does not import ``scipy.optimize`` (about half a second).
+    """
+    k = table.shape[0]
+    if k <= 8:
+        perms = np.array(list(itertools.permutations(range(k))))
+        return float(table[np.arange(k), perms].sum(1).max())
     from scipy.optimize import linear_sum_assignment
-    table = np.zeros((k, k))
-    np.add.at(table, (a, b), 1.0)
     r, c = linear_sum_assignment(-table)
-    return float(table[r, c].sum() / max(a.size, 1))
+    return float(table[r, c].sum())
 
 
-def distinct_best(ll: np.ndarray, labels: np.ndarray, k: int, n_keep: int, same: float = 0.99) -> np.ndarray:
+#: two fits whose MAP partitions agree on more than this share of the points are in one basin
+SAME_BASIN = 0.99
+
+
+def distinct_best(ll: np.ndarray, labels: np.ndarray, k: int, n_keep: int, same: float = SAME_BASIN,
+                  fill: bool = True) -> np.ndarray:
     """Indices of the n_keep best candidates, skipping any whose partition repeats a better one's.
 
     Two candidates whose MAP partitions agree on more than ``same`` of the
     points are taken to be in the same basin; when fewer than ``n_keep``
-    distinct basins exist, the best repeats fill the rest.
+    distinct basins exist, the best repeats fill the rest (``fill``), or
+    only the distinct candidates with a finite ``ll`` are returned.
     """
     order = np.argsort(-ll, kind="stable")
     kept: list[int] = []
@@ -78,8 +101,20 @@ def distinct_best(ll: np.ndarray, labels: np.ndarray, k: int, n_keep: int, same:
             kept.append(int(c))
         if len(kept) == n_keep:
             break
+    if not fill:
+        return np.array(kept, dtype=int)
     rest = [int(c) for c in order if int(c) not in kept]
     return np.array((kept + rest)[:n_keep])
+
+
+def map_labels(params, dat, cfg, n_live: int) -> np.ndarray:
+    """MAP expert of each of the first ``n_live`` points under each fit of a stack (S, n_live)."""
+    S = jax.tree_util.tree_leaves(params)[0].shape[0]
+    out = []
+    for r in range(S):
+        _, tau, _ = em.evaluate(jax.tree_util.tree_map(lambda a: a[r], params), dat, cfg)
+        out.append(np.asarray(tau)[:, :n_live].argmax(0))
+    return np.stack(out)
 
 
 def screened_starts(R, base, dat, ctl, fixed, cfg, n_keep: int, seed: int, screen_tol: float = 1e-4,
@@ -101,11 +136,9 @@ def screened_starts(R, base, dat, ctl, fixed, cfg, n_keep: int, seed: int, scree
         out = jax.device_get(em.fit_restarts(p0, dat, loose, fixed, keys, cfg, batch_size=min(batch_size, n_keep)))
         params.append(out.params)
         lls.append(np.asarray(out.loglik))
-        for r in range(n_keep):
-            _, tau, _ = em.evaluate(jax.tree_util.tree_map(lambda a: a[r], out.params), dat, cfg)
-            labels.append(np.asarray(tau)[:, :n_live].argmax(0))
+        labels.append(map_labels(out.params, dat, cfg, n_live))
     ll = np.concatenate(lls)
     ll = np.where(np.isfinite(ll), ll, -np.inf)
-    best = distinct_best(ll, np.stack(labels), cfg.k, n_keep)
+    best = distinct_best(ll, np.concatenate(labels), cfg.k, n_keep)
     stacked = jax.tree_util.tree_map(lambda *a: np.concatenate(a, axis=0)[best], *params)
     return jax.tree_util.tree_map(to_device, stacked), ll

@@ -43,7 +43,9 @@ class MoEResults:
     loglik_trace : ndarray, shape (n_iter,)
         Log-likelihood before each M-step of the reported start.
     restarts : pandas.DataFrame
-        One row per start: start, loglik, converged, n_iter, degenerate, min_expert_weight.
+        One row per start: start, loglik, converged, n_iter, degenerate, min_expert_weight, finalist
+        (run to the full tolerance; False: stopped after its short EM run) and basin (the continued
+        start whose screened partition it repeats, else itself).
     best_start : int
         Row of ``restarts`` that is reported.
     design : moestat.data.Design
@@ -1072,7 +1074,10 @@ class MoEResults:
     def n_best_starts(self) -> int:
         """Number of starts whose EM log-likelihood is within ``BEST_START_RTOL`` of the chosen start's.
 
-        Only starts of the chosen start's kind count (degenerate or not).  A
+        Only starts of the chosen start's kind count (degenerate or not); a
+        start stopped after its short EM run (``restarts["finalist"]`` False)
+        counts when its partition repeats that of a continued start that
+        reached it (``restarts["basin"]``).  A
         value of 1 among several starts means the reported maximum was found
         once: more starts (``n_init``) may find a higher one -- the check a
         flexmix or mclust user makes by hand.
@@ -1090,6 +1095,8 @@ class MoEResults:
         """
         r = self.restarts
         ll = r["loglik"].to_numpy(dtype=float)
+        if "basin" in r:   # a start stopped after its short EM run counts as the continued start it repeats
+            ll = ll[r["basin"].to_numpy(dtype=int)]
         best = ll[self.best_start]
         kind = r["degenerate"].to_numpy() == bool(r.loc[self.best_start, "degenerate"])
         near = np.isfinite(ll) & (ll >= best - self.BEST_START_RTOL * max(1.0, abs(best))) & kind
@@ -1108,7 +1115,8 @@ class MoEResults:
         from ..exceptions import MoEWarning
         r = self.restarts
         tol = 1e-6 * max(1.0, abs(self.loglik))
-        close = r[(np.abs(r["loglik"] - self.loglik) <= tol) & (r["start"] != self.best_start) & ~r["degenerate"]]
+        close = r[(np.abs(r["loglik"] - self.loglik) <= tol) & (r["start"] != self.best_start) & ~r["degenerate"]
+                  & r.get("finalist", True)]   # short EM runs stop before the maximum
         if not len(close) or self._all_params is None:
             return
         mine = np.sort(self.predict(kind="experts"), axis=1)
