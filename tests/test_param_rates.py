@@ -201,3 +201,11 @@ def test_collect_falls_back_to_a_kept_file_without_ci(tmp_path, monkeypatch):
     df = collect.collect([str(tmp_path / "other" / "demystifying-k3-mle")], params_only=True)
     assert not os.path.exists(os.path.join(collect.HERE, "slopes-demystifying-k3-mle.csv"))
     assert (df["quantity"] == "parameter").sum() == 6 and (df["quantity"] == "loss").sum() == 1
+
+
+@pytest.mark.parametrize("module", ["moestat.montecarlo.rates", "moestat.montecarlo.analysis"])
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
