@@ -626,8 +626,8 @@ def dump(spec):
     # keep numeric lists on one line
     text = re.sub(r"\[\s*([-0-9.e,\s]+?)\s*\]", lambda m: "[" + re.sub(r"\s+", " ", m.group(1)).strip() + "]", text)
     # and the block names of a param_rates rule
-    return re.sub(r'("blocks": )\[\s*("[^\]]*?")\s*\]', lambda m: m.group(1) + "[" + re.sub(r"\s+", " ", m.group(2)) + "]",
-                  text)
+    return re.sub(r'("blocks": )\[\s*("[^\]]*?")\s*\]',
+                  lambda m: m.group(1) + "[" + re.sub(r"\s+", " ", m.group(2)) + "]", text)
 
 
 if __name__ == "__main__":

@@ -138,7 +138,8 @@ def test_bad_param_rates_are_a_clear_error(rules, match):
 
 
 def _collect_module(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("collect_under_test", os.path.join(ROOT, "paper_figures", "collect.py"))
+    spec = importlib.util.spec_from_file_location("collect_under_test",
+                                                  os.path.join(ROOT, "paper_figures", "collect.py"))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     monkeypatch.setattr(mod, "HERE", str(tmp_path / "figs"))
@@ -207,5 +208,6 @@ def test_collect_falls_back_to_a_kept_file_without_ci(tmp_path, monkeypatch):
 def test_docstring_examples_run(module):
     import doctest
     import importlib
-    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    result = doctest.testmod(importlib.import_module(module),
+                             optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
