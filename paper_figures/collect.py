@@ -232,8 +232,9 @@ loss exponent e (theory.md §0.1), read from the spec's `param_rates` with its t
 table has no row, the section it comes from (`basis`). Mean errors at or below 1e−12 at every n (the one
 shared weight when k1* = 1; a softmax cell mass matched exactly by the loss's optimal translation) have no
 slope. Rows without a CI come from runs whose folders are gone (only their `param_slopes.csv` was kept).
-This section lists the full-grid rows with a prediction and a slope; all rows (quick grids too) are in
-`slopes.csv`."""
+This section lists the full-grid rows with a prediction and a slope fitted on at least half of the run's
+sample sizes (an error that is 0 at most sizes — a cell mass the translation absorbs — has no meaningful
+slope); all rows (quick grids too) are in `slopes.csv`."""
 
 
 def _cell(r) -> str:
@@ -249,6 +250,8 @@ def render_params(df: pd.DataFrame) -> str:
     from moestat.montecarlo.rates import matching_rule
     rows = df[(df["quantity"] == "parameter") & df["predicted"].notna() & df["slope"].notna()
               & (df["grid"] == "full")]
+    most = rows.groupby("command")["n_sizes"].transform("max")
+    rows = rows[2 * rows["n_sizes"] >= most]          # an error that is 0 at most sizes has no meaningful slope
     if not len(rows):
         return ""
     head = ("| experiment | grid | protocol | parameter | cell size (share) | §7 row | OLS slope [95% bootstrap CI] | "
