@@ -11,11 +11,32 @@ import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from moestat.losses import rbar  # noqa: E402
 from moestat.truths import multinomial_regimes as mr  # noqa: E402  (the ICML'24 truths live in the package)
 
 OUT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "moestat", "simulations")
 
 PAPER_NOISE = {"gate_sd": [0.005, -0.083], "expert_sd": [0.05, -0.083], "variance_sd": [0.005, -0.25]}
+
+# ---------------------------------------------------------------- per-parameter rates (param_rates)
+# A Voronoi-loss term ||Delta||^e gives the parameter the rate n^(-1/(2e)) (theory.md §0.1); exponent 1 on
+# exactly-specified cells, 2 or r(m), r(m)/2 on a cell of m >= 2 atoms, r(2) = 4, r(3) = 6.
+
+
+def rate(group, blocks, exponent, row, note, cell_size=None, atoms=None):
+    """One param_rates rule: the errors of `blocks` in cells of `cell_size` decay like n^(-1/(2 exponent))."""
+    r = {"group": group, "blocks": list(blocks)}
+    if cell_size is not None:
+        r["cell_size"] = cell_size
+    if atoms is not None:
+        r["atoms"] = atoms
+    r.update(predicted=-1.0 / (2.0 * exponent), theory_row=row, note=note)
+    return r
+
+
+def rb(m):
+    return float(rbar(m))
+
 
 # ---------------------------------------------------------------- Demystifying softmax gating (NeurIPS 2023)
 DEMYST_SRC = ("Nguyen, Nguyen & Ho, Demystifying Softmax Gating Function in Gaussian Mixture of Experts, "
@@ -48,7 +69,24 @@ def demystifying(k, n_tries, n_init, grid_full, grid_quick, reps_quick, loss, pu
         "losses": [{"name": loss, "kind": loss, "predicted": -0.5, "published": published,
                     "published_source": pub_note, "theory_row": k},
                    {"name": "TV", "kind": "tv", "predicted": -0.5, "published": None,
-                    "published_source": "not published; theory.md §7 row 1 (density rate)", "theory_row": 1}]}
+                    "published_source": "not published; theory.md §7 row 1 (density rate)", "theory_row": 1}],
+        "param_rates": DEMYST_RATES}
+
+
+#: theory.md §3.4 / §7 rows 5-7: beta_1 (gate_slope) and b (intercept) at n^-1/(2 r(m)), a (slope) and sigma
+#: (variance) at n^-1/r(m) in a cell of m atoms; exactly-specified atoms and cell masses at n^-1/2
+DEMYST_RATES = [rate("moe", ["gate_slope", "slope", "intercept", "variance"], 1, 7,
+                     "exactly-specified atom: every parameter n^-1/2 (theory.md §3.4)", cell_size=1)]
+for _m, _row in ((2, 5), (3, 6)):
+    DEMYST_RATES += [
+        rate("moe", ["gate_slope", "intercept"], rb(_m), _row,
+             "D2 exponent r(%d) = %d: beta_1 and b at n^-1/%d (theory.md §3.3-3.4)" % (_m, rb(_m), 2 * rb(_m)),
+             cell_size=_m),
+        rate("moe", ["slope", "variance"], rb(_m) / 2, _row,
+             "D2 exponent r(%d)/2 = %d: a and sigma at n^-1/%d (theory.md §3.3-3.4)" % (_m, rb(_m) / 2, rb(_m)),
+             cell_size=_m)]
+DEMYST_RATES.append(rate("moe", ["mass"], 1, 7, "cell masses exp(beta_0), exponent 1; the loss's optimal softmax "
+                         "translation matches one cell mass exactly (error 0, no slope)"))
 
 
 #: the MLE protocol on the published over-fitted range 1e4..1e5 (10 sizes instead of 200: each MLE fit runs
@@ -84,6 +122,54 @@ P_ROUTED_RELU = {"coef": [[0.0, -12.0], [0.0, 12.0]], "scale": [4.0, 4.0], "sigm
 P_ROUTED_LIN = {"coef": [[2.0, 8.0], [1.0, -6.0]], "sigma2": [0.4, 0.4]}
 
 
+def deepseek_rates(thm):
+    """theory.md §2.3-2.4 and §7 rows 12-15 for the errors of deepseek-thm<thm> (k1* = 1, so no shared mass)."""
+    src = "theory.md §2.4 Thm %d" % thm
+    out = []
+    if thm == 2:  # linear shared expert, D2: kappa_1 exponent 2, kappa_0 r_1, tau r_1/2 (row 15)
+        out += [rate("shared", ["slope", "intercept", "variance"], 1, None, src + ": exactly-specified", cell_size=1),
+                rate("shared", ["slope"], 2, 15, "D2 shared kappa_1: exponent 2", cell_size=2),
+                rate("shared", ["intercept"], rb(2), 15, "D2 shared kappa_0: exponent r_1(2) = 4", cell_size=2),
+                rate("shared", ["variance"], rb(2) / 2, 15, "D2 shared tau: exponent r_1(2)/2 = 2", cell_size=2)]
+    else:  # strongly identifiable ReLU shared expert: exponent 2 in its over-specified cell (row 14)
+        out += [rate("shared", ["expert", "variance"], 1, None, src + ": exactly-specified", cell_size=1),
+                rate("shared", ["expert", "variance"], 2, 14, src + ": over-specified strongly identifiable shared "
+                     "expert, exponent 2", cell_size=[2, 3])]
+    if thm == 1:
+        out += [rate("routed", ["gate_slope", "expert", "variance"], 1, None, src + ": exactly-specified (D1)",
+                     cell_size=1),
+                rate("routed", ["gate_slope", "expert", "variance"], 2, 14, "D1: exponent 2 on over-specified "
+                     "routed cells", cell_size=[2, 3]),
+                rate("routed", ["mass"], 1, None, "D1 routed mass term, exponent 1; the optimal softmax translation "
+                     "matches one cell mass exactly (error 0, no slope)")]
+    elif thm == 2:
+        out += [rate("routed", ["gate_slope", "slope", "intercept", "variance"], 1, None,
+                     src + ": exactly-specified (D2)", cell_size=1),
+                rate("routed", ["slope", "variance"], rb(2) / 2, 12, "D2: eta_1, nu exponent r_2(2)/2 = 2",
+                     cell_size=2),
+                rate("routed", ["gate_slope", "intercept"], rb(2), 12, "D2: beta_1, eta_0 exponent r_2(2) = 4",
+                     cell_size=2),
+                rate("routed", ["slope", "variance"], rb(3) / 2, None, src + ": eta_1, nu exponent r_2(3)/2 = 3",
+                     cell_size=3),
+                rate("routed", ["gate_slope", "intercept"], rb(3), None, src + ": beta_1, eta_0 exponent r_2(3) = 6",
+                     cell_size=3),
+                rate("routed", ["mass"], 1, None, "D2 routed mass term, exponent 1; the optimal softmax translation "
+                     "matches one cell mass exactly (error 0, no slope)")]
+    elif thm == 3:
+        out += [rate("routed", ["gate_slope", "gate_intercept", "expert", "variance"], 1, None,
+                     "D3 singleton routed terms, exponent 1 (unweighted; theory.md §2.3)", cell_size=1),
+                rate("routed", ["gate_slope", "expert", "variance"], 2, 14, "D3: exponent 2 on over-specified routed "
+                     "cells (sparse regime: no gain over softmax)", cell_size=[2, 3]),
+                rate("routed", ["mass"], 1, None, "D3 routed mass term sum sigma(beta_0) (cells of >= 2 atoms)",
+                     cell_size=[2, 3])]
+    else:  # D4: every routed parameter against the misspecified limit, exponent 1
+        out += [rate("routed", ["slope", "intercept", "variance"], 1, 13, "D4: routed expert parameters against "
+                     "the misspecified limit G2-check, exponent 1"),
+                rate("routed", ["gate_slope", "gate_intercept"], 1, None, "D4: routed gate parameters against "
+                     "G2-check, exponent 1 (theory.md §2.3)")]
+    return out
+
+
 def deepseek(thm, gate, shared, routed, p_shared, p_routed, beta, loss, published, title, reference=None, n_tries=1):
     def model(k1, k2):
         return {"gate": {"name": "shared_routed", "n_shared": k1, "routed": gate},
@@ -109,7 +195,8 @@ def deepseek(thm, gate, shared, routed, p_shared, p_routed, beta, loss, publishe
         "seed": 2505,
         "losses": [{"name": loss, "kind": loss, "predicted": -0.5, "published": published,
                     "published_source": "App. G.1, Fig. 6, reported as O_P([log(n)/n]^%.3g) [TXT]" % -published,
-                    "theory_row": 7 + thm}]}
+                    "theory_row": 7 + thm}],
+        "param_rates": deepseek_rates(thm)}
     if reference:
         spec["losses"][0]["options"] = {"against_reference": ["routed"]}
         spec["reference"] = reference
@@ -189,6 +276,18 @@ def gaussian_gated(model):
                                      % (model, k, GG_PUBLISHED[model][j]), "theory_row": row},
                 {"name": "TV", "kind": "tv", "predicted": -0.5, "published": None,
                  "published_source": "not published; theory.md §7 row 1 (density rate)", "theory_row": 1}]
+    src = "theory.md §4.4 (exponents of %s [CODE])" % loss
+    rates = [rate("moe", ["loc", "scale", "slope", "intercept", "variance"], 1, None, src + ": exactly-specified",
+                  cell_size=1)]
+    for m in (2, 3):
+        if model in (2, 4):  # A in the cell of the true atom with c* = 0 (atom 0): exponent r/2
+            rates.append(rate("moe", ["slope"], rb(m) / 2, None, src + ": A where c* = 0, exponent r(%d)/2" % m,
+                              cell_size=m, atoms=[0]))
+        rates += [rate("moe", ["loc", "intercept"], rb(m), None, src + ": c, b exponent r(%d)" % m, cell_size=m),
+                  rate("moe", ["scale", "variance"], rb(m) / 2, None, src + ": Gamma, nu exponent r(%d)/2" % m,
+                       cell_size=m),
+                  rate("moe", ["slope"], 2, None, src + ": A where c* != 0, exponent 2", cell_size=m)]
+    rates.append(rate("moe", ["mass"], 1, None, src + ": cell masses pi, exponent 1"))
     return {
         "name": "gaussian-gated-m%d" % model,
         "title": "Gaussian-gated MoE, model %d (d = %d, %s), k* = 3 fitted with k = 4 and 5: %s" % (model, d, regime,
@@ -211,6 +310,7 @@ def gaussian_gated(model):
         "replicates": {"full": 20, "quick": 8},
         "seed": 2024,
         "losses": losses(0, 4),
+        "param_rates": rates,
         "variants": {"k4": {"title": "k = 4", "fit": {"k": 4}, "losses": losses(0, 4)},
                      "k5": {"title": "k = 5", "fit": {"k": 5}, "losses": losses(1, 5)}}}
 
@@ -300,6 +400,8 @@ def topk(name, k_fit, ks, title, rows):
                         "theory_row": rows[1],
                         "published_source": "not published; with K too small the density does not converge "
                                             "(theory.md §7 row 29)"}]}
+    rates = [rate("moe", ["gate_slope", "slope", "intercept", "variance", "mass"], 1, None,
+                  "theory.md §4.3 [ABS]: exact-specified top-K gating, parametric parameter rates", cell_size=1)]
     return {"name": name, "title": title, "source": TOPK_SRC, "truth": TOPK_TRUTH,
             "x": {"law": "uniform", "low": 0.0, "high": 1.0, "d": 1},
             "fit": {"gate": {"name": "topk", "k": ks[0]}, "expert": "linear", "k": k_fit, "tol": 1e-8,
@@ -307,7 +409,8 @@ def topk(name, k_fit, ks, title, rows):
             "protocol": "mle", "protocols": {"mle": {"n_init": 6, "tol": 1e-8, "max_iter": 2000}},
             "grid": {"full": [{"geomspace": [200, 100000, 12]}], "quick": [{"geomspace": [300, 20000, 5]}]},
             "replicates": {"full": 40, "quick": 8}, "seed": 2309,
-            "losses": variants["K%d" % ks[0]]["losses"], "variants": variants}
+            "losses": variants["K%d" % ks[0]]["losses"], "variants": variants,
+            **({"param_rates": rates} if k_fit == 3 else {})}
 
 
 TOPK = [
@@ -478,7 +581,11 @@ def mendes_jiang_parametric():
                  "published_source": "not published; density rate (theory.md §7 row 1)"},
                 {"name": "D1", "kind": "D1", "predicted": -0.5, "published": None, "theory_row": 7,
                  "published_source": "not published; exact-fitted Voronoi loss (m = m*): every parameter at n^-1/2 "
-                                     "(theory.md §7 row 7, the Gaussian-expert analogue)"}]}
+                                     "(theory.md §7 row 7, the Gaussian-expert analogue)"}],
+            "param_rates": [rate("moe", ["gate_slope", "slope", "intercept"], 1, 7, "exact fit m = m*: every "
+                                 "parameter n^-1/2 (row 7, the Gaussian-expert analogue)", cell_size=1),
+                            rate("moe", ["mass"], 1, 7, "cell masses, exponent 1; the optimal softmax translation "
+                                 "matches one cell mass exactly (error 0, no slope)")]}
 
 
 def mendes_jiang_tradeoff():
@@ -511,13 +618,16 @@ def mendes_jiang_tradeoff():
 OWN = [sigmoid_vs_softmax(), temperature_vs_activation(), mendes_jiang_parametric(), mendes_jiang_tradeoff()]
 
 ORDER = ["name", "title", "source", "truth", "x", "fit", "protocol", "protocols", "grid", "replicates", "seed",
-         "losses", "reference", "variants", "note"]
+         "losses", "param_rates", "reference", "variants", "note"]
 
 
 def dump(spec):
     text = json.dumps({k: spec[k] for k in ORDER if k in spec}, indent=2, ensure_ascii=False)
     # keep numeric lists on one line
-    return re.sub(r"\[\s*([-0-9.e,\s]+?)\s*\]", lambda m: "[" + re.sub(r"\s+", " ", m.group(1)).strip() + "]", text)
+    text = re.sub(r"\[\s*([-0-9.e,\s]+?)\s*\]", lambda m: "[" + re.sub(r"\s+", " ", m.group(1)).strip() + "]", text)
+    # and the block names of a param_rates rule
+    return re.sub(r'("blocks": )\[\s*("[^\]]*?")\s*\]',
+                  lambda m: m.group(1) + "[" + re.sub(r"\s+", " ", m.group(2)) + "]", text)
 
 
 if __name__ == "__main__":

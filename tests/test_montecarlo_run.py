@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -42,6 +43,15 @@ def test_outputs_of_a_run(reference_run):
     assert os.path.getsize(os.path.join(res.out_dir, "tiny-k2-paper.png")) > 10000
     per_rep = pd.read_csv(os.path.join(res.out_dir, "results.csv"))
     assert len(per_rep) == 9 and per_rep["loss_D1"].gt(0).all()
+    # per-parameter slopes: the log-log line of the mean errors in results.csv, with the spec's prediction
+    from moestat.montecarlo.analysis import PARAM_COLUMNS
+    params = pd.read_csv(os.path.join(res.out_dir, "param_slopes.csv")).set_index("parameter")
+    assert list(params.reset_index().columns) == PARAM_COLUMNS
+    g = per_rep.groupby("n")["err_moe.slope[1]"].mean()
+    assert params.loc["moe.slope[1]", "slope"] == pytest.approx(np.polyfit(np.log(g.index), np.log(g), 1)[0],
+                                                                rel=1e-9)
+    assert params.loc["moe.slope[1]", "typical_cell_size"] == 1              # exact fit k = k* = 2
+    assert (params.loc["moe.slope[1]", "predicted"], params.loc["moe.slope[1]", "theory_row"]) == (-0.5, 7)
 
 
 def test_sigkill_then_resume_equals_uninterrupted(tmp_path, reference_run):

@@ -72,8 +72,12 @@ def test_spec_sets_up_simulates_and_scores(name, key):
         start = jax.tree_util.tree_map(lambda a: np.asarray(a)[0], protocols.starts(exp, 200, 0, x, y, data))
     else:
         start = protocols.near_truth_start(exp, 200, np.random.default_rng(0))
-    losses, errs, _ = compute_losses(exp, exp.fit.canonical(start))
+    losses, errs, perr = compute_losses(exp, exp.fit.canonical(start))
     assert set(losses) == {L["name"] for L in raw["losses"]}
+    # every predicted per-parameter rate names an atom group and block this model's errors have
+    for rule in spec.param_rates:
+        for block in rule["blocks"]:
+            assert any(k.startswith("%s.%s[" % (rule["group"], block)) for k in perr), (rule, sorted(perr))
     for L in raw["losses"]:
         v = losses[L["name"]]
         assert np.isfinite(v) and v >= 0, (L["name"], v)

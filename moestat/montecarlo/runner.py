@@ -389,7 +389,7 @@ def analyse(spec: Spec, store: Store, out_dir: str, quick: bool, grid, R: int, f
             pd.concat(local).to_csv(tmp, index=False)
     if len(df):
         with replacing(paths["params"]) as tmp:
-            error_slopes(df).to_csv(tmp, index=False)
+            error_slopes(df, spec.param_rates, n_boot=n_boot, seed=spec.seed).to_csv(tmp, index=False)
     files += list(paths.values())
     if figures and fig_input:
         sub = "%s protocol (%s), %s grid: %d sizes %d..%d, %d replicates, %d failed fits" % (

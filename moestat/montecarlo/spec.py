@@ -23,13 +23,18 @@ Fields (see ``simulations/README.md`` for a commented example)::
     seed: int
     losses: [{name, kind, predicted, published, options}]
     reference: {...}                         a misspecified limit (D_4) computed once per run
-    variants: {key: {title, truth, fit, losses, protocols}}   optional: models compared on the same
-                                             data streams (see :meth:`Spec.variants`)
+    variants: {key: {title, truth, fit, losses, protocols, param_rates}}   optional: models compared on
+                                             the same data streams (see :meth:`Spec.variants`)
+    param_rates: [{group, blocks, cell_size, atoms, predicted, theory_row, note}]
+                                             optional: the predicted slope of each per-parameter error
+                                             (:mod:`moestat.montecarlo.rates`)
 
 The *hash* of a spec covers everything that changes a stored result (truth,
 covariates, fitted model, protocol and its settings, losses, seed) and not the
 grid or the number of replicates: those only choose which (n, replicate)
-rows are needed, so a quick run's rows are reused by the full run.
+rows are needed, so a quick run's rows are reused by the full run.  Nor does
+it cover the documentation of what a run should show: ``note``,
+``published_source``, the predicted and published slopes and ``param_rates``.
 """
 from __future__ import annotations
 
@@ -229,6 +234,11 @@ class Spec:
             check_sections(self.raw)
         except ValueError as exc:
             raise ValueError("spec %r: %s" % (self.name, exc)) from None
+        from .rates import check_param_rates
+        try:
+            check_param_rates(self.raw.get("param_rates"))
+        except ValueError as exc:
+            raise ValueError("spec %r: %s" % (self.name, exc)) from None
         try:
             self.protocol_settings()
         except (TypeError, AttributeError) as exc:
@@ -254,6 +264,11 @@ class Spec:
     @property
     def losses(self) -> list[dict]:
         return self.raw["losses"]
+
+    @property
+    def param_rates(self) -> list[dict]:
+        """The predicted per-parameter error slopes (``param_rates``; empty when the spec states none)."""
+        return self.raw.get("param_rates") or []
 
     def with_protocol(self, protocol: str | None) -> "Spec":
         """A copy using another initialisation protocol (None: unchanged)."""
@@ -303,7 +318,7 @@ class Spec:
 
         ``variants: {key: {...}}`` lists models compared on the same data streams
         (same seed, grid and replicates): each variant replaces ``truth`` and
-        ``losses`` when it gives them, updates the ``fit`` section key by key, and
+        ``losses`` (and ``param_rates``) when it gives them, updates the ``fit`` section key by key, and
         gets its own hash (its results are stored apart).  Its loss names get the
         suffix `` (key)`` so that all variants fit in one slope table.
         """
@@ -311,7 +326,7 @@ class Spec:
             return [self]
         out = []
         for key, v in self.raw["variants"].items():
-            unknown = set(v) - {"title", "truth", "fit", "losses", "protocols", "note"}
+            unknown = set(v) - {"title", "truth", "fit", "losses", "protocols", "param_rates", "note"}
             if unknown:
                 raise ValueError("spec %r variant %r has unknown field(s) %s" % (self.name, key, sorted(unknown)))
             raw = copy.deepcopy({k: val for k, val in self.raw.items() if k != "variants"})
@@ -319,6 +334,8 @@ class Spec:
             raw["title"] = "%s -- %s" % (self.title, v.get("title", key))
             if "truth" in v:
                 raw["truth"] = copy.deepcopy(v["truth"])
+            if "param_rates" in v:
+                raw["param_rates"] = copy.deepcopy(v["param_rates"])
             raw["fit"] = dict(raw["fit"], **copy.deepcopy(v.get("fit", {})))
             for p, settings in v.get("protocols", {}).items():
                 raw.setdefault("protocols", {}).setdefault(p, {}).update(copy.deepcopy(settings))
@@ -331,6 +348,7 @@ class Spec:
 
     # ------------------------------------------------------------------ identity
     def hashed_fields(self) -> dict:
+        """What decides a stored result; documentation (notes, predicted slopes, ``param_rates``) stays out."""
         r = strip_comments(self.raw)
         return {"version": HARNESS_VERSION, "truth": r["truth"], "x": r.get("x", {}), "fit": r["fit"],
                 "protocol": self.protocol, "settings": self.protocol_settings(), "seed": self.seed,
