@@ -284,3 +284,15 @@ def print_table(header: list, rows: list) -> None:
     print("  ".join(str(h).rjust(w) for h, w in zip(header, widths)))
     for r in rows:
         print("  ".join(c.rjust(w) for c, w in zip(r, widths)))
+
+
+def cached_reference_or_exit(spec, name: str):
+    """The spec's cached reference fit (None when it has none); exits with a hint when it is not cached yet."""
+    if not spec.raw.get("reference"):
+        return None
+    from moestat.montecarlo.reference import cached_reference
+    ref = cached_reference(spec)
+    if ref is None:
+        raise SystemExit("%s: its reference fit is not in the per-user cache; run `moestat reproduce %s` once"
+                         % (name, name.partition(":")[0]))
+    return ref

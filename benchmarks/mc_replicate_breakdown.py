@@ -46,7 +46,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _bench_common import REPO, benchmark_env, machine_info, print_table, python_cmd, run_measured, write_results  # noqa: E402
+from _bench_common import REPO, benchmark_env, cached_reference_or_exit, machine_info, print_table, python_cmd, run_measured, write_results  # noqa: E402
 
 SPECS = ["deepseek-thm1", "deepseek-thm4", "gaussian-gated-m1:k4", "demystifying-k3"]
 
@@ -127,17 +127,11 @@ def child(name: str, sizes: list, reps: int) -> list:
     import importlib
 
     from moestat.montecarlo import Store, load_spec
-    from moestat.montecarlo.reference import cached_reference
     base, _, variant = name.partition(":")
     spec = load_spec(base)
     if variant:
         spec = next(v for v in spec.variants() if v.variant == variant)
-    ref = None
-    if spec.raw.get("reference"):
-        ref = cached_reference(spec)
-        if ref is None:
-            raise SystemExit("%s: its reference fit is not in the per-user cache; run `moestat reproduce %s` once"
-                             % (name, base))
+    ref = cached_reference_or_exit(spec, name)
     timers = Timers()
     for label, mod, attr in PIECES:
         m = importlib.import_module(mod)

@@ -61,7 +61,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _bench_common import (REPO, RESULTS, benchmark_env, machine_info, print_table, python_cmd,  # noqa: E402
-                           run_measured, write_results)
+                           run_measured, write_results, cached_reference_or_exit)
 
 SPECS = ["deepseek-thm1", "deepseek-thm2", "deepseek-thm3", "deepseek-thm4"]
 
@@ -175,19 +175,13 @@ def batching_child(name: str, sizes: list, reps: int) -> list:
 def projection_child(name: str, protocol: str | None, n_sizes: int, reps: int) -> list:
     """(c), run in a fresh process: CPU seconds per replicate at sizes spread over the full grid, projected."""
     from moestat.montecarlo import load_spec
-    from moestat.montecarlo.reference import cached_reference
     from moestat.montecarlo.worker import mc_bucket, run_task
     base, _, variant = name.partition(":")
     spec = load_spec(base).with_protocol(protocol)
     specs = [v for v in spec.variants() if not variant or v.variant == variant]
     out = []
     for sp in specs:
-        ref = None
-        if sp.raw.get("reference"):
-            ref = cached_reference(sp)
-            if ref is None:
-                raise SystemExit("%s: the reference fit is not in the per-user cache; run `moestat reproduce %s` once"
-                                 % (name, base))
+        ref = cached_reference_or_exit(sp, name)
         grid = np.asarray(sp.grid(False), dtype=float)
         R = sp.replicates(False)
         sizes = grid[np.unique(np.round(np.linspace(0, grid.size - 1, n_sizes)).astype(int))].astype(int)
