@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import time
-from functools import partial
+from functools import lru_cache, partial
 
 import jax
 import jax.numpy as jnp
@@ -257,6 +257,7 @@ def _count_support(exp, params, x_nodes) -> np.ndarray:
 
 #: points of the y grid of the continuous density losses (Simpson; the error estimate uses every other one)
 Y_POINTS = 2001
+assert Y_POINTS % 4 == 1, "every other point of the y grid must be a Simpson grid of its own"
 
 
 def _grid_logpdf(setup, params, X, Xg, y):
@@ -351,8 +352,6 @@ def density_loss(exp: Experiment, params, kind: str):
     sds = [setup.expert.noise_variances(p.expert) for setup, p in ((exp.truth, exp.true_params), (exp.fit, params))]
     if response not in ("count", "categorical") and all(v is not None for v in sds):
         designs, wx, mc = _loss_designs(exp)
-        if (Y_POINTS // 2) | 1 != Y_POINTS // 2 + 1:
-            raise ValueError("Y_POINTS must be 1 mod 4 (its every other point is the half grid), got %d" % Y_POINTS)
         sd = np.sqrt([np.max(v) for v in sds])
         out = jax.device_get(_continuous_distance(_true_device(exp), jax.tree_util.tree_map(to_device, params),
                                                   designs, wx, sd, exp.truth, exp.fit, kind, Y_POINTS, mc))
@@ -485,14 +484,10 @@ def _row(exp, n, rep, est, data=None):
     return row
 
 
+@lru_cache(maxsize=1)
 def _threadpools() -> ThreadpoolController:
     """The process's native thread pools (BLAS, OpenMP), found once: a scan costs ~2 ms, a limit ~0.03 ms."""
-    if "threadpools" not in _POOLS:
-        _POOLS["threadpools"] = ThreadpoolController()
-    return _POOLS["threadpools"]
-
-
-_POOLS: dict = {}
+    return ThreadpoolController()
 
 
 def run_task(task: dict) -> list[dict]:
