@@ -45,7 +45,7 @@ import pandas as pd
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 COLUMNS = ["experiment", "loss", "slope", "ci_low", "ci_high", "median_slope", "predicted", "published", "n_min",
-           "n_max", "n_sizes", "replicates", "failures", "protocol", "grid", "wall_s", "theory_row", "command",
+           "n_max", "n_sizes", "replicates", "failures", "protocol", "grid", "wall_s", "cpu_s", "theory_row", "command",
            "quantity", "cell_size", "cell_size_share"]
 #: run metadata written into a kept param_slopes-*.csv (a run collected with --params has no slopes-*.csv)
 META = ["experiment", "variant", "protocol", "quick", "wall_s", "command"]
@@ -161,7 +161,8 @@ def _param_meta(ptag: str, ps: pd.DataFrame, runs: dict) -> dict | None:
     own = sl[sl["loss"].str.endswith(" (%s)" % variant)] if variant else sl
     r = (own if len(own) else sl).iloc[0]
     return {"experiment": r["experiment"], "variant": variant, "protocol": r["protocol"], "grid": r["grid"],
-            "wall_s": r["wall_s"], "command": r["command"], "n_min": r["n_min"], "n_max": r["n_max"],
+            "wall_s": r["wall_s"], "cpu_s": r.get("cpu_s", np.nan), "command": r["command"], "n_min": r["n_min"],
+            "n_max": r["n_max"],
             "replicates": r["replicates"], "failures": r["failures"]}
 
 
@@ -195,7 +196,8 @@ def param_rows(runs: dict) -> pd.DataFrame:
             "replicates": ps["replicates"] if "replicates" in ps else meta.get("replicates"),
             "failures": ps["failures"] if "failures" in ps else meta.get("failures"),
             "protocol": meta["protocol"], "grid": meta["grid"], "wall_s": meta["wall_s"],
-            "theory_row": [r for _, r in pred], "command": meta["command"], "quantity": "parameter",
+            "cpu_s": meta.get("cpu_s", np.nan), "theory_row": [r for _, r in pred], "command": meta["command"],
+            "quantity": "parameter",
             "cell_size": ps["typical_cell_size"], "cell_size_share": ps.get("cell_size_share", np.nan)})
         frames.append(out)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
@@ -281,15 +283,15 @@ def render(df: pd.DataFrame) -> str:
     params = render_params(df)
     df = df[df["quantity"] == "loss"]
     head = ("| experiment | grid | protocol | loss | §7 row | OLS slope [95% bootstrap CI] | median slope | predicted | "
-            "published | n range × sizes × reps | failed fits | wall s | command |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+            "published | n range × sizes × reps | failed fits | wall s | CPU s | command |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     lines = []
     for _, r in df.iterrows():
-        lines.append("| %s | %s | %s | %s | %s | %s [%s, %s] | %s | %s | %s | %d–%d × %d × %d | %d | %.0f | `%s` |" % (
+        lines.append("| %s | %s | %s | %s | %s | %s [%s, %s] | %s | %s | %s | %d–%d × %d × %d | %d | %.0f | %s | `%s` |" % (
             r["experiment"], r["grid"], r["protocol"], r["loss"], "–" if pd.isna(r["theory_row"]) else r["theory_row"],
             _f(r["slope"]), _f(r["ci_low"]), _f(r["ci_high"]), _f(r["median_slope"]), _f(r["predicted"], "%+.2f"),
             _f(r["published"]), r["n_min"], r["n_max"], r["n_sizes"], r["replicates"], r["failures"], r["wall_s"],
-            r["command"]))
+            _f(r["cpu_s"], "%.0f"), r["command"]))
     notes_path = os.path.join(HERE, "notes.md")
     notes = open(notes_path).read() if os.path.exists(notes_path) else ""
     figs = sorted(os.path.basename(p) for p in glob.glob(os.path.join(HERE, "*.png")))

@@ -183,6 +183,7 @@ def test_collect_appends_parameter_rows_with_ci_and_prediction(tmp_path, monkeyp
         "moestat reproduce demystifying-k3 --protocol paper --replicates 30 --out runs/demystifying-k3-paper")
     table = pd.read_csv(os.path.join(collect.HERE, "slopes.csv"))
     assert list(table.columns) == collect.COLUMNS and len(table) == 4
+    assert (table.loc[table["quantity"] == "loss", "cpu_s"] == 20.0).all()      # the run's CPU seconds, kept
     readme = open(os.path.join(collect.HERE, "README.md")).read()
     main, params = readme.split("## Per-parameter rates")
     assert "moe.gate_slope[0]" not in main and "| D2 |" in main
