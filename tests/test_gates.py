@@ -256,6 +256,66 @@ def test_normalized_sigmoid_closed_form_curvature_matches_autodiff():
     assert (eig.min(axis=1) < 0).any()
 
 
+def test_normalized_sigmoid_newton_stats_match_numpy_sums():
+    """The pairs-only contraction against a NumPy transcription of the gradient and negative Hessian in B."""
+    from scipy.special import expit
+    from moestat.gating import normalized_sigmoid as ns
+    rng = np.random.default_rng(5)
+    k, p, N = 3, 2, 40
+    coef = rng.normal(0, 1.5, (k, p))
+    Xg = np.vstack([np.ones(N), rng.normal(size=N)])
+    tau = rng.dirichlet(np.ones(k), size=N).T
+    w = rng.uniform(0, 2, N)
+    grad, negH = jax.jit(ns.ns_newton_stats)(jnp.asarray(coef), jnp.asarray(tau), jnp.asarray(w), jnp.asarray(Xg))
+    s = expit(coef @ Xg)
+    g = s * (1 - s)
+    S = s.sum(0)
+    ge = w * (tau * (1 - s) - g / S)
+    G = np.zeros((k * p, k * p))
+    for n in range(N):       # -d2/deta_i deta_j per point, then the chain rule eta = B x
+        C = np.diag(w[n] * (tau[:, n] * g[:, n] + g[:, n] * (1 - 2 * s[:, n]) / S[n])) \
+            - w[n] * np.outer(g[:, n], g[:, n]) / S[n] ** 2
+        G += np.kron(C, np.outer(Xg[:, n], Xg[:, n]))
+    np.testing.assert_allclose(np.asarray(grad), ge @ Xg.T, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(np.asarray(negH), G, rtol=1e-11, atol=1e-12)
+
+
+def test_log_sigmoid_accurate_everywhere():
+    from scipy.special import expit, log_expit
+    from moestat.gating.normalized_sigmoid import log_sigmoid
+    z = np.concatenate([[-1e4, -800.0, -745.5, -40.0001, -39.9999], np.linspace(-60, 60, 2001), [300.0, 800.0, 1e4]])
+    got = np.asarray(jax.jit(log_sigmoid)(jnp.asarray(z)))
+    ref = log_expit(z)
+    assert np.all(np.isfinite(got))
+    np.testing.assert_array_less(np.abs(got - ref), 2e-16 + 4e-16 * np.abs(ref))
+    # finite derivatives everywhere (the unused branch must not leak NaN)
+    d = np.asarray(jax.jit(jax.vmap(jax.grad(log_sigmoid)))(jnp.asarray(z)))
+    np.testing.assert_allclose(d, expit(-z), rtol=1e-12, atol=3e-16)
+
+
+def test_normalized_sigmoid_m_step_same_with_e_step_log_weights():
+    """The M-step reading the objective at the current coefficients from the E-step's log weights takes the
+    same step as the one computing it, and the step does not lower the objective (also from an indefinite start)."""
+    from moestat.fitting import em
+    from moestat.gating import normalized_sigmoid as ns
+    rng = np.random.default_rng(8)
+    k, N = 3, 300
+    Xg = jnp.asarray(np.vstack([np.ones(N), rng.uniform(-3, 3, N)]))
+    tau = jnp.asarray(rng.dirichlet(np.ones(k) * 0.5, size=N).T)
+    w = jnp.asarray(np.r_[np.ones(N - 20), np.zeros(20)])
+    gate = ns.NormalizedSigmoid()
+    ctl = em.make_control()
+    for coef in (rng.normal(0, 1, (k, 2)), np.array([[-0.5, 5.0], [0.5, 5.0], [0.5, 5.0]])):
+        p0 = ns.NormalizedSigmoidParams(coef=jnp.asarray(coef))
+        fixed = ns.NormalizedSigmoidParams(coef=jnp.zeros((k, 2), bool))
+        lw = gate.log_weights(p0, Xg)
+        a = jax.jit(lambda p: gate.m_step(p, tau, Xg, w, ctl, 8, fixed))(p0)
+        b = jax.jit(lambda p, lw: gate.m_step(p, tau, Xg, w, ctl, 8, fixed, log_w=lw))(p0, lw)
+        np.testing.assert_allclose(np.asarray(a.coef), np.asarray(b.coef), rtol=1e-12, atol=1e-12)
+        q = lambda c: float(ns.ns_objective(c, tau, w, Xg))  # noqa: E731
+        assert q(a.coef) > q(p0.coef)
+
+
 @pytest.mark.slow
 def test_topk_weights_ties_and_finite_derivatives():
     gate = G.TopK(k=2)

@@ -84,7 +84,7 @@ class MoEModel:
             init: Any = None, tol: float = 1e-8, max_iter: int = 2000, algorithm: str = "em",
             fixed: dict | None = None, prefer_nondegenerate: bool = True, polish: bool = True,
             batch_size: int | None = None, groups: Any = None, record_gate: bool = False,
-            finalists: int | None = 2):
+            finalists: int | None = 2, accelerate: bool = False):
         """Fit by EM from ``n_init`` starts; the best log-likelihood among non-degenerate fits wins.
 
         Parameters
@@ -156,6 +156,12 @@ class MoEModel:
             ones, the others keep their short run.  ``None`` runs every start to
             ``tol`` (a full EM run from every start).
             ``max_iter`` bounds the short run and the continued run separately.
+        accelerate : bool
+            EM accelerated by SQUAREM (EM only; :func:`moestat.fitting.em._fit_one_squarem`):
+            two EM steps, an extrapolation along them and a stabilising EM step per
+            cycle, monotone.  Worth it where EM crawls (over-fitted models, flat
+            ridges of the likelihood: same tolerance in a fraction of the EM steps);
+            ``max_iter`` then bounds EM steps, 3 per cycle.
         """
         n_init = check_int(n_init, "n_init", 1)
         seed = check_int(seed, "seed", 0)
@@ -165,6 +171,10 @@ class MoEModel:
             finalists = check_int(finalists, "finalists", 1)
         if algorithm not in em.ALGORITHMS:
             raise ValueError("algorithm must be one of %s, got %r" % (", ".join(map(repr, em.ALGORITHMS)), algorithm))
+        if not isinstance(accelerate, (bool, np.bool_)):
+            raise TypeError("accelerate must be True or False, got %r" % (accelerate,))
+        if accelerate and algorithm != "em":
+            raise ValueError("accelerate=True (SQUAREM) needs algorithm='em', got algorithm=%r" % algorithm)
         design = self.design(X, y, gate_X, weights, data)
         if groups is not None or design.group_codes is not None:
             self._attach_groups(design, groups, data, algorithm)
@@ -190,7 +200,8 @@ class MoEModel:
         bs = batch_size if batch_size is not None else (1 if backend() == "cpu" else n_init)
         with threadpool_limits(1):
             starts = self._starts(init, design, dat, base, ctl, fixed_mask, cfg, n_init, seed, bs)
-            run_cfg = dataclasses.replace(cfg, record_gate=True) if record_gate else cfg  # results keep cfg
+            # results keep cfg (refits, bootstrap): the run's recording and acceleration are per fit
+            run_cfg = dataclasses.replace(cfg, record_gate=bool(record_gate), accelerate=bool(accelerate))
             if (finalists is not None and algorithm == "em" and isinstance(starts, np.ndarray)
                     and starts.shape[0] > finalists):   # responsibility starts: short EM, then the finalists
                 est = shortem.estimate_screened(starts, base, dat, ctl, fixed_mask, cfg, info, finalists=finalists,

@@ -44,6 +44,8 @@ class EMConfig:
     max_halvings: int = 8
     #: keep the gate parameters of every iteration in ``FitResult.gate_trace`` (router diagnostics)
     record_gate: bool = False
+    #: SQUAREM extrapolation between EM steps (:func:`_fit_one_squarem`; algorithm "em" only)
+    accelerate: bool = False
 
 
 class EMControl(NamedTuple):
@@ -251,6 +253,10 @@ def _advance(s: _State, ll, obj, new: MoEParams, ctl: EMControl, cfg: EMConfig) 
 
 def fit_one(params0: MoEParams, data: Data, ctl: EMControl, fixed: MoEParams, key, cfg: EMConfig) -> FitResult:
     """Run EM/CEM/SEM from ``params0`` until the relative change is below ``ctl.tol`` or max_iter."""
+    if cfg.accelerate:
+        if cfg.algorithm != "em":
+            raise ValueError("accelerate (SQUAREM) needs algorithm 'em', got %r" % cfg.algorithm)
+        return _fit_one_squarem(params0, data, ctl, fixed, cfg)
     if _speculative(cfg, data):
         return _fit_one_speculative(params0, data, ctl, fixed, key, cfg)
     f = data.w.dtype
@@ -356,6 +362,92 @@ def _fit_one_speculative(params0: MoEParams, data: Data, ctl: EMControl, fixed: 
     params = s.base.params._replace(gate=_select(bad, s.gate_from, s.base.params.gate))
     return FitResult(params=params, loglik=_final_loglik(s.base, params, data, cfg), n_iter=s.base.it,
                      converged=s.base.done, trace=s.base.trace, gate_trace=s.base.gate_trace)
+
+
+#: SQUAREM's step-length control (the R package SQUAREM's defaults): the first bound, its growth factor
+SQUAREM_STEP_MAX0, SQUAREM_MSTEP = 1.0, 4.0
+
+
+class _SqState(NamedTuple):
+    base: _State        # base.it counts cycles; base.params is the cycle's start theta_0; base.trace its log-likelihoods
+    phase: Any          # the EM step of the cycle that runs next: 0 from theta_0, 1 from theta_1, 2 from the extrapolation
+    current: MoEParams  # the parameters the next EM step starts from
+    theta1: MoEParams
+    theta2: MoEParams
+    ll0: Any
+    ll1: Any
+    step_max: Any       # current bound on the extrapolation step length
+    step: Any           # the step length of the pending extrapolation
+    steps: Any          # EM steps taken
+
+
+def _fit_one_squarem(params0: MoEParams, data: Data, ctl: EMControl, fixed: MoEParams, cfg: EMConfig) -> FitResult:
+    """EM accelerated by SQUAREM (Varadhan & Roland 2008, step scheme S3), monotone by a fallback.
+
+    One cycle from theta_0: two EM steps theta_1 = F(theta_0), theta_2 = F(theta_1);
+    in the unconstrained coordinates (log-variances, simplex logits, ...) r =
+    u_1 - u_0, v = u_2 - 2 u_1 + u_0 and the step a = |r| / |v|, clipped to
+    [1, step_max]; the extrapolated point u_0 + 2 a r + a^2 v is followed by one
+    stabilising EM step.  If the extrapolated point's log-likelihood is finite
+    and not below theta_1's, the cycle ends at the stabilised point, else at
+    theta_2 -- either has a log-likelihood at least theta_1's (EM and its Newton
+    M-steps are GEM steps), so the log-likelihood at the cycles' starts never
+    decreases.  step_max starts at 1 (plain EM) and grows 4x whenever a step
+    at the bound is accepted, shrinks 4x (not below 1) when one is rejected.
+    Crawling EM runs (over-fitted mixtures, flat likelihood ridges) reach the
+    same tolerance in a fraction of the EM steps.
+
+    The loop runs one EM step per iteration (a phase counter walks through the
+    cycle), so that it compiles to the same pass over the data as plain EM.
+    ``max_iter`` bounds the cycles to max_iter // 3; ``n_iter`` counts the EM steps, the trace holds
+    the log-likelihood at each cycle's start, and the stopping rule compares
+    consecutive cycles (3 EM steps apart).
+    """
+    f = data.w.dtype
+    tmap = jax.tree_util.tree_map
+    unc = lambda p: MoEParams(gate=cfg.gate.unconstrain(p.gate), expert=cfg.expert.unconstrain(p.expert))  # noqa: E731
+    con = lambda u: MoEParams(gate=cfg.gate.constrain(u.gate), expert=cfg.expert.constrain(u.expert))    # noqa: E731
+    sq = lambda t: sum(jnp.sum(a * a) for a in jax.tree_util.tree_leaves(t))                             # noqa: E731
+    cycles = max(cfg.max_iter // 3, 1)
+
+    def cond(s: _SqState):
+        return jnp.logical_and(jnp.logical_not(s.base.done), s.base.it < cycles)
+
+    def extrapolate(s: _SqState, theta2):
+        u0, u1, u2 = unc(s.base.params), unc(s.theta1), unc(theta2)
+        r = tmap(lambda a, c: a - c, u1, u0)
+        v = tmap(lambda a, c, d: a - 2.0 * c + d, u2, u1, u0)
+        raw = jnp.sqrt(sq(r) / sq(v))
+        step = jnp.clip(jnp.where(jnp.isfinite(raw), raw, 1.0), 1.0, s.step_max)
+        ext = con(tmap(lambda a, c, d: a + 2.0 * step * c + step * step * d, u0, r, v))
+        return tmap(lambda e, a, m: jnp.where(m, a, e), ext, theta2, fixed), step   # fixed entries stay
+
+    def body(s: _SqState):
+        ll, tau, _, _, lg = _e_step(s.current, data, cfg)
+        nxt = m_step(s.current, tau, data, cfg, ctl, fixed, log_w=lg)
+        # phase 0: ll is theta_0's; the cycle may stop here (tolerance against the previous cycle's start)
+        b0 = _advance(s.base, ll, ll, s.base.params, ctl, cfg)._replace(params=s.base.params)
+        s0 = s._replace(base=b0, phase=jnp.asarray(1), current=nxt, theta1=nxt, ll0=ll)
+        # phase 1: ll is theta_1's, nxt = theta_2: extrapolate
+        ext, step = extrapolate(s, nxt)
+        s1 = s._replace(phase=jnp.asarray(2), current=ext, theta2=nxt, ll1=ll, step=step)
+        # phase 2: ll is the extrapolation's, nxt its stabilised step
+        ok = jnp.logical_and(jnp.isfinite(ll), ll >= s.ll1)
+        new = _select(ok, nxt, s.theta2)
+        grow = jnp.logical_and(ok, s.step_max <= s.step)
+        step_max = jnp.where(ok, jnp.where(grow, SQUAREM_MSTEP * s.step_max, s.step_max),
+                             jnp.maximum(1.0, s.step_max / SQUAREM_MSTEP))
+        s2 = s._replace(base=s.base._replace(params=new), phase=jnp.asarray(0), current=new, step_max=step_max)
+        out = _select(s.phase == 0, s0, _select(s.phase == 1, s1, s2))
+        return out._replace(steps=s.steps + 1)
+
+    z = jnp.asarray(-jnp.inf, f)
+    init = _SqState(_initial_state(params0, None, f, cfg), jnp.asarray(0), params0, params0, params0, z, z,
+                    jnp.asarray(SQUAREM_STEP_MAX0, f), jnp.asarray(1.0, f), jnp.asarray(0))
+    s = lax.while_loop(cond, body, init)
+    b = s.base
+    return FitResult(params=b.params, loglik=_final_loglik(b, b.params, data, cfg), n_iter=s.steps,
+                     converged=b.done, trace=b.trace, gate_trace=b.gate_trace)
 
 
 def _final_loglik(s: _State, params: MoEParams, data: Data, cfg: EMConfig):

@@ -37,8 +37,12 @@ def damped_step(theta, grad, negH, objective: Callable, q0, ctl, max_tries: int)
 
     Trial j uses (negH + lam_j I) d = grad with lam_0 = the smallest shift that
     makes the system positive definite (plus ``ctl.ridge`` times the curvature
-    scale) and lam_j = lam_0 + scale * 10^(j-4) afterwards.  Returns
-    (theta_new, q_new, accepted).
+    scale) and lam_j = lam_0 + scale * 10^(j-4) afterwards.  An indefinite
+    system starts at trial 1: trial 0 would move along the most negative
+    curvature by the gradient over the ~1e-10 scale left by the bare shift, a
+    step almost never accepted (on the DeepSeekMoE Thm 4 model every M-step's
+    trial 0 lowered the objective by ~1e11), so skipping it saves one pass over
+    the data per M-step.  Returns (theta_new, q_new, accepted).
     """
     e, V, scale = _eig(negH)
     g = grad.ravel()
@@ -61,24 +65,27 @@ def damped_step(theta, grad, negH, objective: Callable, q0, ctl, max_tries: int)
         qc = objective(cand)
         return j + 1, newton.no_decrease(qc, q0, ctl.ls_eps), cand, qc
 
-    init = (jnp.asarray(0), jnp.asarray(False), theta, q0)
+    init = (jnp.where(e[0] < 0, 1, 0), jnp.asarray(False), theta, q0)
     _, accepted, cand, qc = lax.while_loop(cond, body, init)
     theta_new = jnp.where(accepted, cand, theta)
     return theta_new, jnp.where(accepted, qc, q0), accepted
 
 
-def damped_ascent(theta, objective: Callable, stats: Callable, ctl, max_tries: int, n_steps: int = 1):
+def damped_ascent(theta, objective: Callable, stats: Callable, ctl, max_tries: int, n_steps: int = 1, q0=None):
     """``n_steps`` damped guarded Newton steps maximising ``objective``.
 
     stats(theta) -> (grad, negH, q): gradient shaped like theta, negative
-    Hessian of the flattened theta, objective value.
+    Hessian of the flattened theta, objective value.  ``q0``, when given, is
+    the objective at ``theta`` (e.g. from the E-step's log weights): the first
+    step uses it instead of ``stats``' value, which XLA then does not compute.
     """
-    def one(_, th):
+    def step(th, q_known):
         grad, negH, q = stats(th)
-        th_new, _, _ = damped_step(th, grad, negH, objective, q, ctl, max_tries)
+        th_new, _, _ = damped_step(th, grad, negH, objective, q if q_known is None else q_known, ctl, max_tries)
         return th_new
 
-    return lax.fori_loop(0, n_steps, one, theta)
+    theta = step(theta, q0)
+    return lax.fori_loop(1, n_steps, lambda _, th: step(th, None), theta)
 
 
 def masked_autodiff_stats(objective: Callable, free):

@@ -147,7 +147,8 @@ class Experiment:
         X, G = fit.designs(x)
         info = fit.expert.prepare(np.asarray(y), np.ones(y.shape[0]))
         settings = spec.protocol_settings()
-        cfg = em.EMConfig(gate=fit.gate, expert=fit.expert, k=fit.k, max_iter=int(settings["max_iter"]))
+        cfg = em.EMConfig(gate=fit.gate, expert=fit.expert, k=fit.k, max_iter=int(settings["max_iter"]),
+                          accelerate=bool(settings.get("accelerate", False)))
         floor = spec.raw["fit"].get("min_variance")
         floor = float(floor) if floor is not None else 1e-8 * info.get("var_y", 1.0)
         ctl = em.make_control(tol=float(settings["tol"]), var_floor=floor, ridge=float(spec.raw["fit"].get("ridge", 0.0)))

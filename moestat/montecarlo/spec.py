@@ -17,7 +17,7 @@ Fields (see ``simulations/README.md`` for a commented example)::
          k: an integer, or {rule: "balance", gamma, s, scale, min, max}: a function of n
     protocol: "paper" | "mle"                default protocol
     protocols: {paper: {gate_sd, expert_sd, variance_sd, variance_start, tol, ...},
-                mle: {n_init, tol, max_iter}}
+                mle: {n_init, tol, max_iter}}   either may set accelerate: true (SQUAREM EM)
     grid: {full: [...], quick: [...]}        unions of {linspace|geomspace: [lo, hi, num]} or {values: [...]}
     replicates: {full: 40, quick: 12}
     seed: int
@@ -287,6 +287,9 @@ class Spec:
         base.update(strip_comments(self.raw.get("protocols", {}).get(self.protocol, {})))
         for sizing in ("grid", "replicates"):  # choose rows, not results: not part of the hash
             base.pop(sizing, None)
+        if not isinstance(base.get("accelerate", False), bool):
+            raise ValueError("spec %r: protocols.%s.accelerate must be true or false (SQUAREM EM), got %r"
+                             % (self.name, self.protocol, base["accelerate"]))
         if self.protocol == "mle":
             base.setdefault("n_init", 10)
         else:
