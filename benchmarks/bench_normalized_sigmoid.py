@@ -4,6 +4,9 @@ Times the gate's Newton statistics (gradient and negative Hessian in the
 coefficients, :func:`moestat.gating.normalized_sigmoid.ns_newton_stats`) with
 both per-point curvature routes, jitted, on float64 data, and checks that they
 agree.  Prints a table and writes ``benchmarks/results/bench_normalized_sigmoid.csv``.
+Then times the gate's log-sigmoid (:func:`moestat.gating.normalized_sigmoid.log_sigmoid`:
+one exponential and one logarithm) against ``-logaddexp(0, -z)`` per entry
+(``benchmarks/results/bench_log_sigmoid.csv``).
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/bench_normalized_sigmoid.py
 """
@@ -19,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import moestat  # noqa: F401  (float64)
-from moestat.gating.normalized_sigmoid import ns_newton_stats
+from moestat.gating.normalized_sigmoid import log_sigmoid, ns_newton_stats
 
 
 @partial(jax.jit, static_argnames=("curvature",))
@@ -67,6 +70,26 @@ def main():
         wr.writeheader()
         wr.writerows(rows)
     print("wrote", path, "on", jax.default_backend())
+    log_sigmoid_speed(rng)
+
+
+def log_sigmoid_speed(rng):
+    z = jnp.asarray(rng.normal(0.0, 5.0, size=(3, 131072)))
+    ways = {"moestat log_sigmoid": jax.jit(log_sigmoid), "-logaddexp(0, -z)": jax.jit(lambda v: -jnp.logaddexp(0.0, -v)),
+            "jax.nn.log_sigmoid": jax.jit(jax.nn.log_sigmoid)}
+    rows = []
+    for name, fn in ways.items():
+        t, out = best_time(lambda: fn(z), reps=15)
+        rows.append({"way": name, "ns_per_entry": 1e9 * t / z.size,
+                     "max_abs_diff_vs_logaddexp": float(jnp.max(jnp.abs(out + jnp.logaddexp(0.0, -z))))})
+        print("%-22s %6.2f ns per entry  max |diff| %.1e" % (name, rows[-1]["ns_per_entry"],
+                                                           rows[-1]["max_abs_diff_vs_logaddexp"]))
+    path = os.path.join(os.path.dirname(__file__), "results", "bench_log_sigmoid.csv")
+    with open(path, "w", newline="") as fh:
+        wr = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        wr.writeheader()
+        wr.writerows(rows)
+    print("wrote", path)
 
 
 if __name__ == "__main__":

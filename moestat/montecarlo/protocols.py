@@ -120,15 +120,21 @@ def paper_starts(exp, n: int, rep: int) -> em.MoEParams:
     return jax.tree_util.tree_map(lambda *a: np.stack(a), *starts)
 
 
-def mle_starts(exp, n: int, rep: int, x, y, data) -> em.MoEParams:
-    """``n_init`` data-driven starts (k-means / random centres), made as ``fit`` makes them (:mod:`moestat.fitting.pipeline`)."""
+def mle_responsibilities(exp, n: int, rep: int, x, y, data):
+    """The starting partitions of :func:`mle_starts` as padded responsibilities (S, k, N) on the device, and
+    the base parameters they start from."""
     X, _ = exp.fit.designs(x)
     seed = int(init_stream(exp.spec.seed, n, rep).generate_state(1)[0] % (2**31 - 1))
     R = pipeline.start_responsibilities(exp.fit.gate, exp.fit.expert, X, np.asarray(y), np.ones(X.shape[0]),
                                         exp.fit.k, int(exp.settings["n_init"]), seed)
     R = pipeline.pad_responsibilities(R, data.w.shape[0])
-    base = jax.tree_util.tree_map(to_device, exp.base())
-    out = em.params_from_resp(to_device(R), base, data, exp.ctl, em.no_fixed(base), pipeline.start_config(exp.cfg),
+    return to_device(R), jax.tree_util.tree_map(to_device, exp.base())
+
+
+def mle_starts(exp, n: int, rep: int, x, y, data) -> em.MoEParams:
+    """``n_init`` data-driven starts (k-means / random centres), made as ``fit`` makes them (:mod:`moestat.fitting.pipeline`)."""
+    R, base = mle_responsibilities(exp, n, rep, x, y, data)
+    out = em.params_from_resp(R, base, data, exp.ctl, em.no_fixed(base), pipeline.start_config(exp.cfg),
                               batch_size=1)
     return jax.tree_util.tree_map(np.asarray, out)
 
