@@ -371,10 +371,8 @@ SQUAREM_STEP_MAX0, SQUAREM_MSTEP = 1.0, 4.0
 class _SqState(NamedTuple):
     base: _State        # base.it counts cycles; base.params is the cycle's start theta_0; base.trace its log-likelihoods
     phase: Any          # the EM step of the cycle that runs next: 0 from theta_0, 1 from theta_1, 2 from the extrapolation
-    current: MoEParams  # the parameters the next EM step starts from
-    theta1: MoEParams
+    current: MoEParams  # the parameters the next EM step starts from (theta_1 in phase 1)
     theta2: MoEParams
-    ll0: Any
     ll1: Any
     step_max: Any       # current bound on the extrapolation step length
     step: Any           # the step length of the pending extrapolation
@@ -414,7 +412,7 @@ def _fit_one_squarem(params0: MoEParams, data: Data, ctl: EMControl, fixed: MoEP
         return jnp.logical_and(jnp.logical_not(s.base.done), s.base.it < cycles)
 
     def extrapolate(s: _SqState, theta2):
-        u0, u1, u2 = unc(s.base.params), unc(s.theta1), unc(theta2)
+        u0, u1, u2 = unc(s.base.params), unc(s.current), unc(theta2)
         r = tmap(lambda a, c: a - c, u1, u0)
         v = tmap(lambda a, c, d: a - 2.0 * c + d, u2, u1, u0)
         raw = jnp.sqrt(sq(r) / sq(v))
@@ -426,8 +424,7 @@ def _fit_one_squarem(params0: MoEParams, data: Data, ctl: EMControl, fixed: MoEP
         ll, tau, _, _, lg = _e_step(s.current, data, cfg)
         nxt = m_step(s.current, tau, data, cfg, ctl, fixed, log_w=lg)
         # phase 0: ll is theta_0's; the cycle may stop here (tolerance against the previous cycle's start)
-        b0 = _advance(s.base, ll, ll, s.base.params, ctl, cfg)._replace(params=s.base.params)
-        s0 = s._replace(base=b0, phase=jnp.asarray(1), current=nxt, theta1=nxt, ll0=ll)
+        s0 = s._replace(base=_advance(s.base, ll, ll, s.base.params, ctl, cfg), phase=jnp.asarray(1), current=nxt)
         # phase 1: ll is theta_1's, nxt = theta_2: extrapolate
         ext, step = extrapolate(s, nxt)
         s1 = s._replace(phase=jnp.asarray(2), current=ext, theta2=nxt, ll1=ll, step=step)
@@ -441,8 +438,7 @@ def _fit_one_squarem(params0: MoEParams, data: Data, ctl: EMControl, fixed: MoEP
         out = _select(s.phase == 0, s0, _select(s.phase == 1, s1, s2))
         return out._replace(steps=s.steps + 1)
 
-    z = jnp.asarray(-jnp.inf, f)
-    init = _SqState(_initial_state(params0, None, f, cfg), jnp.asarray(0), params0, params0, params0, z, z,
+    init = _SqState(_initial_state(params0, None, f, cfg), jnp.asarray(0), params0, params0, jnp.asarray(-jnp.inf, f),
                     jnp.asarray(SQUAREM_STEP_MAX0, f), jnp.asarray(1.0, f), jnp.asarray(0))
     s = lax.while_loop(cond, body, init)
     b = s.base
