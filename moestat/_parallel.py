@@ -44,9 +44,41 @@ def worker_environment(cpu_only: bool = False):
 
 
 def init_worker():
-    """Pool initializer: make sure a worker runs BLAS single-threaded."""
+    """Pool initializer: make sure a worker runs BLAS single-threaded, with :func:`keep_heap_memory`."""
     for k, v in SINGLE_THREAD_ENV.items():
         os.environ.setdefault(k, v)
+    keep_heap_memory()
+
+
+#: glibc ``mallopt`` parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+
+
+def keep_heap_memory() -> bool:
+    """Serve large allocations from the heap and keep freed memory (glibc only; returns whether it applied).
+
+    Every call of a compiled XLA:CPU program allocates its temporary buffers
+    (tens of MB at n = 1e5) and frees them on return; glibc serves blocks
+    that large with fresh ``mmap`` pages and unmaps them when freed, so every
+    call pays ~10^4 page faults (the kernel zeroes each page).  With
+    ``M_MMAP_MAX = 0`` and a high trim threshold, freed buffers stay in the
+    process and the next call reuses them: a demystifying-k4 replicate at
+    n = 3e4 / 1e5 costs 8-10 % / 4-6 % less CPU (medians of interleaved calls,
+    ``benchmarks/README.md``).  The price is that the process keeps its peak
+    heap, so this is set only in processes moestat owns: the Monte Carlo and
+    bootstrap workers and the ``moestat`` command line, never on ``import moestat``.
+    """
+    import ctypes
+    import ctypes.util
+    import sys
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):   # musl and other C libraries: nothing to tune
+        return False
+    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 1 << 30))
 
 
 SPAWN_HINT = (
@@ -62,4 +94,4 @@ def broken_pool_error(exc: BaseException) -> RuntimeError:
 
 
 __all__ = ["BrokenProcessPool", "SINGLE_THREAD_ENV", "SPAWN_HINT", "broken_pool_error", "init_worker",
-           "worker_environment"]
+           "keep_heap_memory", "worker_environment"]

@@ -83,6 +83,8 @@ def main(argv=None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    from ._parallel import keep_heap_memory
+    keep_heap_memory()   # this process is moestat's own: reuse freed XLA buffers instead of re-faulting pages
     return int(args.func(args) or 0)
 
 

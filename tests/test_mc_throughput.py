@@ -12,11 +12,20 @@ from moestat.montecarlo.spec import Spec
 
 def test_mc_bucket_ladder_and_the_deepseek_grid():
     from moestat.montecarlo.worker import mc_bucket
-    ladder = [1024 * 2 ** j for j in range(9)]                      # 1024, 2048, ..., 262144 by hand
-    for n in [1, 100, 1024, 1025, 2048, 2049, 99999, 100000, 131072, 131073]:
+    # by hand: powers of two 1024 ... 16384, then 16384 * 2^(j/4) rounded up to a multiple of 8
+    coarse = [1024 * 2 ** j for j in range(5)]
+    fine = [int(np.ceil(16384 * 2 ** (j / 4) / 8) * 8) for j in range(1, 32)]
+    ladder = coarse + fine
+    assert fine[:4] == [19488, 23176, 27560, 32768]
+    for n in [1, 100, 1024, 1025, 2048, 2049, 16384, 16385, 19488, 19489, 99999, 100000, 131072, 131073, 10 ** 6]:
         assert mc_bucket(n) == min(b for b in ladder if b >= n)
+        assert mc_bucket(n) % 8 == 0
     grid = load_spec("deepseek-thm1").grid(False)
-    assert len(grid) == 20 and {mc_bucket(n) for n in grid} == set(ladder[:8])
+    buckets = {mc_bucket(n) for n in grid}
+    assert len(grid) == 20 and len(buckets) == 10 and set(coarse) <= buckets
+    # padding above 16384 is at most 2^(1/4) - 1 (19 %)
+    big = np.unique(np.geomspace(16385, 10 ** 6, 200).astype(int))
+    assert max(mc_bucket(n) / n for n in big) <= 2 ** 0.25 + 1e-3
 
 
 def _pid(task):
@@ -130,3 +139,33 @@ def test_reference_fit_of_a_tiny_spec_round_trips_through_the_cache(tmp_path, mo
     direct = reference.fit_reference(spec, spec.raw["reference"])
     assert reference.cached_reference(Spec(spec.raw)) == got == direct
     assert np.isfinite(np.asarray(direct["expert"]["coef"], dtype=float)).all()
+
+
+_FAULTS = """
+import resource, sys
+import numpy as np
+from moestat._parallel import keep_heap_memory
+applied = keep_heap_memory() if sys.argv[1] == "keep" else False
+def touch():
+    a = np.ones(8 << 20)          # 64 MiB: above glibc's largest mmap threshold (32 MiB)
+    return float(a[::4096].sum())
+touch()
+f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(3):
+    touch()
+print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+"""
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="glibc mallopt")
+def test_keep_heap_memory_reuses_freed_large_blocks_instead_of_faulting_fresh_pages():
+    import subprocess
+    import sys
+    out = {}
+    for mode in ("default", "keep"):
+        r = subprocess.run([sys.executable, "-c", _FAULTS, mode], capture_output=True, text=True, check=True)
+        applied, faults = r.stdout.split()
+        out[mode] = (applied == "True", int(faults))
+    # by default every 64 MiB block re-faults its pages: 16384 small pages each, or >= 32 transparent huge pages
+    assert out["default"][1] >= 3 * 32
+    assert out["keep"][0] and out["keep"][1] < out["default"][1] / 10

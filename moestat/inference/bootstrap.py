@@ -466,9 +466,10 @@ def run_replicates(spec: ReplicateSpec, B: int, chunk_size: int | None = None, n
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
-        from .._parallel import BrokenProcessPool, broken_pool_error, worker_environment
+        from .._parallel import BrokenProcessPool, broken_pool_error, init_worker, worker_environment
         with worker_environment(cpu_only=True), ProcessPoolExecutor(max_workers=min(n_jobs, len(chunks)),
-                                                        mp_context=mp.get_context("spawn")) as pool:
+                                                        mp_context=mp.get_context("spawn"),
+                                                        initializer=init_worker) as pool:
             try:
                 outs = list(pool.map(run_chunk, [spec] * len(chunks), chunks))
             except BrokenProcessPool as exc:
