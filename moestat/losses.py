@@ -1079,15 +1079,25 @@ def _count_distance(logp, logq, kind, xs, method, y_support) -> DensityDistance:
 
     def at(Xn):
         lp, lq = logp(Xn, y), logq(Xn, y)
-        tail = max(float(np.max(1.0 - np.exp(lp).sum(axis=1))), 0.0) \
-            + max(float(np.max(1.0 - np.exp(lq).sum(axis=1))), 0.0)
+        # mass above the support, per node: it enters the value through its lower bound (tail terms
+        # 1/2 |p_out - q_out| for TV, 1/2 (sqrt p_out - sqrt q_out)^2 for Hellinger^2, p_out log(p_out / q_out)
+        # for KL, by the log-sum inequality), and the error bound as before
+        p_out = np.clip(1.0 - np.exp(lp).sum(axis=1), 0.0, 1.0)
+        q_out = np.clip(1.0 - np.exp(lq).sum(axis=1), 0.0, 1.0)
+        tail = float(np.max(p_out)) + float(np.max(q_out))
         if kind == "tv":
             trunc = 0.5 * tail
+            per_x = _per_x_distance(lp, lq, wy, kind) + 0.5 * np.abs(p_out - q_out)
         elif kind == "hellinger":
             trunc = math.sqrt(0.5 * tail)
+            h2 = _per_x_distance(lp, lq, wy, kind) ** 2 + 0.5 * (np.sqrt(p_out) - np.sqrt(q_out)) ** 2
+            per_x = np.sqrt(np.minimum(h2, 1.0))
         else:
             trunc = tail * (1.0 + float(np.max(np.abs(lp[:, -1] - lq[:, -1]))))
-        return _per_x_distance(lp, lq, wy, kind), trunc
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out = np.where(p_out > 0, p_out * (np.log(p_out) - np.log(q_out)), 0.0)
+            per_x = _per_x_distance(lp, lq, wy, kind) + np.where(np.isfinite(out), out, 0.0)
+        return per_x, trunc
 
     per_x, err = at(xs[0][0])
     value = float(per_x @ xs[0][1])

@@ -67,6 +67,39 @@ def test_a_support_that_cuts_mass_reports_it_in_the_error():
     assert abs(short.value - full.value) <= short.error
 
 
+def test_mass_above_the_support_enters_the_value_of_tv_hellinger_and_kl():
+    # q = half the truth p = Poisson(3), half a wild expert Poisson(1e6) that has no mass on 0..59
+    lp = lambda X, y: np.broadcast_to(poisson.logpmf(y, 3.0), (len(X), len(y)))                 # noqa: E731
+    lq = lambda X, y: np.broadcast_to(np.log(0.5) + poisson.logpmf(y, 3.0), (len(X), len(y)))   # noqa: E731
+    sup = np.arange(60)
+    tv = conditional_distance(lp, lq, kind="tv", x_uniform=(0, 1), y_support=sup)
+    assert tv.value == pytest.approx(0.5, abs=1e-12)                    # = 1 - sum_y min(p, q), written by hand
+    h = conditional_distance(lp, lq, kind="hellinger", x_uniform=(0, 1), y_support=sup)
+    assert h.value ** 2 == pytest.approx(1 - math.sqrt(0.5), abs=1e-12)   # H^2 = 1 - sum_y sqrt(p q)
+    kl = conditional_distance(lp, lq, kind="kl", x_uniform=(0, 1), y_support=sup)
+    assert kl.value == pytest.approx(math.log(2.0), abs=1e-12)          # sum_y p log(p / q)
+
+
+def test_a_wild_fitted_count_expert_does_not_blow_up_the_support():
+    import jax
+
+    from moestat.montecarlo import load_spec, worker
+    spec = load_spec("mendes-jiang-parametric")
+    exp = worker.experiment_for(spec.raw, n=300)
+    tp = exp.true_params
+    coef = np.array(tp.expert.coef, dtype=np.float64)
+    coef[1, 0] += 25.0                                  # expert 1's mean times e^25 ~ 7e10 at every x
+    wild = tp._replace(expert=tp.expert._replace(coef=coef))
+    _, nodes = worker._x_average(exp)
+    sup = worker._count_support(exp, wild, nodes)
+    bound = len(worker._count_support(exp, tp, nodes))
+    assert len(sup) <= worker.COUNT_SUPPORT_SLACK * bound + 1
+    tv = worker.density_loss(exp, jax.tree_util.tree_map(np.asarray, wild), "tv")
+    # the wild expert's gate weight is mass that q puts far above the support: TV counts it
+    lw = np.exp(np.asarray(exp.fit.gate.log_weights(tp.gate, exp.fit.designs(nodes)[1].T)))    # (k, nodes)
+    assert np.isfinite(tv.value) and tv.value >= 0.9 * float(np.min(lw[1])) - tv.error
+
+
 def test_kl_of_class_probabilities_and_monte_carlo_x():
     p, q = np.array([0.2, 0.5, 0.3]), np.array([0.4, 0.4, 0.2])
     f = lambda P: (lambda X, y: np.log(np.broadcast_to(P, (X.shape[0], 3))))  # noqa: E731

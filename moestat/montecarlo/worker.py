@@ -256,16 +256,34 @@ def _x_average_of(exp: Experiment):
     return {"x_sample": xs}, xs
 
 
+#: the count support of the density losses reaches at most this far beyond the truth's own (see _count_support)
+COUNT_SUPPORT_SLACK = 4
+
+
+def _count_bound(mean: float) -> int:
+    """Y leaving a negligible Poisson tail above mean: mean + 12 sqrt(mean) + 30."""
+    return int(np.ceil(mean + 12.0 * np.sqrt(mean) + 30.0))
+
+
 def _count_support(exp, params, x_nodes) -> np.ndarray:
-    """0..Y for count responses: Y leaves a negligible Poisson tail above the largest expert mean (or the trials)."""
-    top = 0.0
+    """0..Y for count responses: Y leaves a negligible Poisson tail above the largest expert mean (or the trials).
+
+    The truth's experts always count; a fitted expert whose mean runs far
+    beyond them (a wild expert where its gate weight is negligible: SQUAREM
+    and over-parametrised fits reach such points) extends Y only up to
+    ``COUNT_SUPPORT_SLACK`` times the truth's bound.  The fitted density's mass left
+    above Y is then accounted for by :func:`moestat.losses.conditional_distance`
+    (in the value and in the error bound), not by a support of 10^10 points.
+    """
+    tops = []
     for setup, p in ((exp.truth, exp.true_params), (exp.fit, params)):
         X, _ = setup.designs(x_nodes)
         mean = np.asarray(setup.expert.mean(jax.tree_util.tree_map(to_device, p.expert), to_device(X.T)))
         if getattr(setup.expert, "family", "") == "binomial":
             mean = np.asarray(X[:, -1])                       # successes <= trials
-        top = max(top, float(np.max(mean[np.isfinite(mean)], initial=0.0)))
-    return np.arange(int(np.ceil(top + 12.0 * np.sqrt(top) + 30.0)) + 1)
+        tops.append(float(np.max(mean[np.isfinite(mean)], initial=0.0)))
+    y_true = _count_bound(tops[0])
+    return np.arange(min(_count_bound(max(tops)), COUNT_SUPPORT_SLACK * y_true) + 1)
 
 
 #: points of the y grid of the continuous density losses (Simpson; the error estimate uses every other one)
