@@ -3,8 +3,8 @@
 The over-fitted multinomial specs (``multinomial-regime2``, ``multinomial-modified``) run near-truth starts
 to a relative tolerance of 1e-8, and their EM crawls (100-3000 iterations per fit, paper_figures/notes.md).
 For each replicate of ``--spec`` at size ``--n``, the same starts (the spec's paper protocol) are run
-through :func:`moestat.fitting.pipeline.estimate` once with plain EM and once with SQUAREM
-(``EMConfig.accelerate``): CPU seconds, EM steps, convergence and the final log-likelihood of the chosen
+through the harness's :func:`moestat.montecarlo.worker.fit_replicate_cpu` once with plain EM and once with
+SQUAREM (``EMConfig.accelerate``): CPU seconds (data and starts included), EM steps, convergence and the final log-likelihood of the chosen
 start.  One process pinned to one core; a warm-up replicate compiles both programs first.
 
 Results: ``benchmarks/results/multinomial_squarem.{csv,json}``.
@@ -34,23 +34,17 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
-    import jax
-
-    from moestat.fitting import em, pipeline
-    from moestat.montecarlo import load_spec, protocols, worker
+    from moestat.montecarlo import load_spec, worker
 
     rows = []
     for spec in load_spec(args.spec).variants():
         exp = worker.experiment_for(spec.raw, n=args.n)
 
         def fit(rep, accelerate):
-            x, y, data = worker.replicate_data(exp, args.n, rep)
-            p0 = jax.tree_util.tree_map(worker.to_device, protocols.starts(exp, args.n, rep, x, y, data))
-            fixed = em.no_fixed(jax.tree_util.tree_map(lambda a: a[0], p0))
-            cfg = dataclasses.replace(exp.cfg, accelerate=accelerate)
+            # the harness's own replicate fit (data, the protocol's starts, EM from each, best start), EM switched
+            run = dataclasses.replace(exp, cfg=dataclasses.replace(exp.cfg, accelerate=accelerate))
             c0 = time.process_time()
-            est = pipeline.estimate(p0, data, exp.ctl, fixed, cfg, worker.replicate_info(exp, args.n),
-                                    seed=worker.key_seed(exp, args.n, rep), polish_fit=False)
+            est = worker.fit_replicate_cpu(run, args.n, rep)
             return time.process_time() - c0, est.fit
 
         fit(0, False)

@@ -62,9 +62,9 @@ def keep_heap_memory() -> bool:
     that large with fresh ``mmap`` pages and unmaps them when freed, so every
     call pays ~10^4 page faults (the kernel zeroes each page).  With
     ``M_MMAP_MAX = 0`` and a high trim threshold, freed buffers stay in the
-    process and the next call reuses them: a demystifying-k4 replicate at
-    n = 3e4 / 1e5 costs 8-10 % / 4-6 % less CPU (medians of interleaved calls,
-    ``benchmarks/README.md``).  The price is that the process keeps its peak
+    process and the next call reuses them: the EM program of a demystifying-k4
+    replicate at n = 3e4 / 1e5 costs 12 % / 3 % less CPU (medians of interleaved
+    calls, ``benchmarks/mc_padding_heap.py``).  The price is that the process keeps its peak
     heap, so this is set only in processes moestat owns: the Monte Carlo and
     bootstrap workers and the ``moestat`` command line, never on ``import moestat``.
     """

@@ -1096,6 +1096,7 @@ def _count_distance(logp, logq, kind, xs, method, y_support) -> DensityDistance:
             trunc = tail * (1.0 + float(np.max(np.abs(lp[:, -1] - lq[:, -1]))))
             with np.errstate(divide="ignore", invalid="ignore"):
                 out = np.where(p_out > 0, p_out * (np.log(p_out) - np.log(q_out)), 0.0)
+            # p_out at rounding level against a q_out clipped to 0 gives inf: left to the error bound
             per_x = _per_x_distance(lp, lq, wy, kind) + np.where(np.isfinite(out), out, 0.0)
         return per_x, trunc
 
