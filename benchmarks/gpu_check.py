@@ -4,8 +4,14 @@
 
 Prints the JAX backend, fits sim_moe2 (log-likelihood against the reference MLE), runs the kernel
 benchmark (benchmarks/bench_em.py: ns per point per iteration, JAX on the default device vs NumPy) at
-n = 1e5 and 1e6, and a vmapped batch of 32 replicate fits (the Monte Carlo harness's GPU path,
-em.fit_replicates with batch_size = 32) against one-by-one fits.  Writes gpu_check.json.
+n = 1e5 and 1e6, a vmapped batch of 32 replicate fits (the Monte Carlo harness's GPU path,
+em.fit_replicates with batch_size = 32) against one-by-one fits, the default ``GaussianMoE(3).fit`` at
+n = 1e5 (first call and again, split into its parts as ``benchmarks/first_fit.py`` splits it), and one
+Monte Carlo size bucket of ``deepseek-thm1`` / ``gaussian-gated-m1`` fitted replicate by replicate
+(``worker.fit_replicate_cpu``, what a pool worker does) and as one vmapped block
+(``worker.fit_block_batched``, what ``moestat reproduce --batch auto`` does on a GPU): wall seconds per
+replicate after a compiling call.  Writes gpu_check.json after every part (a part that fails is recorded
+and the rest still runs).
 """
 import json
 import os
@@ -68,8 +74,67 @@ def main(out_dir="."):
     rep["batch_max_rel_loglik_diff"] = float(np.max(np.abs(np.asarray(out[1].loglik) - np.asarray(out[R].loglik))
                                                   / np.abs(np.asarray(out[1].loglik))))
     print("vmapped vs one-by-one max rel loglik diff %.2e" % rep["batch_max_rel_loglik_diff"], flush=True)
+    _save(rep, out_dir)
+    for part in (default_fit, mc_bucket):
+        try:
+            part(rep)
+        except Exception as exc:  # record and go on: the device lease is short
+            rep[part.__name__ + "_error"] = repr(exc)
+            print(part.__name__, "failed:", repr(exc), flush=True)
+        _save(rep, out_dir)
+
+
+def _save(rep, out_dir):
     with open(os.path.join(out_dir, "gpu_check.json"), "w") as fh:
         json.dump(rep, fh, indent=1, default=float)
+
+
+def default_fit(rep, n=100_000):
+    """The default fit (10 starts, screening, EM, polish) at n = 1e5, k = 3, d = 2: first call and warm calls."""
+    import moestat as ms
+    import bench_em as bench
+    X, _, y = bench.simulate(n)
+    out = {"n": n}
+    for key in ("first_s", "second_s", "third_s"):
+        t0 = time.perf_counter()
+        res = ms.GaussianMoE(bench.K).fit(X, y)
+        out[key] = time.perf_counter() - t0
+    out["loglik"] = res.loglik
+    out["em_iterations"] = int(res.n_iter)
+    rep["default_fit"] = out
+    print("default fit n=%d: first %.2f s, warm %.2f / %.2f s, %d EM iterations, loglik %.4f"
+          % (n, out["first_s"], out["second_s"], out["third_s"], out["em_iterations"], res.loglik), flush=True)
+
+
+def mc_bucket(rep, specs=("deepseek-thm1", "gaussian-gated-m1"), sizes=(1000, 100_000), R=40, R_one=6):
+    """One size bucket of R replicates: one by one against one vmapped block, wall seconds per replicate."""
+    import jax
+    from moestat.montecarlo import load_spec
+    from moestat.montecarlo.worker import experiment_for, fit_block_batched, fit_replicate_cpu
+    rows = rep.setdefault("mc_bucket", [])
+    for name in specs:
+        exp = experiment_for(load_spec(name).raw)
+        for n in sizes:
+            row = {"spec": name, "n": n, "replicates": R}
+            lls = {}
+            paths = (("one_by_one", lambda rr: [fit_replicate_cpu(exp, n, r) for r in rr]),
+                     ("vmap_block", lambda rr: fit_block_batched(exp, n, rr)[0]))
+            for path, fn in paths:
+                m = R if path == "vmap_block" else R_one             # a block's batch is part of its program
+                t0 = time.perf_counter()
+                fn(list(range(1000, 1000 + (m if path == "vmap_block" else 1))))   # compiles this path's programs
+                row[path + "_first_s"] = time.perf_counter() - t0
+                reps = list(range(m))
+                t0 = time.perf_counter()
+                ests = fn(reps)
+                jax.block_until_ready(ests[-1].fit.params)
+                row[path + "_s_per_rep"] = (time.perf_counter() - t0) / len(reps)
+                lls[path] = np.array([float(np.asarray(e.runs.loglik)[e.best]) for e in ests])
+            m = min(len(lls["one_by_one"]), len(lls["vmap_block"]))
+            row["max_dloglik"] = float(np.max(np.abs(lls["one_by_one"][:m] - lls["vmap_block"][:m])))
+            row["speedup"] = row["one_by_one_s_per_rep"] / row["vmap_block_s_per_rep"]
+            rows.append(row)
+            print(json.dumps(row, default=float), flush=True)
 
 
 if __name__ == "__main__":
