@@ -75,7 +75,7 @@ class _MoEEstimator(BaseEstimator):
 
     def __init__(self, n_experts=2, gating="softmax", expert=None, *, gate_features=None, expert_features=None,
                  intercept=True, gate_intercept=True, min_variance=None, ridge=0.0, n_init=10, seed=0, tol=1e-8,
-                 max_iter=2000, algorithm="em", polish=True, model_class=None):
+                 max_iter=2000, algorithm="em", polish=True, accelerate=False, model_class=None):
         self.n_experts = n_experts
         self.gating = gating
         self.expert = expert
@@ -91,6 +91,7 @@ class _MoEEstimator(BaseEstimator):
         self.max_iter = max_iter
         self.algorithm = algorithm
         self.polish = polish
+        self.accelerate = accelerate
         self.model_class = model_class
 
     def _make_model(self, n_experts):
@@ -127,7 +128,8 @@ class _MoEEstimator(BaseEstimator):
         self.n_experts_ = k
         self.results_ = self.model_.fit(Xe, y, gate_X=Xg, weights=sample_weight, n_init=self.n_init,
                                         seed=self.seed, tol=self.tol, max_iter=self.max_iter,
-                                        algorithm=self.algorithm, polish=self.polish)
+                                        algorithm=self.algorithm, polish=self.polish,
+                                        accelerate=self.accelerate)
         self.n_iter_ = max(1, int(getattr(self.results_, "n_iter", 1)))
         return self
 
@@ -204,6 +206,9 @@ _PARAMS_DOC = """
     min_variance : float, optional (Gaussian experts only)
     ridge : float
     n_init, seed, tol, max_iter, algorithm, polish : passed to ``fit``
+    accelerate : bool
+        SQUAREM-accelerated EM (``fit(accelerate=True)``; EM only): the same maxima in fewer EM
+        steps where EM crawls (over-fitted or weakly separated experts).
     model_class : class, optional
         The moestat estimator to wrap (default %s).
 """

@@ -5,14 +5,18 @@
 RUN_REGIME2 and RUN_MODIFIED are the folders that ``moestat reproduce
 multinomial-regime2`` and ``moestat reproduce multinomial-modified`` wrote
 (the same data streams: same seed, grid and replicates).  For the softmax
-variant and the M = sigmoid / tanh variants the figure shows, left, the mean
-D1 over the replicates against n (log-log, with an n^-1/2 guide) and, right,
-the local slopes: OLS slopes of log(mean D1) on log n over sliding windows of
-consecutive sample sizes (:func:`moestat.montecarlo.analysis.local_slopes`,
-the window the harness uses).  "Slower than any polynomial" shows as local
-slopes that shrink in magnitude as n grows; the modified gate's should stay
-steeper.  Writes OUT_STEM.png and OUT_STEM.csv (the local slopes), by default
-paper_figures/multinomial-regime2-vs-modified[.png|.csv].
+variant and the M = sigmoid / tanh variants the figure shows the mean (solid)
+and median (dashed) D1 over the replicates against n (log-log, with an n^-1/2
+guide), the share of fits at the loss cap (a softmax Voronoi loss cannot exceed
+the truth's total gate mass, ``moestat.losses``: such a fit has no fitted atom
+near some true atom, in gate terms), and the local slopes: OLS slopes of
+log(mean D1) and log(median D1) on log n over sliding windows of consecutive
+sample sizes (:func:`moestat.montecarlo.analysis.local_slopes`, the window the
+harness uses).  "Slower than any polynomial" shows as local slopes that shrink
+in magnitude as n grows; the modified gate's should stay steeper.  Writes
+OUT_STEM.png, OUT_STEM.csv (the local slopes, ``stat`` mean or median) and
+OUT_STEM-per-n.csv (per curve and n: mean, median, fits at the cap), by default
+paper_figures/multinomial-regime2-vs-modified[.png|.csv|-per-n.csv].
 """
 from __future__ import annotations
 
@@ -35,7 +39,7 @@ CURVES = [("regime2", "softmax-k3", "softmax gate", "C3", "o"),
 
 
 def curves(run_regime2: str, run_modified: str, loss: str = "D1") -> tuple[dict, pd.DataFrame]:
-    """{label: per-n summary} and the local slopes of every curve."""
+    """{label: per-n summary (with ``at_cap``, fits at the loss cap)} and the local slopes of every curve."""
     runs = {"regime2": run_regime2, "modified": run_modified}
     summaries, local = {}, []
     for run, variant, label, _, _ in CURVES:
@@ -43,34 +47,47 @@ def curves(run_regime2: str, run_modified: str, loss: str = "D1") -> tuple[dict,
         name = "%s (%s)" % (loss, variant)
         df = df.rename(columns={"loss_" + name: "loss_" + loss})
         s = per_n(df, loss)
+        cap = np.isneginf(df["err_moe.log_scale"]) if "err_moe.log_scale" in df else np.zeros(len(df), bool)
+        s["at_cap"] = s["n"].map(df.assign(cap=cap).groupby("n")["cap"].sum()).astype(int)
         summaries[label] = s
-        ls = local_slopes(s)
-        ls.insert(0, "curve", label)
-        local.append(ls)
+        for stat in ("mean", "median"):
+            ls = local_slopes(s, stat=stat)
+            ls.insert(0, "stat", stat)
+            ls.insert(0, "curve", label)
+            local.append(ls)
     return summaries, pd.concat(local, ignore_index=True)
 
 
 def figure(summaries: dict, local: pd.DataFrame, path: str, loss: str = "D1") -> None:
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (ax, cx, bx) = plt.subplots(1, 3, figsize=(15, 4.2))
     for _, _, label, color, marker in CURVES:
         s = summaries[label]
-        ax.loglog(s["n"], s["mean"], marker=marker, color=color, label=label)
-        ls = local[local["curve"] == label]
-        bx.semilogx(ls["n_center"], ls["slope"], marker=marker, color=color, label=label)
+        ax.loglog(s["n"], s["mean"], marker=marker, color=color, label=label + " (mean)")
+        ax.loglog(s["n"], s["median"], marker=marker, color=color, ls="--", mfc="none", label="median")
+        cx.semilogx(s["n"], s["at_cap"] / s["count"].clip(lower=1), marker=marker, color=color, label=label)
+        for stat, ls_ in (("mean", "-"), ("median", "--")):
+            ls = local[(local["curve"] == label) & (local["stat"] == stat)]
+            bx.semilogx(ls["n_center"], ls["slope"], marker=marker, color=color, ls=ls_,
+                        mfc=None if stat == "mean" else "none", label="%s (%s)" % (label, stat))
     s0 = next(iter(summaries.values()))
     n = s0["n"].to_numpy(float)
     ref = np.nanmax([s["mean"].iloc[0] for s in summaries.values()]) * (n / n[0]) ** -0.5
     ax.loglog(n, ref, "k:", label="n^-1/2")
     ax.set_xlabel("n")
-    ax.set_ylabel("mean %s over replicates" % loss)
-    ax.set_title("regime 2 (expert 1's slopes 0), k = 3 fitted to k* = 2")
-    ax.legend(fontsize=8)
+    ax.set_ylabel("%s over replicates" % loss)
+    ax.set_title("regime 2 (expert 1's slopes 0), k = 3 fitted to k* = 2", fontsize=10)
+    ax.legend(fontsize=7)
+    cx.set_xlabel("n")
+    cx.set_ylabel("share of fits at the loss cap")
+    cx.set_ylim(-0.03, 1.03)
+    cx.set_title("fits with no atom near a true atom (D1 = its cap)", fontsize=10)
+    cx.legend(fontsize=7)
     bx.axhline(-0.5, color="k", ls=":", lw=1)
     bx.axhline(0.0, color="grey", lw=0.5)
     bx.set_xlabel("n (geometric centre of the window)")
-    bx.set_ylabel("local slope of log mean %s on log n" % loss)
-    bx.set_title("local slopes over sliding windows")
-    bx.legend(fontsize=8)
+    bx.set_ylabel("local slope of log %s on log n" % loss)
+    bx.set_title("local slopes over sliding windows (solid: mean, dashed: median)", fontsize=10)
+    bx.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -82,7 +99,10 @@ def main(argv: list[str]) -> None:
     stem = argv[2] if len(argv) > 2 else os.path.join(HERE, "multinomial-regime2-vs-modified")
     summaries, local = curves(argv[0], argv[1])
     local.to_csv(stem + ".csv", index=False)
+    per = pd.concat([s.assign(curve=label) for label, s in summaries.items()], ignore_index=True)
+    per[["curve", "n", "count", "mean", "median", "at_cap"]].to_csv(stem + "-per-n.csv", index=False)
     figure(summaries, local, stem + ".png")
+    print(per[["curve", "n", "count", "mean", "median", "at_cap"]].to_string(index=False))
     print(local.to_string(index=False))
 
 

@@ -154,3 +154,30 @@ def test_remaining_gain_of_a_geometric_em_path():
     assert pipeline.remaining_gain(trace) == pytest.approx(5.0 * 0.5 ** 20, rel=1e-3)
     assert pipeline.remaining_gain(trace[:2]) == np.inf                        # too short to estimate a rate
     assert pipeline.remaining_gain(-1000.0 + np.arange(10.0)) == np.inf        # no linear convergence
+
+
+def test_polish_stops_on_the_step_hessian_only_when_nothing_is_left(sim_df, monkeypatch):
+    """After an undamped Newton step the polish may stop on the decrement taken with the step's Hessian
+    and the new gradient; at its result the Newton decrement with the Hessian *there* is below the
+    tolerance too, and the result equals a polish that recomputes the Hessian after every step."""
+    from moestat.fitting import parametrization as par
+    res = ms.GaussianMoE(2).fit("y ~ x", data=sim_df, n_init=2, seed=3, polish=False, tol=1e-5)
+    model, d, info, dat, base = _setup("softmax", sim_df)
+    cfg, fixed, p0 = model.config(), em.no_fixed(base), res.params_internal
+    states = []
+    real_state = par._newton_state
+    monkeypatch.setattr(par, "_newton_state", lambda *a: states.append(1) or real_state(*a))
+    new, ll, steps = par.newton_polish(cfg, p0, dat, fixed, res._ctl, gtol=1e-9)
+    assert steps >= 1 and ll > res.loglik
+    assert len(states) == steps                     # no Hessian after the last step: the shortcut stopped it
+    theta, ll2, g, H = par.loglik_derivatives(cfg, new, dat, fixed)
+    assert ll2 == pytest.approx(ll, abs=1e-9)
+    assert 0.5 * g @ np.linalg.solve(-H, g) < 1e-9
+    # the same polish without the shortcut: every accepted step is followed by the Hessian at the new point
+    real_trial = par._trial
+    monkeypatch.setattr(par, "_trial", lambda *a: (lambda o: (o[0], o[1] * np.nan, o[2]))(real_trial(*a)))
+    new_full, ll_full, steps_full = par.newton_polish(cfg, p0, dat, fixed, res._ctl, gtol=1e-9)
+    assert steps_full >= steps and len(states) == steps + steps_full + 1
+    assert ll_full == pytest.approx(ll, abs=1e-9)
+    for a, b in zip(jax.tree_util.tree_leaves(new), jax.tree_util.tree_leaves(new_full)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=1e-6)

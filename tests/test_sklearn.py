@@ -121,3 +121,23 @@ def test_tiny_data_fit_fewer_experts_with_a_warning():
     from scipy import sparse
     with pytest.raises(TypeError, match="[Ss]parse"):
         MoERegressor().fit(sparse.csr_matrix(X), y)
+
+
+def test_accelerate_passes_squarem_to_the_fit():
+    """accelerate=True runs SQUAREM EM: the wrapped fit equals moestat's own fit(accelerate=True), reaches the
+    plain-EM maximum, and a non-boolean is refused by the fit's own check."""
+    import moestat as ms
+    df, ref = sim_moe2_fit()
+    reg = MoERegressor(n_experts=2, accelerate=True).fit(df[["x"]], df["y"])
+    assert reg.get_params()["accelerate"] is True and clone(reg).get_params()["accelerate"] is True
+    direct = ms.GaussianMoE(2).fit(df[["x"]], df["y"], accelerate=True)
+    assert reg.results_.loglik == direct.loglik
+    assert reg.results_.loglik == pytest.approx(ref.loglik, abs=1e-6)
+    with pytest.raises(TypeError, match="accelerate must be True or False"):
+        MoERegressor(n_experts=2, accelerate="yes").fit(df[["x"]], df["y"])
+    rng = np.random.default_rng(1)
+    X = rng.uniform(-2, 2, size=(400, 1))
+    y = np.where(X[:, 0] > 0, rng.random(400) < 0.9, rng.random(400) < 0.2).astype(int)
+    plain = MoEClassifier(n_experts=2, n_init=3).fit(X, y)
+    fast = MoEClassifier(n_experts=2, n_init=3, accelerate=True).fit(X, y)
+    assert fast.results_.loglik >= plain.results_.loglik - 1e-6
