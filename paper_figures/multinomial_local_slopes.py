@@ -1,6 +1,7 @@
 """Regime 2 under the standard vs the modified softmax gate: mean D1 and its local slopes (theory.md §7 rows 21-22).
 
     PYTHONPATH=$PWD python paper_figures/multinomial_local_slopes.py RUN_REGIME2 RUN_MODIFIED [OUT_STEM]
+        [--extra RUN_REGIME2_LARGE RUN_MODIFIED_LARGE]
 
 RUN_REGIME2 and RUN_MODIFIED are the folders that ``moestat reproduce
 multinomial-regime2`` and ``moestat reproduce multinomial-modified`` wrote
@@ -17,6 +18,12 @@ in magnitude as n grows; the modified gate's should stay steeper.  Writes
 OUT_STEM.png, OUT_STEM.csv (the local slopes, ``stat`` mean or median) and
 OUT_STEM-per-n.csv (per curve and n: mean, median, fits at the cap), by default
 paper_figures/multinomial-regime2-vs-modified[.png|.csv|-per-n.csv].
+
+``--extra`` adds the replicates of two more runs (the same specs with larger sizes
+in their grid, e.g. a copy of each spec whose ``grid.full`` is ``{"values":
+[285088, 507968]}``: the next two sizes of the geometric grid, same seed and
+replicates, so the same data streams) to the curves; the figure marks where the
+spec's own full grid ends.
 """
 from __future__ import annotations
 
@@ -38,12 +45,20 @@ CURVES = [("regime2", "softmax-k3", "softmax gate", "C3", "o"),
           ("modified", "tanh-k3", "modified gate, M = tanh", "C2", "^")]
 
 
-def curves(run_regime2: str, run_modified: str, loss: str = "D1") -> tuple[dict, pd.DataFrame]:
-    """{label: per-n summary (with ``at_cap``, fits at the loss cap)} and the local slopes of every curve."""
-    runs = {"regime2": run_regime2, "modified": run_modified}
+def curves(run_regime2: str, run_modified: str, loss: str = "D1", extra: tuple | None = None
+           ) -> tuple[dict, pd.DataFrame]:
+    """{label: per-n summary (with ``at_cap``, fits at the loss cap)} and the local slopes of every curve.
+
+    ``extra``: (regime-2 run, modified run) whose replicates are added (larger sizes of the same design).
+    """
+    runs = {"regime2": [run_regime2], "modified": [run_modified]}
+    if extra:
+        runs["regime2"].append(extra[0])
+        runs["modified"].append(extra[1])
     summaries, local = {}, []
     for run, variant, label, _, _ in CURVES:
-        df = pd.read_csv(os.path.join(runs[run], variant, "results.csv"))
+        df = pd.concat([pd.read_csv(os.path.join(r, variant, "results.csv")) for r in runs[run]],
+                       ignore_index=True)
         name = "%s (%s)" % (loss, variant)
         df = df.rename(columns={"loss_" + name: "loss_" + loss})
         s = per_n(df, loss)
@@ -58,8 +73,12 @@ def curves(run_regime2: str, run_modified: str, loss: str = "D1") -> tuple[dict,
     return summaries, pd.concat(local, ignore_index=True)
 
 
-def figure(summaries: dict, local: pd.DataFrame, path: str, loss: str = "D1") -> None:
+def figure(summaries: dict, local: pd.DataFrame, path: str, loss: str = "D1", grid_end: float | None = None
+           ) -> None:
     fig, (ax, cx, bx) = plt.subplots(1, 3, figsize=(15, 4.2))
+    if grid_end is not None:
+        for axis in (ax, cx, bx):
+            axis.axvline(grid_end, color="grey", ls=":", lw=1)
     for _, _, label, color, marker in CURVES:
         s = summaries[label]
         ax.loglog(s["n"], s["mean"], marker=marker, color=color, label=label + " (mean)")
@@ -88,20 +107,34 @@ def figure(summaries: dict, local: pd.DataFrame, path: str, loss: str = "D1") ->
     bx.set_ylabel("local slope of log %s on log n" % loss)
     bx.set_title("local slopes over sliding windows (solid: mean, dashed: median)", fontsize=10)
     bx.legend(fontsize=6)
+    if grid_end is not None:
+        cx.annotate("spec's full grid ends", (grid_end, 0.5), xytext=(4, 0), textcoords="offset points",
+                    fontsize=7, color="grey", rotation=90, va="center")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 def main(argv: list[str]) -> None:
+    extra = None
+    if "--extra" in argv:
+        i = argv.index("--extra")
+        extra = tuple(argv[i + 1:i + 3])
+        if len(extra) != 2:
+            raise SystemExit(__doc__)
+        argv = argv[:i] + argv[i + 3:]
     if len(argv) < 2:
         raise SystemExit(__doc__)
     stem = argv[2] if len(argv) > 2 else os.path.join(HERE, "multinomial-regime2-vs-modified")
-    summaries, local = curves(argv[0], argv[1])
+    summaries, local = curves(argv[0], argv[1], extra=extra)
     local.to_csv(stem + ".csv", index=False)
     per = pd.concat([s.assign(curve=label) for label, s in summaries.items()], ignore_index=True)
     per[["curve", "n", "count", "mean", "median", "at_cap"]].to_csv(stem + "-per-n.csv", index=False)
-    figure(summaries, local, stem + ".png")
+    grid_end = None
+    if extra:
+        base = pd.read_csv(os.path.join(argv[0], CURVES[0][1], "results.csv"))
+        grid_end = float(base["n"].max())
+    figure(summaries, local, stem + ".png", grid_end=grid_end)
     print(per[["curve", "n", "count", "mean", "median", "at_cap"]].to_string(index=False))
     print(local.to_string(index=False))
 

@@ -181,3 +181,39 @@ def test_polish_stops_on_the_step_hessian_only_when_nothing_is_left(sim_df, monk
     assert ll_full == pytest.approx(ll, abs=1e-9)
     for a, b in zip(jax.tree_util.tree_leaves(new), jax.tree_util.tree_leaves(new_full)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("k, fix", [(3, False), (2, True)])
+def test_predictor_form_derivatives_equal_autodiff(k, fix):
+    """The softmax-gated linear Gaussian MoE's closed-form derivatives in theta (the polish's Hessian) equal
+    jax.hessian of the log-likelihood at arbitrary parameters: different gate and expert designs, weights,
+    padded rows, fixed entries left out of theta."""
+    from moestat.fitting import parametrization as par
+    from moestat.experts.gaussian import GaussianParams
+    from moestat.gating.softmax import SoftmaxParams
+    rng = np.random.default_rng(k)
+    n = 700
+    X = np.column_stack([np.ones(n), rng.normal(size=(n, 2))])
+    Xg = np.column_stack([np.ones(n), rng.normal(size=n)])
+    y = rng.normal(size=n) * 2.0
+    w = rng.uniform(0.5, 2.0, size=n)
+    dat = make_data(X, Xg, y, w)                                      # padded to the bucket: weight-0 rows
+    assert dat.w.shape[0] > n
+    cfg = ms.GaussianMoE(k).config()
+    params = em.MoEParams(SoftmaxParams(np.vstack([np.zeros((1, 2)), rng.normal(size=(k - 1, 2))])),
+                          GaussianParams(rng.normal(size=(k, 3)), rng.uniform(0.3, 3.0, size=k)))
+    params = jax.tree_util.tree_map(np.asarray, params)
+    fixed = em.no_fixed(params)
+    if fix:
+        fixed = em.MoEParams(fixed.gate, GaussianParams(np.asarray(fixed.expert.coef).copy(),
+                                                        np.array([True] + [False] * (k - 1))))
+        fixed.expert.coef[1, 2] = True
+    m = par._Masks(par.free_masks(cfg, params, fixed))
+    assert par._predictor_form(cfg, dat)
+    ll, g, H = (np.asarray(a) for a in par._softmax_gaussian_derivatives(params, dat, cfg, m))
+    theta = par.pack(cfg, params, m.masks)
+    ll2, g2, H2 = (np.asarray(a) for a in par._grad_hess(theta, params, dat, cfg, m))
+    assert g.shape == (theta.shape[0],) and H.shape == (theta.shape[0],) * 2
+    assert ll == pytest.approx(ll2, rel=1e-13)
+    np.testing.assert_allclose(g, g2, rtol=0, atol=1e-9 * np.abs(g2).max())
+    np.testing.assert_allclose(H, H2, rtol=0, atol=1e-11 * np.abs(H2).max())

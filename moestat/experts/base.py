@@ -56,6 +56,10 @@ class Expert(abc.ABC):
     moment_design: ClassVar[str | None] = None
     #: Parameter fields that hold variances (the Monte Carlo ``paper`` protocol perturbs them by |noise|).
     variance_fields: ClassVar[tuple[str, ...]] = ()
+    #: True when the expert is N(coef @ x, sigma2) with GaussianParams(coef, sigma2) exactly (the linear
+    #: Gaussian expert, not a subclass with another mean): with a gate that has ``softmax_scores`` the Newton
+    #: polish takes its derivatives in closed form (:mod:`moestat.fitting.parametrization`).
+    linear_gaussian: ClassVar[bool] = False
 
     # ---- host-side set-up ------------------------------------------------------------
     @abc.abstractmethod

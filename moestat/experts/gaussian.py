@@ -93,6 +93,11 @@ class GaussianLinear(Expert):
     name = "linear"
     response = "continuous"
 
+    @property
+    def linear_gaussian(self) -> bool:
+        """N(coef @ x, sigma2) exactly: only this class (subclasses change the mean or the density)."""
+        return type(self) is GaussianLinear
+
     def check_y(self, y, name="y"):
         y = np.asarray(y)
         if y.dtype == object:

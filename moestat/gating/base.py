@@ -67,6 +67,11 @@ class Gate(abc.ABC):
     #: A gate that sets it provides :meth:`direction`, :meth:`moment_rows`, :meth:`direction_from_moments`,
     #: :meth:`scores_and_probs` and :meth:`objective_from_moments`.
     speculative: ClassVar[bool] = False
+    #: True when the gate's log-weights are exactly log softmax(coef @ Xg) of its own parameters (the plain
+    #: softmax, not a subclass that transforms the design): the Newton polish then takes the log-likelihood's
+    #: derivatives in closed form through the per-point scores
+    #: (:func:`moestat.fitting.parametrization._softmax_gaussian_derivatives`).
+    softmax_scores: ClassVar[bool] = False
     #: True when :meth:`observed_step` moves the gate (top-K's re-routing).  Such moves are judged on the
     #: ungrouped observed log-likelihood, so fits with ``groups`` refuse these gates.
     moves_on_observed: ClassVar[bool] = False

@@ -82,6 +82,11 @@ class Softmax(SoftmaxCoefficients, Gate):
         return softmax_log_weights(params.coef, Xg)
 
     @property
+    def softmax_scores(self) -> bool:
+        """log-weights = log softmax(coef @ Xg) exactly: only the plain softmax (subclasses transform Xg)."""
+        return type(self) is Softmax
+
+    @property
     def speculative(self) -> bool:
         """One Newton step per iteration: the EM loop may check it in the next E-step (em.fit_one).
 
