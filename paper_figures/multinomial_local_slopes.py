@@ -24,6 +24,12 @@ in their grid, e.g. a copy of each spec whose ``grid.full`` is ``{"values":
 [285088, 507968]}``: the next two sizes of the geometric grid, same seed and
 replicates, so the same data streams) to the curves; the figure marks where the
 spec's own full grid ends.
+
+OUT_STEM-bootstrap.csv: for every window of the local slopes of the mean, each
+curve's slope with a 95 % bootstrap interval (replicates resampled within each
+n, 4000 draws, seed 0) and the interval of its difference from the softmax
+curve's slope in the same draws -- whether the curves' slopes differ beyond
+the replicate noise.
 """
 from __future__ import annotations
 
@@ -40,9 +46,42 @@ import pandas as pd  # noqa: E402
 from moestat.montecarlo.analysis import local_slopes, per_n  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+#: the replicate rows behind the last :func:`curves` call, per curve label
+FRAMES: dict = {}
 CURVES = [("regime2", "softmax-k3", "softmax gate", "C3", "o"),
           ("modified", "sigmoid-k3", "modified gate, M = sigmoid", "C0", "s"),
           ("modified", "tanh-k3", "modified gate, M = tanh", "C2", "^")]
+
+
+def bootstrap_windows(frames: dict, loss: str = "D1", draws: int = 4000, seed: int = 0) -> pd.DataFrame:
+    """Bootstrap intervals of the local slopes of the mean (and of their differences from the first curve)."""
+    rng = np.random.default_rng(seed)
+    labels = list(frames)
+    ns = np.array(sorted(set.intersection(*(set(frames[lb]["n"]) for lb in labels))), dtype=float)
+    window = max(3, len(ns) // 4)
+    values = {lb: [frames[lb].loc[frames[lb]["n"] == n, "loss_" + loss].to_numpy(float) for n in ns]
+              for lb in labels}
+    x = np.log(ns)
+
+    def slopes(means):
+        y = np.log(np.asarray(means))
+        return np.array([np.polyfit(x[i:i + window], y[i:i + window], 1)[0] for i in range(len(ns) - window + 1)])
+
+    obs = {lb: slopes([v.mean() for v in values[lb]]) for lb in labels}
+    boot = {lb: np.array([slopes([rng.choice(v, v.size).mean() for v in values[lb]]) for _ in range(draws)])
+            for lb in labels}
+    rows = []
+    for i in range(len(ns) - window + 1):
+        for lb in labels:
+            lo, hi = np.percentile(boot[lb][:, i], [2.5, 97.5])
+            row = {"curve": lb, "n_lo": int(ns[i]), "n_hi": int(ns[i + window - 1]), "slope": obs[lb][i],
+                   "ci_low": lo, "ci_high": hi}
+            if lb != labels[0]:
+                d = boot[lb][:, i] - boot[labels[0]][:, i]
+                row.update(diff=obs[lb][i] - obs[labels[0]][i], diff_low=np.percentile(d, 2.5),
+                           diff_high=np.percentile(d, 97.5))
+            rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def curves(run_regime2: str, run_modified: str, loss: str = "D1", extra: tuple | None = None
@@ -56,11 +95,13 @@ def curves(run_regime2: str, run_modified: str, loss: str = "D1", extra: tuple |
         runs["regime2"].append(extra[0])
         runs["modified"].append(extra[1])
     summaries, local = {}, []
+    FRAMES.clear()
     for run, variant, label, _, _ in CURVES:
         df = pd.concat([pd.read_csv(os.path.join(r, variant, "results.csv")) for r in runs[run]],
                        ignore_index=True)
         name = "%s (%s)" % (loss, variant)
         df = df.rename(columns={"loss_" + name: "loss_" + loss})
+        FRAMES[label] = df
         s = per_n(df, loss)
         cap = np.isneginf(df["err_moe.log_scale"]) if "err_moe.log_scale" in df else np.zeros(len(df), bool)
         s["at_cap"] = s["n"].map(df.assign(cap=cap).groupby("n")["cap"].sum()).astype(int)
@@ -135,8 +176,11 @@ def main(argv: list[str]) -> None:
         base = pd.read_csv(os.path.join(argv[0], CURVES[0][1], "results.csv"))
         grid_end = float(base["n"].max())
     figure(summaries, local, stem + ".png", grid_end=grid_end)
+    boot = bootstrap_windows(FRAMES)
+    boot.to_csv(stem + "-bootstrap.csv", index=False)
     print(per[["curve", "n", "count", "mean", "median", "at_cap"]].to_string(index=False))
     print(local.to_string(index=False))
+    print(boot.round(3).to_string(index=False))
 
 
 if __name__ == "__main__":
