@@ -46,8 +46,6 @@ import pandas as pd  # noqa: E402
 from moestat.montecarlo.analysis import local_slopes, per_n  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-#: the replicate rows behind the last :func:`curves` call, per curve label
-FRAMES: dict = {}
 CURVES = [("regime2", "softmax-k3", "softmax gate", "C3", "o"),
           ("modified", "sigmoid-k3", "modified gate, M = sigmoid", "C0", "s"),
           ("modified", "tanh-k3", "modified gate, M = tanh", "C2", "^")]
@@ -58,35 +56,33 @@ def bootstrap_windows(frames: dict, loss: str = "D1", draws: int = 4000, seed: i
     rng = np.random.default_rng(seed)
     labels = list(frames)
     ns = np.array(sorted(set.intersection(*(set(frames[lb]["n"]) for lb in labels))), dtype=float)
-    window = max(3, len(ns) // 4)
     values = {lb: [frames[lb].loc[frames[lb]["n"] == n, "loss_" + loss].to_numpy(float) for n in ns]
               for lb in labels}
-    x = np.log(ns)
 
-    def slopes(means):
-        y = np.log(np.asarray(means))
-        return np.array([np.polyfit(x[i:i + window], y[i:i + window], 1)[0] for i in range(len(ns) - window + 1)])
+    def slopes(means):                         # the harness's own windows (analysis.local_slopes)
+        return local_slopes(pd.DataFrame({"n": ns, "mean": means}))
 
     obs = {lb: slopes([v.mean() for v in values[lb]]) for lb in labels}
-    boot = {lb: np.array([slopes([rng.choice(v, v.size).mean() for v in values[lb]]) for _ in range(draws)])
-            for lb in labels}
+    boot = {lb: np.array([slopes([rng.choice(v, v.size).mean() for v in values[lb]])["slope"].to_numpy()
+                          for _ in range(draws)]) for lb in labels}
     rows = []
-    for i in range(len(ns) - window + 1):
+    for i, win in obs[labels[0]].iterrows():
         for lb in labels:
             lo, hi = np.percentile(boot[lb][:, i], [2.5, 97.5])
-            row = {"curve": lb, "n_lo": int(ns[i]), "n_hi": int(ns[i + window - 1]), "slope": obs[lb][i],
+            row = {"curve": lb, "n_lo": int(win["n_lo"]), "n_hi": int(win["n_hi"]), "slope": obs[lb]["slope"][i],
                    "ci_low": lo, "ci_high": hi}
             if lb != labels[0]:
                 d = boot[lb][:, i] - boot[labels[0]][:, i]
-                row.update(diff=obs[lb][i] - obs[labels[0]][i], diff_low=np.percentile(d, 2.5),
+                row.update(diff=obs[lb]["slope"][i] - obs[labels[0]]["slope"][i], diff_low=np.percentile(d, 2.5),
                            diff_high=np.percentile(d, 97.5))
             rows.append(row)
     return pd.DataFrame(rows)
 
 
 def curves(run_regime2: str, run_modified: str, loss: str = "D1", extra: tuple | None = None
-           ) -> tuple[dict, pd.DataFrame]:
-    """{label: per-n summary (with ``at_cap``, fits at the loss cap)} and the local slopes of every curve.
+           ) -> tuple[dict, pd.DataFrame, dict]:
+    """{label: per-n summary (with ``at_cap``, fits at the loss cap)}, the local slopes of every curve and
+    {label: its replicate rows}.
 
     ``extra``: (regime-2 run, modified run) whose replicates are added (larger sizes of the same design).
     """
@@ -94,14 +90,13 @@ def curves(run_regime2: str, run_modified: str, loss: str = "D1", extra: tuple |
     if extra:
         runs["regime2"].append(extra[0])
         runs["modified"].append(extra[1])
-    summaries, local = {}, []
-    FRAMES.clear()
+    summaries, local, frames = {}, [], {}
     for run, variant, label, _, _ in CURVES:
         df = pd.concat([pd.read_csv(os.path.join(r, variant, "results.csv")) for r in runs[run]],
                        ignore_index=True)
         name = "%s (%s)" % (loss, variant)
         df = df.rename(columns={"loss_" + name: "loss_" + loss})
-        FRAMES[label] = df
+        frames[label] = df
         s = per_n(df, loss)
         cap = np.isneginf(df["err_moe.log_scale"]) if "err_moe.log_scale" in df else np.zeros(len(df), bool)
         s["at_cap"] = s["n"].map(df.assign(cap=cap).groupby("n")["cap"].sum()).astype(int)
@@ -111,7 +106,7 @@ def curves(run_regime2: str, run_modified: str, loss: str = "D1", extra: tuple |
             ls.insert(0, "stat", stat)
             ls.insert(0, "curve", label)
             local.append(ls)
-    return summaries, pd.concat(local, ignore_index=True)
+    return summaries, pd.concat(local, ignore_index=True), frames
 
 
 def figure(summaries: dict, local: pd.DataFrame, path: str, loss: str = "D1", grid_end: float | None = None
@@ -167,7 +162,7 @@ def main(argv: list[str]) -> None:
     if len(argv) < 2:
         raise SystemExit(__doc__)
     stem = argv[2] if len(argv) > 2 else os.path.join(HERE, "multinomial-regime2-vs-modified")
-    summaries, local = curves(argv[0], argv[1], extra=extra)
+    summaries, local, frames = curves(argv[0], argv[1], extra=extra)
     local.to_csv(stem + ".csv", index=False)
     per = pd.concat([s.assign(curve=label) for label, s in summaries.items()], ignore_index=True)
     per[["curve", "n", "count", "mean", "median", "at_cap"]].to_csv(stem + "-per-n.csv", index=False)
@@ -176,7 +171,7 @@ def main(argv: list[str]) -> None:
         base = pd.read_csv(os.path.join(argv[0], CURVES[0][1], "results.csv"))
         grid_end = float(base["n"].max())
     figure(summaries, local, stem + ".png", grid_end=grid_end)
-    boot = bootstrap_windows(FRAMES)
+    boot = bootstrap_windows(frames)
     boot.to_csv(stem + "-bootstrap.csv", index=False)
     print(per[["curve", "n", "count", "mean", "median", "at_cap"]].to_string(index=False))
     print(local.to_string(index=False))

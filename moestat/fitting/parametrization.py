@@ -106,31 +106,28 @@ def _softmax_gaussian_derivatives(params, data, cfg, masks):
     eta = B_g x_g, means mu = B_e x, log-variances s), each linear in the parameters with the design
     x_g, x or 1.  So H = sum_n w_n J_n' (d2 l_n / dz dz') J_n is the (3k x 3k) per-point Hessian in z
     contracted with pairwise products of the designs: one pass over the data and a few small matrix
-    products, instead of one pass per parameter (``jax.hessian`` in theta: 0.31 s at n = 1e5, k = 3,
-    d = 2, this ~20x less).  Entries ordered as :func:`pack` (gate coefficients, expert coefficients,
+    products, instead of one pass per parameter (n = 1e5, k = 3, d = 2: 0.12 s against 0.36 s for
+    ``jax.hessian`` in theta, ``benchmarks/README.md``).  Entries ordered as :func:`pack` (gate coefficients, expert coefficients,
     log-variances, row-major; the masked ones kept).
     """
     k = cfg.k
-    Bg, Be = params.gate.coef, params.expert.coef
-    s = jnp.log(params.expert.sigma2)
     Xg, X, y, w = data.Xg, data.X, data.y, data.w
     N = y.shape[0]
-    Z = jnp.concatenate([Bg @ Xg, Be @ X, jnp.broadcast_to(s[:, None], (k, N))], axis=0)   # (3k, N)
-
     # closed forms (tau: responsibilities, g: gate probabilities, a = r e^-s, b = (r^2 e^-s - 1) / 2):
     # d2 l / dz dz' = D - v v' + g g' - diag(g) (the last two on the eta block only), v = (tau, tau a, tau b),
     # D block-diagonal over experts j in (eta_j, mu_j, s_j)
-    eta, mu, lv = Z[:k], Z[k:2 * k], Z[2 * k:]
+    eta = params.gate.coef @ Xg                                                                 # (k, N)
+    lv = jnp.log(params.expert.sigma2)[:, None]                                                 # (k, 1)
     log_g = eta - jax.nn.logsumexp(eta, axis=0)[None]
     prec = jnp.exp(-lv)
-    r = y[None] - mu
+    r = y[None] - params.expert.coef @ X
     L = log_g - 0.5 * (math.log(2.0 * math.pi) + lv) - 0.5 * prec * r ** 2
     val = jax.nn.logsumexp(L, axis=0)
     tau, g = jnp.exp(L - val[None]), jnp.exp(log_g)
     a = r * prec
     b = 0.5 * (r * a - 1.0)
     v = jnp.concatenate([tau, tau * a, tau * b], axis=0)                                       # (3k, N)
-    grad = jnp.concatenate([tau - g, tau * a, tau * b], axis=0)
+    grad = v.at[:k].add(-g)
     D = jnp.stack([jnp.stack([tau, tau * a, tau * b]),
                    jnp.stack([tau * a, tau * (a * a - prec), tau * a * (b - 1.0)]),
                    jnp.stack([tau * b, tau * a * (b - 1.0), tau * (b * b - b - 0.5)])])       # (3, 3, k, N)
@@ -144,18 +141,16 @@ def _softmax_gaussian_derivatives(params, data, cfg, masks):
     designs = (Xg, X, jnp.ones((1, N), y.dtype))
     gblocks = [grad[a * k:(a + 1) * k] @ designs[a].T for a in range(3)]                   # (k, q_a)
     g_all = jnp.concatenate([b.ravel() for b in gblocks])
-    rows = []
+    blocks = {}
     for a in range(3):
-        row = []
-        for b in range(3):
+        for b in range(a, 3):                  # the Hessian is symmetric: block (b, a) is block (a, b)'
             Da, Db = designs[a], designs[b]
             qa, qb = Da.shape[0], Db.shape[0]
             prod = (Da[:, None, :] * Db[None, :, :]).reshape(qa * qb, N)                    # (qa qb, N)
             h = hess[a * k:(a + 1) * k, b * k:(b + 1) * k].reshape(k * k, N)                 # (k k, N)
-            blk = (h @ prod.T).reshape(k, k, qa, qb).transpose(0, 2, 1, 3).reshape(k * qa, k * qb)
-            row.append(blk)
-        rows.append(jnp.concatenate(row, axis=1))
-    H_all = jnp.concatenate(rows, axis=0)
+            blocks[a, b] = (h @ prod.T).reshape(k, k, qa, qb).transpose(0, 2, 1, 3).reshape(k * qa, k * qb)
+            blocks[b, a] = blocks[a, b].T
+    H_all = jnp.concatenate([jnp.concatenate([blocks[a, b] for b in range(3)], axis=1) for a in range(3)], axis=0)
     idx = np.flatnonzero(np.concatenate([np.ravel(m) for m in jax.tree_util.tree_leaves(masks.masks)]))
     return jnp.dot(val, w), g_all[idx], H_all[np.ix_(idx, idx)]
 
@@ -182,9 +177,12 @@ def _trial(theta, params, data, cfg, masks):
     The gradient (a few log-likelihood passes, against the ~P of a Hessian) lets the polish stop after an
     accepted step without the Hessian at the new point (:func:`newton_polish`).
     """
-    f = lambda th: em.loglik(unpack(cfg, th, params, masks.masks), data, cfg)  # noqa: E731
-    ll, g = jax.value_and_grad(f)(theta)
-    return ll, g, unpack(cfg, theta, params, masks.masks)
+    def f(th):
+        cand = unpack(cfg, th, params, masks.masks)
+        return em.loglik(cand, data, cfg), cand
+
+    (ll, cand), g = jax.value_and_grad(f, has_aux=True)(theta)
+    return ll, g, cand
 
 
 def newton_polish(cfg, params, data, fixed, ctl, max_steps: int = 30, gtol: float = 1e-9, free=None):
