@@ -6,7 +6,7 @@ Prints the JAX backend, fits sim_moe2 (log-likelihood against the reference MLE)
 benchmark (benchmarks/bench_em.py: ns per point per iteration, JAX on the default device vs NumPy) at
 n = 1e5 and 1e6, a vmapped batch of 32 replicate fits (the Monte Carlo harness's GPU path,
 em.fit_replicates with batch_size = 32) against one-by-one fits, the default ``GaussianMoE(3).fit`` at
-n = 1e5 (first call and again, split into its parts as ``benchmarks/first_fit.py`` splits it), and one
+n = 1e5 (wall time of the first call and of two more), and one
 Monte Carlo size bucket of ``deepseek-thm1`` / ``gaussian-gated-m1`` fitted replicate by replicate
 (``worker.fit_replicate_cpu``, what a pool worker does) and as one vmapped block
 (``worker.fit_block_batched``, what ``moestat reproduce --batch auto`` does on a GPU): wall seconds per
