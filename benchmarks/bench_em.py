@@ -64,7 +64,7 @@ def time_jax(Xd, y, iters: int):
     n = Xd.shape[0]
     model = ms.GaussianMoE(K)
     dat = make_data(Xd, Xd, y, np.ones(n))
-    cfg = model.config(max_iter=iters)
+    cfg = em.with_intercepts(model.config(max_iter=iters), Xd, Xd, np.ones(n))  # as a fit makes it
     ctl = model.control({"var_y": float(np.var(y))}, tol=-1.0)  # never stop early
     g0, c0, s0 = start_params()
     p0 = em.MoEParams(ms.gating.SoftmaxParams(jnp.asarray(g0)[None]),

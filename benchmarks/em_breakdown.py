@@ -45,7 +45,7 @@ def setup(n):
     _, Xd, y = bench.simulate(n)
     model = ms.GaussianMoE(bench.K)
     dat = make_data(Xd, Xd, y, np.ones(n))
-    cfg = model.config(max_iter=IT)
+    cfg = em.with_intercepts(model.config(max_iter=IT), Xd, Xd, np.ones(n))  # as a fit makes it
     ctl = model.control({"var_y": float(np.var(y))}, tol=-1.0)
     g0, c0, s0 = bench.start_params()
     p = em.MoEParams(ms.gating.SoftmaxParams(jnp.asarray(g0)),

@@ -57,6 +57,9 @@ from _bench_common import (benchmark_env, cell_seed, fmt, last_json, machine_inf
 SELF = pathlib.Path(__file__).resolve()
 IMPORT_SNIPPET = ("import time; t, c = time.perf_counter(), time.process_time(); import moestat; "
                   "print('{\"wall\": %r, \"cpu\": %r}' % (time.perf_counter() - t, time.process_time() - c))")
+JAX_SNIPPET = ("import json, time; t, c = time.perf_counter(), time.process_time(); import jax, ml_dtypes; "
+               "print(json.dumps({'wall': time.perf_counter() - t, 'cpu': time.process_time() - c, "
+               "'ml_dtypes': ml_dtypes.__version__}))")
 TARGETS = {"import_s": 1.0, "programs": 8, "warm_first_fit_s": 1.0, "fit_over_em": 1.3, "fit_vs_numpy": 10.0,
            "kernel_ns": 30.0}
 
@@ -68,7 +71,13 @@ def measure_import(repeats: int, cpu) -> dict:
     runs = [run_measured(pinned(python_cmd("-c", IMPORT_SNIPPET), cpu), env=benchmark_env()) for _ in range(repeats)]
     inside = [last_json(r["stdout"]) for r in runs]
     prof = run_measured(pinned(python_cmd("-X", "importtime", "-c", "import moestat"), cpu), env=benchmark_env())
-    return {"import_wall_s_median": statistics.median(x["wall"] for x in inside),
+    # the first fit imports JAX (lazily); ml_dtypes 0.7.0 alone made that 1.16 s instead of 0.50 (pyproject.toml)
+    jax_runs = [last_json(run_measured(pinned(python_cmd("-c", JAX_SNIPPET), cpu), env=benchmark_env())["stdout"])
+                for _ in range(repeats)]
+    return {"import_jax_cpu_s_median": statistics.median(x["cpu"] for x in jax_runs),
+            "import_jax_wall_s_median": statistics.median(x["wall"] for x in jax_runs),
+            "ml_dtypes": jax_runs[0]["ml_dtypes"],
+            "import_wall_s_median": statistics.median(x["wall"] for x in inside),
             "import_cpu_s_median": statistics.median(x["cpu"] for x in inside), "runs": inside,
             "process_wall_s_median": statistics.median(r["wall_s"] for r in runs),
             "top_level_cumulative_s": top_imports(prof["stderr"], 12)}
@@ -315,6 +324,8 @@ def report(res: dict) -> list:
     rows = [
         ("import moestat s (median of %d)" % len(imp["runs"]), imp["import_cpu_s_median"],
          imp["import_wall_s_median"], "<= 1", imp["import_cpu_s_median"] <= TARGETS["import_s"]),
+        ("  import jax s (the first fit's; ml_dtypes %s)" % imp.get("ml_dtypes"), imp.get("import_jax_cpu_s_median"),
+         imp.get("import_jax_wall_s_median"), "-", None),
         ("first fit: programs compiled by XLA (fresh process)", cold.get("first_fit_xla_programs"), None, "<= 8",
          cold.get("first_fit_xla_programs", cold["first_fit_programs"]) <= TARGETS["programs"]),
         ("  programs lowered ('Compiling' records; exports included)", cold["first_fit_programs"], None, "-", None),

@@ -46,34 +46,59 @@ import pandas as pd  # noqa: E402
 from moestat.montecarlo.analysis import local_slopes, per_n  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+#: the wide window starts at the first size where every curve's fits have left the loss cap (<= 6 of 20 at it)
+WIDE_FROM = 50397
 CURVES = [("regime2", "softmax-k3", "softmax gate", "C3", "o"),
           ("modified", "sigmoid-k3", "modified gate, M = sigmoid", "C0", "s"),
           ("modified", "tanh-k3", "modified gate, M = tanh", "C2", "^")]
 
 
-def bootstrap_windows(frames: dict, loss: str = "D1", draws: int = 4000, seed: int = 0) -> pd.DataFrame:
-    """Bootstrap intervals of the local slopes of the mean (and of their differences from the first curve)."""
+def _slope(n, means) -> float:
+    """OLS slope of log(mean) on log n."""
+    return float(np.polyfit(np.log(n), np.log(means), 1)[0])
+
+
+def bootstrap_windows(frames: dict, loss: str = "D1", draws: int = 4000, seed: int = 0,
+                      wide_from: float | None = None) -> pd.DataFrame:
+    """Bootstrap intervals of the local slopes of the mean (and of their differences from the first curve).
+
+    The curves are fitted to the same data sets (same seed, replicate r of size n is one data set), so the
+    replicates are resampled *paired*: one draw of replicate numbers per n, used for every curve.
+    ``wide_from``: also one window from that n to the largest (the whole range past the loss cap).
+    """
     rng = np.random.default_rng(seed)
     labels = list(frames)
     ns = np.array(sorted(set.intersection(*(set(frames[lb]["n"]) for lb in labels))), dtype=float)
-    values = {lb: [frames[lb].loc[frames[lb]["n"] == n, "loss_" + loss].to_numpy(float) for n in ns]
-              for lb in labels}
+    piv = {lb: frames[lb].pivot_table(index="rep", columns="n", values="loss_" + loss, aggfunc="first")
+           for lb in labels}
+    reps = [sorted(set.intersection(*(set(piv[lb][n].dropna().index) for lb in labels))) for n in ns]
+    values = {lb: [piv[lb][n].reindex(r).to_numpy(float) for n, r in zip(ns, reps)] for lb in labels}
+    windows = [(int(w["n_lo"]), int(w["n_hi"])) for _, w in local_slopes(
+        pd.DataFrame({"n": ns, "mean": np.ones(ns.size)})).iterrows()]
+    if wide_from is not None:
+        windows.append((int(min(n for n in ns if n >= wide_from)), int(ns[-1])))
+    masks = [(ns >= lo) & (ns <= hi) for lo, hi in windows]
 
-    def slopes(means):                         # the harness's own windows (analysis.local_slopes)
-        return local_slopes(pd.DataFrame({"n": ns, "mean": means}))
+    def slopes(means):
+        means = np.asarray(means)
+        return np.array([_slope(ns[m], means[m]) for m in masks])
 
     obs = {lb: slopes([v.mean() for v in values[lb]]) for lb in labels}
-    boot = {lb: np.array([slopes([rng.choice(v, v.size).mean() for v in values[lb]])["slope"].to_numpy()
-                          for _ in range(draws)]) for lb in labels}
-    rows = []
-    for i, win in obs[labels[0]].iterrows():
+    boot = {lb: np.empty((draws, len(windows))) for lb in labels}
+    for b in range(draws):
+        idx = [rng.integers(0, v.size, v.size) for v in values[labels[0]]]
         for lb in labels:
-            lo, hi = np.percentile(boot[lb][:, i], [2.5, 97.5])
-            row = {"curve": lb, "n_lo": int(win["n_lo"]), "n_hi": int(win["n_hi"]), "slope": obs[lb]["slope"][i],
-                   "ci_low": lo, "ci_high": hi}
+            boot[lb][b] = slopes([v[i].mean() for v, i in zip(values[lb], idx)])
+    rows = []
+    for i, (lo, hi) in enumerate(windows):
+        for lb in labels:
+            ci = np.percentile(boot[lb][:, i], [2.5, 97.5])
+            row = {"curve": lb, "n_lo": lo, "n_hi": hi, "sizes": int(masks[i].sum()),
+                   "replicates": int(min(len(r) for r, m in zip(reps, masks[i]) if m)), "slope": obs[lb][i],
+                   "ci_low": ci[0], "ci_high": ci[1]}
             if lb != labels[0]:
                 d = boot[lb][:, i] - boot[labels[0]][:, i]
-                row.update(diff=obs[lb]["slope"][i] - obs[labels[0]]["slope"][i], diff_low=np.percentile(d, 2.5),
+                row.update(diff=obs[lb][i] - obs[labels[0]][i], diff_low=np.percentile(d, 2.5),
                            diff_high=np.percentile(d, 97.5))
             rows.append(row)
     return pd.DataFrame(rows)
@@ -171,7 +196,7 @@ def main(argv: list[str]) -> None:
         base = pd.read_csv(os.path.join(argv[0], CURVES[0][1], "results.csv"))
         grid_end = float(base["n"].max())
     figure(summaries, local, stem + ".png", grid_end=grid_end)
-    boot = bootstrap_windows(frames)
+    boot = bootstrap_windows(frames, wide_from=WIDE_FROM)
     boot.to_csv(stem + "-bootstrap.csv", index=False)
     print(per[["curve", "n", "count", "mean", "median", "at_cap"]].to_string(index=False))
     print(local.to_string(index=False))

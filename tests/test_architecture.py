@@ -11,6 +11,7 @@ import json
 import pathlib
 import subprocess
 import sys
+import textwrap
 from collections import defaultdict
 
 import pytest
@@ -175,3 +176,28 @@ def test_float64_when_jax_is_imported_first():
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                              cwd=str(ROOT.parent))
         assert out.stdout.split() == ["float64", "highest"], (order, out.stdout)
+
+
+def test_a_fit_of_arrays_does_not_import_pandas():
+    """pandas (~0.2 s of a fresh process) loads only when a pandas object is asked for or passed in; the
+    restart table is built on first access and equals the columns the fit kept."""
+    code = textwrap.dedent("""
+        import json, sys
+        import numpy as np
+        import moestat as ms
+        rng = np.random.default_rng(0)
+        x = rng.uniform(-1, 1, 300)
+        y = np.where(x > 0, 2 * x, -x) + 0.1 * rng.standard_normal(300)
+        res = ms.GaussianMoE(2).fit(x[:, None], y, n_init=3, seed=1)
+        before = "pandas" in sys.modules
+        r = res.restarts
+        print(json.dumps({"before": before, "after": "pandas" in sys.modules, "type": type(r).__name__,
+                          "rows": len(r), "starts": r["start"].tolist(),
+                          "n_best": res.n_best_starts}))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=str(ROOT.parent))
+    got = json.loads(out.stdout.splitlines()[-1])
+    assert got["before"] is False and got["after"] is True
+    assert got["type"] == "DataFrame" and got["rows"] == 3 and got["starts"] == [0, 1, 2]
+    assert 1 <= got["n_best"] <= 3

@@ -20,7 +20,8 @@ def _setup(x, y, k, max_iter, tol=-1.0):  # tol < 0: run exactly max_iter iterat
     design = model.design(x, y)
     info = model.expert.prepare(design.y, design.w)
     dat = make_data(design.X, design.Xg, design.y, design.w)
-    return model, design, dat, model.config(max_iter=max_iter), model.control(info, tol=tol)
+    cfg = em.with_intercepts(model.config(max_iter=max_iter), design.X, design.Xg, design.w)   # as fit makes it
+    return model, design, dat, cfg, model.control(info, tol=tol)
 
 
 def _random_params(rng, k, p, pg, m):
@@ -157,3 +158,64 @@ def test_speculative_gate_guard_gives_the_guarded_iterates(monkeypatch, moment_p
     np.testing.assert_allclose(np.asarray(spec.loglik), np.asarray(guarded.loglik), rtol=1e-12)
     for a, b in zip(jax.tree_util.tree_leaves(spec.params), jax.tree_util.tree_leaves(guarded.params)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("designs", ["shared", "gate_subset", "no_intercept"])
+def test_moment_sweep_data_flags_give_the_same_iterates(designs):
+    """The intercept / shared-design flags only drop repeated product features and take the guard's
+    moments from the experts' contraction: the iterates are those of the general sweep (wild starts, so
+    the guard's rollback runs too), for a gate design equal to, smaller than, or without the intercept."""
+    rng = np.random.default_rng(11)
+    x, y, _ = simulate_softmax_gaussian(1500, [[0, 0, 0], [1, 4, -2], [-1, -3, 3]],
+                                        [[1, 2, 0], [-1, -2, 1], [0, 1, -1]], [0.3, 0.4, 0.5], 4)
+    X = np.column_stack([np.ones(len(y)), x])
+    Xg = {"shared": X, "gate_subset": X[:, :2], "no_intercept": x}[designs]
+    if designs == "no_intercept":
+        X = x
+    w = np.ones(len(y))
+    w[::7] = 0.0                                  # zero-weight rows: ignored by the intercept check
+    X = X.copy()
+    X[::7, 0] = 5.0 if designs != "no_intercept" else X[::7, 0]
+    if designs == "shared":
+        Xg = X
+    model = ms.GaussianMoE(3)
+    dat = make_data(X, Xg, y, w)
+    plain = model.config(max_iter=150)
+    flagged = em.with_intercepts(plain, X, Xg, w)
+    expect = {"shared": (True, True, True), "gate_subset": (True, True, False),
+              "no_intercept": (False, False, True)}[designs]
+    assert (flagged.expert_intercept, flagged.gate_intercept, flagged.shared_design) == expect
+    assert em._speculative(flagged, dat) and em._use_moments(dat, flagged)
+    ctl = model.control({"var_y": float(np.var(y))}, tol=1e-10)
+    m = 5
+    gate = rng.normal(0, 5, size=(m, 3, Xg.shape[1]))
+    gate[:, 0] = 0
+    p0 = em.MoEParams(ms.gating.SoftmaxParams(jnp.asarray(gate)),
+                      ms.experts.GaussianParams(jnp.asarray(rng.normal(0, 2, size=(m, 3, X.shape[1]))),
+                                                jnp.asarray(rng.uniform(0.5, 2, size=(m, 3)))))
+    fixed = em.no_fixed(jax.tree_util.tree_map(lambda a: a[0], p0))
+    keys = jax.random.split(jax.random.PRNGKey(0), m)
+    a = em.fit_restarts(p0, dat, ctl, fixed, keys, plain)
+    b = em.fit_restarts(p0, dat, ctl, fixed, keys, flagged)
+    np.testing.assert_array_equal(np.asarray(a.n_iter), np.asarray(b.n_iter))
+    t1, t2 = np.asarray(a.trace), np.asarray(b.trace)
+    np.testing.assert_array_equal(np.isnan(t1), np.isnan(t2))
+    np.testing.assert_allclose(t1[~np.isnan(t1)], t2[~np.isnan(t2)], rtol=1e-12)
+    for u, v in zip(jax.tree_util.tree_leaves(a.params), jax.tree_util.tree_leaves(b.params)):
+        np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-8, atol=1e-10)
+
+
+def test_leading_one_features_expand_to_the_full_moments():
+    from moestat.fitting import moments
+    rng = np.random.default_rng(3)
+    D = np.vstack([np.ones(50), rng.normal(size=(3, 50))])
+    rows = rng.normal(size=(4, 50))
+    full = np.asarray(moments.contract(jnp.asarray(rows), moments.features(jnp.asarray(D))))
+    short = moments.features(jnp.asarray(D), leading_one=True)
+    assert short.shape[0] == 10 and moments.features(jnp.asarray(D)).shape[0] == 15
+    np.testing.assert_allclose(np.asarray(moments.expand(moments.contract(jnp.asarray(rows), short), 4)), full,
+                               rtol=1e-13)
+    # by hand: the total, the linear sums and one product
+    np.testing.assert_allclose(full[:, 0], rows.sum(1), rtol=1e-13)
+    np.testing.assert_allclose(full[:, 2], rows @ D[1], rtol=1e-13)
+    np.testing.assert_allclose(full[:, 1 + 4 + 4 + 1], rows @ (D[1] * D[2]), rtol=1e-13)

@@ -88,8 +88,9 @@ def test_harness_estimate_is_fit_from_the_same_starts(sim_df):
     res = ms.GaussianMoE(2).fit("y ~ x", data=sim_df, n_init=2, seed=3, polish=False)
     start = jax.tree_util.tree_map(lambda a: a[None], res.params_internal)
     model, d, info, dat, base = _setup("softmax", sim_df)
-    est = pipeline.estimate(start, dat, res._ctl, em.no_fixed(base), model.config(), info, seed=0,
-                            polish_fit=False)
+    cfg = em.with_intercepts(model.config(), d.X, d.Xg, d.w)    # the configuration fit makes for these data
+    assert cfg == res._cfg and cfg.expert_intercept and cfg.gate_intercept and cfg.shared_design
+    est = pipeline.estimate(start, dat, res._ctl, em.no_fixed(base), cfg, info, seed=0, polish_fit=False)
     assert est.best == 0 and est.n_polish == 0
     refit = model.fit("y ~ x", data=sim_df, init=res, polish=False)
     assert float(est.fit.loglik) == refit.loglik

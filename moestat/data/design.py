@@ -14,17 +14,43 @@ from __future__ import annotations
 import decimal
 import math
 import numbers
+import sys
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 
 import numpy as np
-import pandas as pd
 
 from .._jax import to_device
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 BUCKET_MIN = 256
 BUCKET_RATIO = 1.25
 BUCKET_ALIGN = 8
+
+
+def pandas():
+    """The pandas module, imported on first use: a fit of NumPy arrays never imports it (~0.2 s of a process)."""
+    import pandas
+    return pandas
+
+
+class _LazyPandas:
+    """Stands for the pandas module in code that builds pandas objects only on request (imports it then)."""
+
+    def __getattr__(self, name: str):
+        return getattr(pandas(), name)
+
+
+#: ``pd.DataFrame(...)`` etc. for modules on the fit path (``from ..data.design import lazy_pandas as pd``)
+lazy_pandas = _LazyPandas()
+
+
+def is_pandas(a: Any, *kinds: str) -> bool:
+    """``isinstance(a, (pandas.<kind>, ...))`` without importing pandas (not loaded: ``a`` is no pandas object)."""
+    pd = sys.modules.get("pandas")
+    return pd is not None and isinstance(a, tuple(getattr(pd, k) for k in kinds))
 
 
 class Data(NamedTuple):
@@ -161,11 +187,12 @@ def group_codes(groups: Any, n: int, data: Any = None) -> tuple[np.ndarray, np.n
         if data is None or groups not in getattr(data, "columns", data if isinstance(data, dict) else ()):
             raise ValueError("groups=%r names no column of data" % groups)
         groups = data[groups]
-    arr = np.asarray(groups.to_numpy() if isinstance(groups, (pd.Series, pd.Index)) else groups)
+    arr = np.asarray(groups.to_numpy() if is_pandas(groups, "Series", "Index") else groups)
     if arr.ndim != 1:
         raise ValueError("groups must be one-dimensional (n,), got shape %s" % (arr.shape,))
     if arr.shape[0] != n:
         raise ValueError("groups has %d entries but there are %d observations" % (arr.shape[0], n))
+    pd = pandas()
     if pd.isna(pd.Series(arr)).any():
         raise ValueError("groups has missing labels, first at row %d" % int(np.argmax(pd.isna(pd.Series(arr)))))
     codes, labels = pd.factorize(pd.Series(arr), sort=False)
@@ -228,7 +255,7 @@ def numeric_objects(arr: np.ndarray, name: str, columns: Sequence[str] | None = 
     flat = out.reshape(cols.shape)
     for j in range(cols.shape[1]):
         col = cols[:, j]
-        missing = np.asarray(pd.isna(pd.Series(col, dtype=object)), dtype=bool)
+        missing = np.asarray(pandas().isna(pandas().Series(col, dtype=object)), dtype=bool)
         ok = np.fromiter((m or isinstance(v, (numbers.Real, np.bool_, decimal.Decimal)) for v, m in zip(col, missing)),
                          dtype=bool, count=col.shape[0])
         if not ok.all():
@@ -251,10 +278,10 @@ def as_float_matrix(a: Any, name: str) -> np.ndarray:
     (:func:`numeric_objects`).
     """
     columns = None
-    if isinstance(a, pd.DataFrame):
+    if is_pandas(a, "DataFrame"):
         columns = [str(c) for c in a.columns]
         a = a.to_numpy()
-    elif isinstance(a, pd.Series):
+    elif is_pandas(a, "Series"):
         a = a.to_numpy()
     arr = np.asarray(a)
     if arr.dtype == object:
@@ -283,7 +310,7 @@ def as_weights(weights: Any, n: int) -> np.ndarray:
     """Validated case weights (n,), default all ones."""
     if weights is None:
         return np.ones(n)
-    w = np.asarray(weights.to_numpy() if isinstance(weights, pd.Series) else weights)
+    w = np.asarray(weights.to_numpy() if is_pandas(weights, "Series") else weights)
     if w.dtype == object:
         w = numeric_objects(w, "weights")
     if w.dtype.kind not in "fiub":
@@ -315,9 +342,9 @@ def check_lengths(**arrays: np.ndarray) -> int:
 # --------------------------------------------------------------------------- design matrices
 
 def _column_names(a: Any, prefix: str, d: int) -> list[str]:
-    if isinstance(a, pd.DataFrame):
+    if is_pandas(a, "DataFrame"):
         return [str(c) for c in a.columns]
-    if isinstance(a, pd.Series):
+    if is_pandas(a, "Series"):
         return [str(a.name) if a.name is not None else prefix]
     if d == 1:
         return [prefix]
@@ -356,7 +383,7 @@ class Block:
         """Design matrix (without intercept column) for new data in this block's encoding."""
         if self.formula is not None:
             frame = raw if raw is not None else data
-            if not isinstance(frame, (pd.DataFrame, dict)):
+            if not (is_pandas(frame, "DataFrame") or isinstance(frame, dict)):
                 raise ValueError("the model was fitted with the formula %r: pass the new data as a DataFrame "
                                  "(X=df or data=df) with the formula's columns" % self.formula)
             mat = _formula_rhs(self.spec, frame)
@@ -398,7 +425,7 @@ def parse_formula(formula: str, data: Any, name: str) -> tuple[pd.DataFrame | No
     """
     if data is None:
         raise ValueError("%s is a formula (%r): pass the data frame as data=" % (name, formula))
-    if not isinstance(data, (pd.DataFrame, dict)):
+    if not (is_pandas(data, "DataFrame") or isinstance(data, dict)):
         raise TypeError("data must be a pandas DataFrame or a dict of columns, got %s" % type(data).__name__)
     import patsy
     keep_na = patsy.NAAction(NA_types=[])  # missing values reach the validators, which name them
@@ -426,7 +453,7 @@ def formula_columns(formula: str, data: Any) -> pd.DataFrame:
             names.add(tok.string)
         elif tok.type == tokenize.STRING:
             names.add(tok.string.strip("\"'"))
-    frame = pd.DataFrame(data) if isinstance(data, dict) else data
+    frame = pandas().DataFrame(data) if isinstance(data, dict) else data
     return frame[[c for c in frame.columns if c in names]].copy()
 
 
@@ -504,11 +531,11 @@ def build_design(X: Any, y: Any, gate_X: Any, weights: Any, data: Any, *,
         x_names = _column_names(X, "x", x_raw.shape[1])
         add_int = intercept
         expert_block = Block(names=(["Intercept"] if add_int else []) + x_names, intercept=add_int)
-        if isinstance(y, pd.Series) and y.name is not None:
+        if is_pandas(y, "Series") and y.name is not None:
             y_name = str(y.name)
     if y is None:
         raise ValueError("y is required")
-    y_arr = y.to_numpy() if isinstance(y, (pd.Series, pd.DataFrame)) else np.asarray(y)
+    y_arr = y.to_numpy() if is_pandas(y, "Series", "DataFrame") else np.asarray(y)
     if y_arr.ndim == 2 and y_arr.shape[1] == 1:
         y_arr = y_arr[:, 0]
     if y_arr.ndim != 1:
@@ -553,7 +580,7 @@ def build_design(X: Any, y: Any, gate_X: Any, weights: Any, data: Any, *,
 
 def row_index(src: Any, n: int) -> pd.Index | None:
     """The pandas row index of ``src`` (DataFrame or Series with n rows), else None."""
-    if isinstance(src, (pd.DataFrame, pd.Series)) and len(src.index) == n:
+    if is_pandas(src, "DataFrame", "Series") and len(src.index) == n:
         return src.index
     return None
 
@@ -581,7 +608,7 @@ def family_design(design: Design, gate, expert) -> Design:
 
 def new_design(design: Design, X: Any, gate_X: Any, data: Any = None, gate_transform=None) -> tuple[np.ndarray, np.ndarray]:
     """Expert and gate matrices for new data, encoded like the fitted design."""
-    if isinstance(X, pd.DataFrame) and design.expert_block.formula is not None:
+    if is_pandas(X, "DataFrame") and design.expert_block.formula is not None:
         data, X = X, None
     x_raw = design.expert_block.matrix(X, "X", data)
     if gate_X is None and design.gate_same_as_expert:
@@ -591,7 +618,7 @@ def new_design(design: Design, X: Any, gate_X: Any, data: Any = None, gate_trans
     elif gate_X is None:
         raise ValueError("the model was fitted with separate gate covariates: pass gate_X")
     else:
-        if isinstance(gate_X, pd.DataFrame) and design.gate_block.formula is not None:
+        if is_pandas(gate_X, "DataFrame") and design.gate_block.formula is not None:
             g_raw = design.gate_block.matrix(gate_X, "gate_X")
         else:
             g_raw = design.gate_block.matrix(gate_X, "gate_X")

@@ -190,7 +190,7 @@ class MoEModel:
             raise ValueError("too few observations (%d) for k=%d experts" % (design.n_eff, k))
         info = self.expert.prepare(design.y, design.w)
         info["n_total"] = float(design.w.sum())
-        cfg = self.config(max_iter, algorithm)
+        cfg = em.with_intercepts(self.config(max_iter, algorithm), design.X, design.Xg, design.w)
         ctl = self.control(info, tol)
         dat = make_data(design.X, design.Xg, self.expert.encode_y(design.y, info), design.w,  # class codes
                         groups=design.group_codes)  # None: ungrouped
@@ -281,15 +281,16 @@ class MoEModel:
         return pipeline.pad_responsibilities(R, dat.w.shape[0])
 
     @staticmethod
-    def _restart_table(est):
-        """One row per start: log-likelihood, convergence, iterations, degeneracy, smallest expert weight,
-        whether it ran to the full tolerance (``finalist``) and the start whose full run stands for it (``basin``)."""
-        import pandas as pd
+    def _restart_table(est) -> dict:
+        """Columns of one row per start: log-likelihood, convergence, iterations, degeneracy, smallest expert
+        weight, whether it ran to the full tolerance (``finalist``) and the start whose full run stands for it
+        (``basin``); the results object makes them a DataFrame when asked (``res.restarts``)."""
         runs = est.runs
         S = est.degenerate.size
-        finalist = np.ones(S, dtype=bool) if est.finalist is None else est.finalist
-        basin = np.arange(S) if est.basin is None else est.basin
-        return pd.DataFrame([{"start": r, "loglik": float(runs.loglik[r]), "converged": bool(runs.converged[r]),
-                              "n_iter": int(runs.n_iter[r]), "degenerate": bool(est.degenerate[r]),
-                              "min_expert_weight": float(est.n_eff[r].min()), "finalist": bool(finalist[r]),
-                              "basin": int(basin[r])} for r in range(S)])
+        return {"start": np.arange(S), "loglik": np.asarray(runs.loglik, dtype=float).reshape(S),
+                "converged": np.asarray(runs.converged, dtype=bool).reshape(S),
+                "n_iter": np.asarray(runs.n_iter).astype(np.int64).reshape(S),
+                "degenerate": np.asarray(est.degenerate, dtype=bool),
+                "min_expert_weight": np.asarray(est.n_eff, dtype=float).reshape(S, -1).min(axis=1),
+                "finalist": np.ones(S, dtype=bool) if est.finalist is None else np.asarray(est.finalist, dtype=bool),
+                "basin": np.arange(S) if est.basin is None else np.asarray(est.basin).astype(np.int64)}

@@ -19,9 +19,8 @@ import re
 import warnings
 
 import numpy as np
-import pandas as pd
 
-from ..data.design import Design, as_float_matrix, parse_formula
+from ..data.design import Design, as_float_matrix, is_pandas, parse_formula
 from ..experts.glm import GLMExpert, LINKS, check_counts
 from ..experts.base import get_expert
 from .base import MoEModel
@@ -65,7 +64,7 @@ def split_response(family: GLMExpert, y):
     """
     if y is None:
         return None, None
-    arr = y.to_numpy() if isinstance(y, (pd.Series, pd.DataFrame)) else np.asarray(y)
+    arr = y.to_numpy() if is_pandas(y, "Series", "DataFrame") else np.asarray(y)
     if arr.ndim == 2 and arr.shape[1] == 2:
         if family.family != "binomial":
             raise ValueError("a two-column y is a (successes, failures) response, which only binomial experts "
@@ -408,7 +407,7 @@ class GLMResults(MoEResults):
         """Encoded data with the auxiliary row set, as ``_new_data`` returns it."""
         fam = self.model.expert
         frame = data if data is not None else X
-        if y is None and fam.family == "binomial" and isinstance(frame, pd.DataFrame) \
+        if y is None and fam.family == "binomial" and is_pandas(frame, "DataFrame") \
                 and self.design.expert_block.formula is not None and self.design.y_name not in frame.columns:
             # a (successes, failures) formula response, e.g. "cbind(s, f)": read it from the new frame when
             # its columns are there (they give the trials); without them y is unknown, as for any new frame

@@ -48,11 +48,26 @@ def pairs(p: int) -> list[tuple[int, int]]:
     return [(i, j) for i in range(p) for j in range(i, p)]
 
 
-def features(D):
-    """(p, N) design -> (1 + p + p(p+1)/2, N): a row of ones, the design, its products d_i d_j (i <= j)."""
-    ones = jnp.ones_like(D[:1])
+def features(D, leading_one: bool = False):
+    """(p, N) design -> (1 + p + p(p+1)/2, N): a row of ones, the design, its products d_i d_j (i <= j).
+
+    ``leading_one``: row 0 of D is 1 on every point that carries weight (an intercept), so the ones row
+    and the products d_0 d_j repeat rows of the products: only the p(p+1)/2 products are formed (6 rows
+    instead of 10 for p = 3, 10 instead of 15 for [X; y] with p = 3), and :func:`expand` restores the
+    layout of the contracted moments.
+    """
     prods = [D[i] * D[j] for i, j in pairs(D.shape[0])]
+    if leading_one:
+        return jnp.stack(prods)
+    ones = jnp.ones_like(D[:1])
     return jnp.concatenate([ones, D, jnp.stack(prods)], axis=0) if prods else jnp.concatenate([ones, D])
+
+
+def expand(M, p: int):
+    """(..., p(p+1)/2) moments against :func:`features` ``(D, leading_one=True)`` -> (..., 1 + p + p(p+1)/2),
+    the layout of ``features(D)`` (total = the (0, 0) product, linear = the (0, j) products)."""
+    idx = np.array([0] + list(range(p)) + list(range(p * (p + 1) // 2)))   # (0, j) is the j-th pair for j < p
+    return M[..., idx]
 
 
 def contract(rows, F):

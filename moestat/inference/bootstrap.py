@@ -29,6 +29,7 @@ Bootstrap likelihood-ratio test
 from __future__ import annotations
 
 import copy
+import dataclasses
 import warnings
 from dataclasses import dataclass, field
 from functools import partial
@@ -597,8 +598,8 @@ def bootstrap(res, B: int = 200, kind: str = "empirical", seed: int = 0, *, n_in
     if kind == "parametric" and res.model.gate.joint:
         raise ValueError("a parametric bootstrap draws y given the covariates, but the %r gate models the covariates "
                          "too (a joint likelihood); use kind='empirical'" % res.model.gate.name)
-    cfg = em.EMConfig(gate=res._cfg.gate, expert=res._cfg.expert, k=res._cfg.k, max_iter=res._cfg.max_iter,
-                      algorithm=res.algorithm)
+    # the fit's configuration (its data flags hold for resampled weights and new responses too)
+    cfg = dataclasses.replace(res._cfg, algorithm=res.algorithm, record_gate=False, accelerate=False)
     P = _host(res.params_internal)
     problem = _check_report(res.params_frame(), np.asarray(report_vector(cfg, P)), cfg)
     if problem:
@@ -758,7 +759,7 @@ def bootstrap_lrt(null, alternative=None, B: int = 99, *, n_init: int = 5, seed:
 
 
 def _lrt_job(res, k):
-    cfg = em.EMConfig(gate=res._cfg.gate, expert=res._cfg.expert, k=k, max_iter=res._cfg.max_iter, algorithm="em")
+    cfg = dataclasses.replace(res._cfg, k=k, algorithm="em", record_gate=False, accelerate=False)
     return res.model, cfg, _host(res.params_internal), _host(res.fixed)
 
 

@@ -11,12 +11,12 @@ from functools import cached_property
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pandas as pd
 
 from ..fitting import em
 from ..fitting.programs import stored_jit
 from .._jax import to_device
-from ..data.design import make_data, new_design
+from ..data.design import is_pandas, make_data, new_design
+from ..data.design import lazy_pandas as pd
 
 KINDS = ("mean", "experts", "gate", "posterior", "labels", "logpdf")
 
@@ -78,13 +78,36 @@ class MoEResults:
         self.n_iter = int(fit.n_iter)
         tr = np.asarray(fit.trace)
         self.loglik_trace = tr[np.isfinite(tr)]
-        self.restarts = restarts
+        self._restart_columns = ({c: restarts[c].to_numpy() for c in restarts.columns}
+                                 if hasattr(restarts, "columns") else dict(restarts))
         self.best_start = best
         self.algorithm = cfg.algorithm
         self._all_params = all_params
         self.n_polish = n_polish
 
     # ------------------------------------------------------------------ basics
+    @property
+    def restarts(self) -> pd.DataFrame:
+        """One row per start (pandas.DataFrame): ``start``, ``loglik``, ``converged``, ``n_iter``,
+        ``degenerate``, ``min_expert_weight``, ``finalist`` (ran to the full tolerance) and ``basin`` (the
+        continued start whose run stands for it).  Built on first access: a fit itself does not import pandas.
+
+        Examples
+        --------
+        >>> import moestat as ms
+        >>> res = ms.GaussianMoE(2).fit("y ~ x", data=ms.datasets.load_sim_moe2(), n_init=4)
+        >>> list(res.restarts.columns[:4]), len(res.restarts)
+        (['start', 'loglik', 'converged', 'n_iter'], 4)
+        """
+        frame = self.__dict__.get("_restarts_frame")
+        if frame is None:
+            if "restarts" in self.__dict__:          # a results object pickled before the columns were kept
+                frame = self.__dict__["restarts"]
+            else:
+                frame = pd.DataFrame(self._restart_columns)
+            self._restarts_frame = frame
+        return frame
+
     @property
     def params_tree(self) -> em.MoEParams:
         """Canonical parameters (softmax reference expert 0 has gate row 0): a :class:`moestat.MoEParams` PyTree of NumPy arrays.
@@ -681,7 +704,7 @@ class MoEResults:
                 ("BIC:", "%.4f" % self.bic), ("ICL:", "%.4f" % self.icl),
                 ("Converged:", str(self.converged)),
                 ("Iterations:", "%d%s" % (self.n_iter, " + %d Newton" % self.n_polish if self.n_polish else "")),
-                ("Starts:", "%d (best: %d; %d reached its log-lik.)" % (len(self.restarts), self.best_start,
+                ("Starts:", "%d (best: %d; %d reached its log-lik.)" % (len(self._restarts_columns()["loglik"]), self.best_start,
                                                                          self.n_best_starts))] + (
                 [("Likelihood:", "joint of (x, y)")] if self.model.gate.joint else [])
 
@@ -1043,18 +1066,18 @@ class MoEResults:
 
     def _warn_about_fit(self):
         from ..exceptions import ConvergenceWarning, DegenerateFitWarning, MoEWarning
-        r = self.restarts
+        r = self._restarts_columns()
         if not self.converged and self.algorithm != "sem":
             warnings.warn("EM did not converge in %d iterations (relative tolerance %g); increase max_iter"
                           % (self._cfg.max_iter, float(self._ctl.tol)), ConvergenceWarning, stacklevel=3)
-        higher = r[(r["loglik"] > self.loglik + 1e-6 * max(1.0, abs(self.loglik))) & r["degenerate"]]
-        if len(higher):
+        higher = r["loglik"][(r["loglik"] > self.loglik + 1e-6 * max(1.0, abs(self.loglik))) & r["degenerate"]]
+        if higher.size:
             warnings.warn("%d start(s) reached a higher log-likelihood (best %.4f vs %.4f reported) at a degenerate "
                           "solution (an expert fitting a few points with a tiny variance); the best "
                           "non-degenerate fit is reported. Set min_variance to bound variances, or "
                           "prefer_nondegenerate=False to keep it."
-                          % (len(higher), higher["loglik"].max(), self.loglik), DegenerateFitWarning, stacklevel=3)
-        if bool(r.loc[self.best_start, "degenerate"]):
+                          % (higher.size, higher.max(), self.loglik), DegenerateFitWarning, stacklevel=3)
+        if bool(r["degenerate"][self.best_start]):
             warnings.warn("the reported fit is degenerate: an expert carries few effective points or a tiny "
                           "variance (effective points per expert: %s); consider fewer experts or min_variance"
                           % np.round(self.expert_weights, 2).tolist(), DegenerateFitWarning, stacklevel=3)
@@ -1093,34 +1116,45 @@ class MoEResults:
         >>> res.n_best_starts                                  # doctest: +SKIP
         4
         """
-        r = self.restarts
-        ll = r["loglik"].to_numpy(dtype=float)
+        r = self._restarts_columns()
+        ll = np.asarray(r["loglik"], dtype=float)
         if "basin" in r:   # a start stopped after its short EM run counts as the continued start it repeats
-            ll = ll[r["basin"].to_numpy(dtype=int)]
+            ll = ll[np.asarray(r["basin"], dtype=int)]
         best = ll[self.best_start]
-        kind = r["degenerate"].to_numpy() == bool(r.loc[self.best_start, "degenerate"])
+        degenerate = np.asarray(r["degenerate"], dtype=bool)
+        kind = degenerate == degenerate[self.best_start]
         near = np.isfinite(ll) & (ll >= best - self.BEST_START_RTOL * max(1.0, abs(best))) & kind
         return max(1, int(near.sum()))
+
+    def _restarts_columns(self) -> dict:
+        """The restart table's columns as NumPy arrays (no pandas)."""
+        cols = self.__dict__.get("_restart_columns")
+        if cols is None:                                # pickled before the columns were kept
+            cols = {c: self.restarts[c].to_numpy() for c in self.restarts.columns}
+        return cols
 
     def _check_restarts(self):
         """Warn when only one of several starts reached the reported maximum."""
         from ..exceptions import RestartWarning
-        if len(self.restarts) > 1 and self.n_best_starts == 1:
+        n_starts = len(self._restarts_columns()["loglik"])
+        if n_starts > 1 and self.n_best_starts == 1:
             warnings.warn("only 1 of %d starts reached the best log-likelihood (%.4f); a higher maximum may exist: "
                           "refit with more starts (n_init) or compare res.restarts"
-                          % (len(self.restarts), self.loglik), RestartWarning, stacklevel=4)
+                          % (n_starts, self.loglik), RestartWarning, stacklevel=4)
 
     def _check_unique(self):
         """Warn when another start reaches the same log-likelihood with a different fitted model."""
         from ..exceptions import MoEWarning
-        r = self.restarts
+        r = self._restarts_columns()
         tol = 1e-6 * max(1.0, abs(self.loglik))
-        close = r[(np.abs(r["loglik"] - self.loglik) <= tol) & (r["start"] != self.best_start) & ~r["degenerate"]
-                  & r.get("finalist", True)]   # short EM runs stop before the maximum
-        if not len(close) or self._all_params is None:
+        start = np.asarray(r["start"])
+        close = start[(np.abs(np.asarray(r["loglik"], dtype=float) - self.loglik) <= tol) & (start != self.best_start)
+                      & ~np.asarray(r["degenerate"], dtype=bool)
+                      & np.asarray(r.get("finalist", True), dtype=bool)]   # short EM runs stop before the maximum
+        if not close.size or self._all_params is None:
             return
         mine = np.sort(self.predict(kind="experts"), axis=1)
-        for s in close["start"]:
+        for s in close:
             P = jax.tree_util.tree_map(lambda a: to_device(np.asarray(a)[int(s)]), self._all_params)
             other = np.asarray(gate_and_means(P, self._data.Xg, self._data.X, self.model.gate,
                                               self.model.expert)[1])[..., : self.design.n]
@@ -1157,7 +1191,7 @@ def _fmt(v, col) -> str:
 
 def _columns(data, X):
     src = data if data is not None else X
-    return list(src.columns) if isinstance(src, pd.DataFrame) else []
+    return list(src.columns) if is_pandas(src, "DataFrame") else []
 
 
 def _column(data, X, name):

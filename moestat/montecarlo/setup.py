@@ -9,6 +9,7 @@ objects with the field names of the family's parameter NamedTuple
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -149,6 +150,11 @@ class Experiment:
         settings = spec.protocol_settings()
         cfg = em.EMConfig(gate=fit.gate, expert=fit.expert, k=fit.k, max_iter=int(settings["max_iter"]),
                           accelerate=bool(settings.get("accelerate", False)))
+        # the intercept columns are the design's own (fit.intercept / gate_intercept), the same in every
+        # replicate; the pilot's designs show them (and whether the gate's design is the experts')
+        cfg = em.with_intercepts(cfg, X, G, np.ones(X.shape[0]))
+        cfg = dataclasses.replace(cfg, expert_intercept=cfg.expert_intercept and fit.intercept,
+                                  gate_intercept=cfg.gate_intercept and fit.uses_gate_intercept)
         floor = spec.raw["fit"].get("min_variance")
         floor = float(floor) if floor is not None else 1e-8 * info.get("var_y", 1.0)
         ctl = em.make_control(tol=float(settings["tol"]), var_floor=floor, ridge=float(spec.raw["fit"].get("ridge", 0.0)))
