@@ -25,11 +25,14 @@ in their grid, e.g. a copy of each spec whose ``grid.full`` is ``{"values":
 replicates, so the same data streams) to the curves; the figure marks where the
 spec's own full grid ends.
 
-OUT_STEM-bootstrap.csv: for every window of the local slopes of the mean, each
-curve's slope with a 95 % bootstrap interval (replicates resampled within each
-n, 4000 draws, seed 0) and the interval of its difference from the softmax
-curve's slope in the same draws -- whether the curves' slopes differ beyond
-the replicate noise.
+OUT_STEM-bootstrap.csv: for every window of the local slopes of the mean and of
+the median (``stat``), and for windows from each n of WIDE_FROM (where the fits
+have left the loss cap; the sizes beyond the grid) to the largest n, each curve's slope with a 95 %
+bootstrap interval and the interval of its difference from the softmax curve's
+slope in the same draws -- whether the curves' slopes differ beyond the
+replicate noise.  The curves are fitted to the same data sets, so the
+replicates are resampled paired (one draw of replicate numbers per n for all
+curves; 4000 draws, seed 0), over the replicates all curves share.
 """
 from __future__ import annotations
 
@@ -46,8 +49,9 @@ import pandas as pd  # noqa: E402
 from moestat.montecarlo.analysis import local_slopes, per_n  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-#: the wide window starts at the first size where every curve's fits have left the loss cap (<= 6 of 20 at it)
-WIDE_FROM = 50397
+#: extra windows to the largest n: from the first size where every curve's fits have left the loss cap
+#: (<= 6 of 20 at it), and the sizes beyond the spec's grid alone (the most replicates)
+WIDE_FROM = (50397, 285088)
 CURVES = [("regime2", "softmax-k3", "softmax gate", "C3", "o"),
           ("modified", "sigmoid-k3", "modified gate, M = sigmoid", "C0", "s"),
           ("modified", "tanh-k3", "modified gate, M = tanh", "C2", "^")]
@@ -59,12 +63,13 @@ def _slope(n, means) -> float:
 
 
 def bootstrap_windows(frames: dict, loss: str = "D1", draws: int = 4000, seed: int = 0,
-                      wide_from: float | None = None) -> pd.DataFrame:
-    """Bootstrap intervals of the local slopes of the mean (and of their differences from the first curve).
+                      wide_from: tuple = ()) -> pd.DataFrame:
+    """Bootstrap intervals of the local slopes of the mean and of the median (and of their differences from
+    the first curve's).
 
     The curves are fitted to the same data sets (same seed, replicate r of size n is one data set), so the
     replicates are resampled *paired*: one draw of replicate numbers per n, used for every curve.
-    ``wide_from``: also one window from that n to the largest (the whole range past the loss cap).
+    ``wide_from``: also, for each of these n, one window from it to the largest n.
     """
     rng = np.random.default_rng(seed)
     labels = list(frames)
@@ -75,32 +80,35 @@ def bootstrap_windows(frames: dict, loss: str = "D1", draws: int = 4000, seed: i
     values = {lb: [piv[lb][n].reindex(r).to_numpy(float) for n, r in zip(ns, reps)] for lb in labels}
     windows = [(int(w["n_lo"]), int(w["n_hi"])) for _, w in local_slopes(
         pd.DataFrame({"n": ns, "mean": np.ones(ns.size)})).iterrows()]
-    if wide_from is not None:
-        windows.append((int(min(n for n in ns if n >= wide_from)), int(ns[-1])))
+    for start in wide_from:
+        windows.append((int(min(n for n in ns if n >= start)), int(ns[-1])))
     masks = [(ns >= lo) & (ns <= hi) for lo, hi in windows]
 
     def slopes(means):
         means = np.asarray(means)
         return np.array([_slope(ns[m], means[m]) for m in masks])
 
-    obs = {lb: slopes([v.mean() for v in values[lb]]) for lb in labels}
-    boot = {lb: np.empty((draws, len(windows))) for lb in labels}
+    stats = {"mean": np.mean, "median": np.median}
+    obs = {(st, lb): slopes([f(v) for v in values[lb]]) for st, f in stats.items() for lb in labels}
+    boot = {key: np.empty((draws, len(windows))) for key in obs}
     for b in range(draws):
         idx = [rng.integers(0, v.size, v.size) for v in values[labels[0]]]
-        for lb in labels:
-            boot[lb][b] = slopes([v[i].mean() for v, i in zip(values[lb], idx)])
+        for st, f in stats.items():
+            for lb in labels:
+                boot[st, lb][b] = slopes([f(v[i]) for v, i in zip(values[lb], idx)])
     rows = []
-    for i, (lo, hi) in enumerate(windows):
-        for lb in labels:
-            ci = np.percentile(boot[lb][:, i], [2.5, 97.5])
-            row = {"curve": lb, "n_lo": lo, "n_hi": hi, "sizes": int(masks[i].sum()),
-                   "replicates": int(min(len(r) for r, m in zip(reps, masks[i]) if m)), "slope": obs[lb][i],
-                   "ci_low": ci[0], "ci_high": ci[1]}
-            if lb != labels[0]:
-                d = boot[lb][:, i] - boot[labels[0]][:, i]
-                row.update(diff=obs[lb][i] - obs[labels[0]][i], diff_low=np.percentile(d, 2.5),
-                           diff_high=np.percentile(d, 97.5))
-            rows.append(row)
+    for st in stats:
+        for i, (lo, hi) in enumerate(windows):
+            for lb in labels:
+                ci = np.percentile(boot[st, lb][:, i], [2.5, 97.5])
+                row = {"stat": st, "curve": lb, "n_lo": lo, "n_hi": hi, "sizes": int(masks[i].sum()),
+                       "replicates": int(min(len(r) for r, m in zip(reps, masks[i]) if m)),
+                       "slope": obs[st, lb][i], "ci_low": ci[0], "ci_high": ci[1]}
+                if lb != labels[0]:
+                    d = boot[st, lb][:, i] - boot[st, labels[0]][:, i]
+                    row.update(diff=obs[st, lb][i] - obs[st, labels[0]][i], diff_low=np.percentile(d, 2.5),
+                               diff_high=np.percentile(d, 97.5))
+                rows.append(row)
     return pd.DataFrame(rows)
 
 
