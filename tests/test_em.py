@@ -219,3 +219,37 @@ def test_leading_one_features_expand_to_the_full_moments():
     np.testing.assert_allclose(full[:, 0], rows.sum(1), rtol=1e-13)
     np.testing.assert_allclose(full[:, 2], rows @ D[1], rtol=1e-13)
     np.testing.assert_allclose(full[:, 1 + 4 + 4 + 1], rows @ (D[1] * D[2]), rtol=1e-13)
+
+
+@pytest.mark.parametrize("flags", [True, False])
+def test_starts_from_moments_equal_the_direct_m_steps(flags):
+    """Start M-steps from fixed responsibilities by moments (softmax gate, linear Gaussian experts) = the
+    repeated direct M-steps, for soft random responsibilities, zero-weight rows and a fixed gate entry."""
+    rng = np.random.default_rng(5)
+    x, y, _ = simulate_softmax_gaussian(1200, [[0, 0, 0], [1, 3, -2], [-1, -2, 2]],
+                                        [[1, 2, 0], [-1, -2, 1], [0, 1, -1]], [0.3, 0.4, 0.5], 9)
+    X = np.column_stack([np.ones(len(y)), x])
+    w = rng.uniform(0.5, 2.0, len(y))
+    w[::11] = 0.0
+    model = ms.GaussianMoE(3)
+    dat = make_data(X, X, y, w)
+    cfg = model.config(max_iter=1)
+    if flags:
+        cfg = em.with_intercepts(cfg, X, X, w)
+    ctl = model.control({"var_y": float(np.var(y))})
+    info = model.expert.prepare(y, w)
+    base = jax.tree_util.tree_map(jnp.asarray, model.base_params(3, 3, info))
+    fixed = em.no_fixed(base)
+    fixed = fixed._replace(gate=fixed.gate._replace(coef=np.asarray(fixed.gate.coef).copy()))
+    fixed.gate.coef[2, 1] = True                   # one gate slope held at its start value
+    eta = np.array([[0, 0, 0], [0.5, 2, -1], [-0.5, -1, 1.5]]) @ np.asarray(dat.Xg)   # responsibilities that
+    R = np.exp(eta - eta.max(0)) / np.exp(eta - eta.max(0)).sum(0)                     # depend on x, softened
+    R = 0.8 * R + 0.2 * rng.dirichlet(np.ones(3), size=R.shape[1]).T
+    assert em._speculative(cfg, dat) and em._use_moments(dat, cfg)
+    by_moments = jax.jit(lambda t: em.start_from_resp(t, base, dat, ctl, fixed, cfg, 25))(jnp.asarray(R))
+    direct = jax.jit(lambda t: em._repeat(lambda p: em.m_step(p, t, dat, cfg, ctl, fixed, observed=False),
+                                          base, 25))(jnp.asarray(R))
+    for a, b in zip(jax.tree_util.tree_leaves(by_moments), jax.tree_util.tree_leaves(direct)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-11)
+    assert float(by_moments.gate.coef[2, 1]) == float(base.gate.coef[2, 1])
+    assert np.abs(np.asarray(by_moments.gate.coef[1:])).max() > 0.5     # the gate did move

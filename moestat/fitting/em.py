@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
 import numpy as np
 from jax import lax
 
@@ -500,6 +501,22 @@ def _use_moments(data: Data, cfg: EMConfig) -> bool:
             and moments.worthwhile(data.X.shape[0] + 1, N))
 
 
+def _moment_design(data: Data, cfg: EMConfig):
+    """The product features of the gate design and of [X; y] for the moment sweeps, the maps that restore the
+    full moment layout (:func:`moestat.fitting.moments.expand`) and whether the gate's design is the experts'.
+
+    Returns (pg, Fg, Fe, gate_moments, expert_moments, shared).
+    """
+    pg = data.Xg.shape[0]
+    Fg = moments.features(data.Xg, cfg.gate_intercept)
+    Fe = moments.features(jnp.concatenate([data.X, data.y[None]]), cfg.expert_intercept)
+    gate_moments = (lambda M: moments.expand(M, pg)) if cfg.gate_intercept else (lambda M: M)
+    expert_moments = (lambda M: moments.expand(M, data.X.shape[0] + 1)) if cfg.expert_intercept else (lambda M: M)
+    # (a static check as well: the flag promises equal values, the shapes must agree for the slicing)
+    shared = cfg.shared_design and data.Xg.shape == data.X.shape
+    return pg, Fg, Fe, gate_moments, expert_moments, shared
+
+
 def _moment_sweep(data: Data, ctl: EMControl, fixed: MoEParams, cfg: EMConfig):
     """:func:`_direct_sweep` for moment experts: every statistic from one contraction per design.
 
@@ -518,16 +535,10 @@ def _moment_sweep(data: Data, ctl: EMControl, fixed: MoEParams, cfg: EMConfig):
     contraction, so the gate's rows are the Newton rows alone (at k = 3, d = 2: 5 rows x 6 features and
     3 x 10 instead of 8 x 10 and 3 x 15; the EM loop 0.83-0.87x the time, ``benchmarks/README.md``).
     """
-    pg = data.Xg.shape[0]
-    Fg = moments.features(data.Xg, cfg.gate_intercept)
-    Fe = moments.features(jnp.concatenate([data.X, data.y[None]]), cfg.expert_intercept)
-    gate_moments = (lambda M: moments.expand(M, pg)) if cfg.gate_intercept else (lambda M: M)
-    expert_moments = (lambda M: moments.expand(M, data.X.shape[0] + 1)) if cfg.expert_intercept else (lambda M: M)
+    pg, Fg, Fe, gate_moments, expert_moments, shared = _moment_design(data, cfg)
     total = jnp.sum(data.w)
     xw = data.Xg @ data.w           # sum_n w_n x_n: T_0 = xw - sum_{i >= 1} T_i
     k = cfg.k
-    # (a static check as well: the flag promises equal values, the shapes must agree for the slicing)
-    shared = cfg.shared_design and data.Xg.shape == data.X.shape
 
     def sweep(params, t_prev, q_prev):
         eta, lse_g, probs = cfg.gate.scores_and_probs(params.gate, data.Xg)
@@ -610,7 +621,44 @@ def start_from_resp(t, base: MoEParams, data: Data, ctl: EMControl, fixed: MoEPa
     if cfg.gate.hold_in_starts:   # the gate stays at base; static switch
         return base._replace(expert=_repeat(lambda e: cfg.expert.m_step(
             e, t, data.X, data.y, data.w, ctl, cfg.max_halvings, fixed.expert), base.expert, n_steps))
+    if _speculative(cfg, data) and _use_moments(data, cfg):
+        return _start_from_moments(t, base, data, ctl, fixed, cfg, n_steps)
     return _repeat(lambda p: m_step(p, t, data, cfg, ctl, fixed, observed=False), base, n_steps)
+
+
+def _start_from_moments(t, base: MoEParams, data: Data, ctl: EMControl, fixed: MoEParams, cfg: EMConfig,
+                        n_steps: int) -> MoEParams:
+    """:func:`start_from_resp` for the moment experts and a speculative (softmax) gate, from moments.
+
+    The responsibilities t are fixed, so the experts' moments are one contraction and their repeated
+    M-steps small algebra; each guarded Newton step of the gate is one contraction of its Newton rows
+    with the gate's features and a scores pass per trial of the line search (the objective
+    sum_i coef_i . T_i - sum_n w_n lse_n, :meth:`moestat.gating.softmax.Softmax.objective_from_moments`),
+    instead of the direct products and objective passes of :func:`m_step`.  The gate and expert blocks
+    do not depend on each other given t, so each is repeated to its own fixed point: the same starting
+    values as :func:`m_step` repeated, to rounding.
+    """
+    pg, Fg, Fe, gate_moments, expert_moments, shared = _moment_design(data, cfg)
+    tw = t * data.w
+    Me = expert_moments(moments.contract(tw, Fe))
+    T = Me[:, 1:1 + pg] if shared else moments.split(gate_moments(moments.contract(tw, Fg)), pg)[1]
+    total = jnp.sum(data.w)
+    expert = _repeat(lambda e: cfg.expert.m_step_from_moments(e, Me, total, ctl, fixed.expert), base.expert, n_steps)
+
+    def lse_sum(g):
+        return jnp.dot(cfg.gate.scores_and_probs(g, data.Xg)[1], data.w)
+
+    def gate_step(g):
+        _, lse_g, probs = cfg.gate.scores_and_probs(g, data.Xg)
+        _, lin, gram = moments.split(gate_moments(moments.contract(cfg.gate.moment_rows(probs, t, data.w), Fg)), pg)
+        d = cfg.gate.direction_from_moments(g, lin, gram, ctl, fixed.gate)
+        q0 = cfg.gate.objective_from_moments(g, T, jnp.dot(lse_g, data.w))
+        flat, unflat = ravel_pytree(g)
+        new, _, _ = newton.guarded_step(flat, ravel_pytree(d)[0], lambda th: cfg.gate.objective_from_moments(
+            unflat(th), T, lse_sum(unflat(th))), q0, ctl.ls_eps, cfg.max_halvings)
+        return unflat(new)
+
+    return MoEParams(gate=_repeat(gate_step, base.gate, n_steps), expert=expert)
 
 
 #: relative move below which repeated start M-steps count as converged (a few units in the last place)
