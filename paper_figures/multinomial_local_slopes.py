@@ -33,6 +33,10 @@ slope in the same draws -- whether the curves' slopes differ beyond the
 replicate noise.  The curves are fitted to the same data sets, so the
 replicates are resampled paired (one draw of replicate numbers per n for all
 curves; 4000 draws, seed 0), over the replicates all curves share.
+OUT_STEM-flattening.csv: per curve, the slopes between consecutive sizes among
+its last three sizes (mean and median) and the change of the last one from the
+one before, with a 95 % bootstrap interval (every replicate of the curve,
+resampled within each n; seed 1): a positive change is flattening.
 """
 from __future__ import annotations
 
@@ -109,6 +113,31 @@ def bootstrap_windows(frames: dict, loss: str = "D1", draws: int = 4000, seed: i
                     row.update(diff=obs[st, lb][i] - obs[st, labels[0]][i], diff_low=np.percentile(d, 2.5),
                                diff_high=np.percentile(d, 97.5))
                 rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def slope_changes(frames: dict, loss: str = "D1", sizes: int = 3, draws: int = 4000, seed: int = 1) -> pd.DataFrame:
+    """Whether a curve flattens at its end: the slopes between consecutive sizes among its last ``sizes``
+    sizes (mean and median over the replicates at each n) and the change of the last such slope from the
+    one before, with a 95 % bootstrap interval (replicates resampled within each n, all a curve has)."""
+    rng = np.random.default_rng(seed)
+    stats = {"mean": np.mean, "median": np.median}
+    rows = []
+    for lb, df in frames.items():
+        ns = np.array(sorted(df["n"].unique()), dtype=float)[-sizes:]
+        vals = [df.loc[df["n"] == n, "loss_" + loss].to_numpy(float) for n in ns]
+        for st, f in stats.items():
+            def two_size(vs):
+                m = np.log([f(v) for v in vs])
+                return np.diff(m) / np.diff(np.log(ns))
+            obs = two_size(vals)
+            boot = np.array([two_size([v[rng.integers(0, v.size, v.size)] for v in vals]) for _ in range(draws)])
+            change = boot[:, -1] - boot[:, -2]
+            lo, hi = np.percentile(change, [2.5, 97.5])
+            rows.append({"stat": st, "curve": lb, "sizes": " ".join("%d" % n for n in ns),
+                         "replicates": " ".join("%d" % v.size for v in vals),
+                         "slopes": " ".join("%.3f" % x for x in obs), "last_change": obs[-1] - obs[-2],
+                         "change_low": lo, "change_high": hi})
     return pd.DataFrame(rows)
 
 
@@ -206,9 +235,12 @@ def main(argv: list[str]) -> None:
     figure(summaries, local, stem + ".png", grid_end=grid_end)
     boot = bootstrap_windows(frames, wide_from=WIDE_FROM)
     boot.to_csv(stem + "-bootstrap.csv", index=False)
+    flat = slope_changes(frames)
+    flat.to_csv(stem + "-flattening.csv", index=False)
     print(per[["curve", "n", "count", "mean", "median", "at_cap"]].to_string(index=False))
     print(local.to_string(index=False))
     print(boot.round(3).to_string(index=False))
+    print(flat.round(3).to_string(index=False))
 
 
 if __name__ == "__main__":

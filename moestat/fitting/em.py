@@ -69,7 +69,8 @@ class EMControl(NamedTuple):
 
 def with_intercepts(cfg: EMConfig, X, Xg, w) -> EMConfig:
     """``cfg`` with ``expert_intercept`` / ``gate_intercept`` set where column 0 of the host design X / Xg
-    (n, p) is exactly 1 on every row of positive weight w (n,); (the moment sweep then forms fewer products)."""
+    (n, p) is exactly 1 on every row of positive weight w (n,), and ``shared_design`` where the two designs
+    are equal (the moment sweep then forms fewer products and contractions)."""
     def leading_one(D):
         D = np.asarray(D)
         live = np.asarray(w) > 0
@@ -533,7 +534,7 @@ def _moment_sweep(data: Data, ctl: EMControl, fixed: MoEParams, cfg: EMConfig):
     With the data flags of :func:`with_intercepts` the features skip the products that repeat the
     intercept, and when the gate's design is the experts' the guard's moments T come from the experts'
     contraction, so the gate's rows are the Newton rows alone (at k = 3, d = 2: 5 rows x 6 features and
-    3 x 10 instead of 8 x 10 and 3 x 15; the EM loop 0.83-0.87x the time, ``benchmarks/README.md``).
+    3 x 10 instead of 8 x 10 and 3 x 15; the EM loop 0.81-0.85x the time at n = 1e5, ``benchmarks/README.md``).
     """
     pg, Fg, Fe, gate_moments, expert_moments, shared = _moment_design(data, cfg)
     total = jnp.sum(data.w)
