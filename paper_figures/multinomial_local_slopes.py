@@ -1,7 +1,7 @@
 """Regime 2 under the standard vs the modified softmax gate: mean D1 and its local slopes (theory.md §7 rows 21-22).
 
     PYTHONPATH=$PWD python paper_figures/multinomial_local_slopes.py RUN_REGIME2 RUN_MODIFIED [OUT_STEM]
-        [--extra RUN_REGIME2_LARGE RUN_MODIFIED_LARGE]
+        [--extra RUN_REGIME2_LARGE RUN_MODIFIED_LARGE ...]
 
 RUN_REGIME2 and RUN_MODIFIED are the folders that ``moestat reproduce
 multinomial-regime2`` and ``moestat reproduce multinomial-modified`` wrote
@@ -19,7 +19,7 @@ OUT_STEM.png, OUT_STEM.csv (the local slopes, ``stat`` mean or median) and
 OUT_STEM-per-n.csv (per curve and n: mean, median, fits at the cap), by default
 paper_figures/multinomial-regime2-vs-modified[.png|.csv|-per-n.csv].
 
-``--extra`` adds the replicates of two more runs (the same specs with larger sizes
+``--extra`` (repeatable) adds the replicates of two more runs (the same specs with larger sizes
 in their grid, e.g. a copy of each spec whose ``grid.full`` is ``{"values":
 [285088, 507968]}``: the next two sizes of the geometric grid, same seed and
 replicates, so the same data streams) to the curves; the figure marks where the
@@ -86,6 +86,7 @@ def bootstrap_windows(frames: dict, loss: str = "D1", draws: int = 4000, seed: i
         pd.DataFrame({"n": ns, "mean": np.ones(ns.size)})).iterrows()]
     for start in wide_from:
         windows.append((int(min(n for n in ns if n >= start)), int(ns[-1])))
+    windows = list(dict.fromkeys(windows))          # a wide window may be one of the local ones
     masks = [(ns >= lo) & (ns <= hi) for lo, hi in windows]
 
     def slopes(means):
@@ -141,17 +142,17 @@ def slope_changes(frames: dict, loss: str = "D1", sizes: int = 3, draws: int = 4
     return pd.DataFrame(rows)
 
 
-def curves(run_regime2: str, run_modified: str, loss: str = "D1", extra: tuple | None = None
+def curves(run_regime2: str, run_modified: str, loss: str = "D1", extra: list | None = None
            ) -> tuple[dict, pd.DataFrame, dict]:
     """{label: per-n summary (with ``at_cap``, fits at the loss cap)}, the local slopes of every curve and
     {label: its replicate rows}.
 
-    ``extra``: (regime-2 run, modified run) whose replicates are added (larger sizes of the same design).
+    ``extra``: pairs (regime-2 run, modified run) whose replicates are added (larger sizes of the same design).
     """
     runs = {"regime2": [run_regime2], "modified": [run_modified]}
-    if extra:
-        runs["regime2"].append(extra[0])
-        runs["modified"].append(extra[1])
+    for r2, mod in extra or ():
+        runs["regime2"].append(r2)
+        runs["modified"].append(mod)
     summaries, local, frames = {}, [], {}
     for run, variant, label, _, _ in CURVES:
         df = pd.concat([pd.read_csv(os.path.join(r, variant, "results.csv")) for r in runs[run]],
@@ -214,12 +215,13 @@ def figure(summaries: dict, local: pd.DataFrame, path: str, loss: str = "D1", gr
 
 
 def main(argv: list[str]) -> None:
-    extra = None
-    if "--extra" in argv:
+    extra = []
+    while "--extra" in argv:
         i = argv.index("--extra")
-        extra = tuple(argv[i + 1:i + 3])
-        if len(extra) != 2:
+        pair = tuple(argv[i + 1:i + 3])
+        if len(pair) != 2:
             raise SystemExit(__doc__)
+        extra.append(pair)
         argv = argv[:i] + argv[i + 3:]
     if len(argv) < 2:
         raise SystemExit(__doc__)
@@ -233,7 +235,7 @@ def main(argv: list[str]) -> None:
         base = pd.read_csv(os.path.join(argv[0], CURVES[0][1], "results.csv"))
         grid_end = float(base["n"].max())
     figure(summaries, local, stem + ".png", grid_end=grid_end)
-    boot = bootstrap_windows(frames, wide_from=WIDE_FROM)
+    boot = bootstrap_windows(frames, wide_from=tuple(n for n in WIDE_FROM if n < max(per["n"])))
     boot.to_csv(stem + "-bootstrap.csv", index=False)
     flat = slope_changes(frames)
     flat.to_csv(stem + "-flattening.csv", index=False)
