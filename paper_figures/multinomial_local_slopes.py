@@ -50,7 +50,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from moestat.montecarlo.analysis import local_slopes, per_n  # noqa: E402
+from moestat.montecarlo.analysis import local_slopes, ols_slope, per_n  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 #: extra windows to the largest n: from the first size where every curve's fits have left the loss cap
@@ -59,11 +59,6 @@ WIDE_FROM = (50397, 285088)
 CURVES = [("regime2", "softmax-k3", "softmax gate", "C3", "o"),
           ("modified", "sigmoid-k3", "modified gate, M = sigmoid", "C0", "s"),
           ("modified", "tanh-k3", "modified gate, M = tanh", "C2", "^")]
-
-
-def _slope(n, means) -> float:
-    """OLS slope of log(mean) on log n."""
-    return float(np.polyfit(np.log(n), np.log(means), 1)[0])
 
 
 def bootstrap_windows(frames: dict, loss: str = "D1", draws: int = 4000, seed: int = 0,
@@ -91,7 +86,7 @@ def bootstrap_windows(frames: dict, loss: str = "D1", draws: int = 4000, seed: i
 
     def slopes(means):
         means = np.asarray(means)
-        return np.array([_slope(ns[m], means[m]) for m in masks])
+        return np.array([ols_slope(np.log(ns[m]), np.log(means[m]))[0] for m in masks])
 
     stats = {"mean": np.mean, "median": np.median}
     obs = {(st, lb): slopes([f(v) for v in values[lb]]) for st, f in stats.items() for lb in labels}

@@ -255,7 +255,7 @@ def numeric_objects(arr: np.ndarray, name: str, columns: Sequence[str] | None = 
     flat = out.reshape(cols.shape)
     for j in range(cols.shape[1]):
         col = cols[:, j]
-        missing = np.asarray(pandas().isna(pandas().Series(col, dtype=object)), dtype=bool)
+        missing = np.asarray(lazy_pandas.isna(lazy_pandas.Series(col, dtype=object)), dtype=bool)
         ok = np.fromiter((m or isinstance(v, (numbers.Real, np.bool_, decimal.Decimal)) for v, m in zip(col, missing)),
                          dtype=bool, count=col.shape[0])
         if not ok.all():

@@ -538,7 +538,7 @@ def _moment_sweep(data: Data, ctl: EMControl, fixed: MoEParams, cfg: EMConfig):
     """
     pg, Fg, Fe, gate_moments, expert_moments, shared = _moment_design(data, cfg)
     total = jnp.sum(data.w)
-    xw = data.Xg @ data.w           # sum_n w_n x_n: T_0 = xw - sum_{i >= 1} T_i
+    xw = None if shared else data.Xg @ data.w     # sum_n w_n x_n: T_0 = xw - sum_{i >= 1} T_i
     k = cfg.k
 
     def sweep(params, t_prev, q_prev):

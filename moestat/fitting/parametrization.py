@@ -185,6 +185,11 @@ def _trial(theta, params, data, cfg, masks):
     return ll, g, cand
 
 
+def _cholesky_solve(L, v):
+    """(L L')^-1 v for the lower Cholesky factor L of a Newton system."""
+    return np.linalg.solve(L.T, np.linalg.solve(L, v))
+
+
 def newton_polish(cfg, params, data, fixed, ctl, max_steps: int = 30, gtol: float = 1e-9, free=None):
     """Levenberg-damped Newton ascent on the observed log-likelihood from an EM solution.
 
@@ -227,7 +232,7 @@ def newton_polish(cfg, params, data, fixed, ctl, max_steps: int = 30, gtol: floa
             except np.linalg.LinAlgError:
                 lam = max(lam * 10, 1e-8)
                 continue
-            d = np.linalg.solve(L.T, np.linalg.solve(L, g))
+            d = _cholesky_solve(L, g)
             decrement = 0.5 * float(g @ d)
             if decrement < gtol:
                 return params, ll, steps
@@ -247,7 +252,7 @@ def newton_polish(cfg, params, data, fixed, ctl, max_steps: int = 30, gtol: floa
         steps += 1
         gc = np.asarray(gc)
         if undamped and np.all(np.isfinite(gc)) and \
-                0.5 * float(gc @ np.linalg.solve(L.T, np.linalg.solve(L, gc))) < gtol:
+                0.5 * float(gc @ _cholesky_solve(L, gc)) < gtol:
             return params, llc, steps        # the decrement with the step's Hessian: nothing left to gain
         theta, ll, g, H = (np.asarray(a) for a in _newton_state(params, data, cfg, m))
         ll = float(ll)
