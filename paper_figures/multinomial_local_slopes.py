@@ -40,8 +40,10 @@ resampled within each n; seed 1): a positive change is flattening.
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
+from itertools import product
 
 import matplotlib
 
@@ -51,6 +53,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from moestat.montecarlo.analysis import local_slopes, ols_slope, per_n  # noqa: E402
+from moestat.montecarlo.protocols import assignment, init_stream  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 #: extra windows to the largest n: from the first size where every curve's fits have left the loss cap
@@ -61,22 +64,74 @@ CURVES = [("regime2", "softmax-k3", "softmax gate", "C3", "o"),
           ("modified", "tanh-k3", "modified gate, M = tanh", "C2", "^")]
 
 
+def extra_atom(seed: int, n: int, rep: int, k: int = 3, kstar: int = 2) -> int:
+    """The true expert to which the paper protocol's start gives two fitted atoms (k = k* + 1): the assignment
+    drawn first from the replicate's start stream (:func:`moestat.montecarlo.protocols.near_truth_start`)."""
+    if k != kstar + 1:
+        raise ValueError("one extra fitted atom only: k = k* + 1 (got k = %d, k* = %d)" % (k, kstar))
+    s = assignment(k, kstar, np.random.default_rng(init_stream(seed, n, rep)))
+    return int(np.argmax(np.bincount(s, minlength=kstar)))
+
+
+def configuration_shares(k: int = 3, kstar: int = 2) -> np.ndarray:
+    """Probability that true expert j gets the extra atom: :func:`~moestat.montecarlo.protocols.assignment`
+    is uniform over the maps fitted -> true that cover every true expert and send 0 to 0 (2/3, 1/3 here)."""
+    if k != kstar + 1:
+        raise ValueError("one extra fitted atom only: k = k* + 1 (got k = %d, k* = %d)" % (k, kstar))
+    counts = np.zeros(kstar)
+    for tail in product(range(kstar), repeat=k - 1):
+        s = np.array((0,) + tail)
+        if np.unique(s).size == kstar:
+            counts[np.argmax(np.bincount(s, minlength=kstar))] += 1
+    return counts / counts.sum()
+
+
+SHARES = configuration_shares()
+
+
+def _stratified_mean(v, s):
+    """The mean over the start configurations weighted by their probabilities (post-stratification): the mean
+    D1 without the chance variation of how many replicates of a size drew each configuration."""
+    return float(sum(p * np.mean(v[s == j]) for j, p in enumerate(SHARES)))
+
+
+#: statistics over the replicates of one n (values v, start configurations s); those in STRATIFIED are
+#: bootstrapped within the configurations
+STATS = {"mean": lambda v, s: np.mean(v), "median": lambda v, s: np.median(v),
+         "stratified mean": _stratified_mean,
+         "mean, extra atom at expert 0": lambda v, s: np.mean(v[s == 0]),
+         "mean, extra atom at expert 1": lambda v, s: np.mean(v[s == 1])}
+STRATIFIED = ("stratified mean", "mean, extra atom at expert 0", "mean, extra atom at expert 1")
+
+
+def _draw(rng, s, within: bool):
+    """Bootstrap indices of one n's replicates (within each start configuration if ``within``)."""
+    if not within:
+        return rng.integers(0, s.size, s.size)
+    return np.concatenate([np.flatnonzero(s == j)[rng.integers(0, (s == j).sum(), (s == j).sum())]
+                           for j in np.unique(s)])
+
+
 def bootstrap_windows(frames: dict, loss: str = "D1", draws: int = 4000, seed: int = 0,
                       wide_from: tuple = ()) -> pd.DataFrame:
-    """Bootstrap intervals of the local slopes of the mean and of the median (and of their differences from
-    the first curve's).
+    """Bootstrap intervals of the local slopes of each statistic of :data:`STATS` (and of their differences
+    from the first curve's).
 
-    The curves are fitted to the same data sets (same seed, replicate r of size n is one data set), so the
-    replicates are resampled *paired*: one draw of replicate numbers per n, used for every curve.
+    The curves are fitted to the same data sets (same seed, replicate r of size n is one data set, with the
+    same start configuration), so the replicates are resampled *paired*: one draw of replicate numbers per n,
+    used for every curve; for the statistics of :data:`STRATIFIED` within each start configuration (from a
+    second stream, so that the intervals of the mean and median do not depend on them).
     ``wide_from``: also, for each of these n, one window from it to the largest n.
     """
-    rng = np.random.default_rng(seed)
+    rng, rng_strata = np.random.default_rng(seed), np.random.default_rng(seed + 1000)
     labels = list(frames)
     ns = np.array(sorted(set.intersection(*(set(frames[lb]["n"]) for lb in labels))), dtype=float)
     piv = {lb: frames[lb].pivot_table(index="rep", columns="n", values="loss_" + loss, aggfunc="first")
            for lb in labels}
     reps = [sorted(set.intersection(*(set(piv[lb][n].dropna().index) for lb in labels))) for n in ns]
     values = {lb: [piv[lb][n].reindex(r).to_numpy(float) for n, r in zip(ns, reps)] for lb in labels}
+    conf = frames[labels[0]].pivot_table(index="rep", columns="n", values="extra_atom", aggfunc="first")
+    strata = [conf[n].reindex(r).to_numpy(int) for n, r in zip(ns, reps)]
     windows = [(int(w["n_lo"]), int(w["n_hi"])) for _, w in local_slopes(
         pd.DataFrame({"n": ns, "mean": np.ones(ns.size)})).iterrows()]
     for start in wide_from:
@@ -88,16 +143,18 @@ def bootstrap_windows(frames: dict, loss: str = "D1", draws: int = 4000, seed: i
         means = np.asarray(means)
         return np.array([ols_slope(np.log(ns[m]), np.log(means[m]))[0] for m in masks])
 
-    stats = {"mean": np.mean, "median": np.median}
-    obs = {(st, lb): slopes([f(v) for v in values[lb]]) for st, f in stats.items() for lb in labels}
+    obs = {(st, lb): slopes([f(v, c) for v, c in zip(values[lb], strata)]) for st, f in STATS.items()
+           for lb in labels}
     boot = {key: np.empty((draws, len(windows))) for key in obs}
     for b in range(draws):
         idx = [rng.integers(0, v.size, v.size) for v in values[labels[0]]]
-        for st, f in stats.items():
+        idx_strata = [_draw(rng_strata, c, True) for c in strata]
+        for st, f in STATS.items():
+            ii = idx_strata if st in STRATIFIED else idx
             for lb in labels:
-                boot[st, lb][b] = slopes([f(v[i]) for v, i in zip(values[lb], idx)])
+                boot[st, lb][b] = slopes([f(v[i], c[i]) for v, c, i in zip(values[lb], strata, ii)])
     rows = []
-    for st in stats:
+    for st in STATS:
         for i, (lo, hi) in enumerate(windows):
             for lb in labels:
                 ci = np.percentile(boot[st, lb][:, i], [2.5, 97.5])
@@ -114,20 +171,25 @@ def bootstrap_windows(frames: dict, loss: str = "D1", draws: int = 4000, seed: i
 
 def slope_changes(frames: dict, loss: str = "D1", sizes: int = 3, draws: int = 4000, seed: int = 1) -> pd.DataFrame:
     """Whether a curve flattens at its end: the slopes between consecutive sizes among its last ``sizes``
-    sizes (mean and median over the replicates at each n) and the change of the last such slope from the
-    one before, with a 95 % bootstrap interval (replicates resampled within each n, all a curve has)."""
-    rng = np.random.default_rng(seed)
-    stats = {"mean": np.mean, "median": np.median}
+    sizes (each statistic of :data:`STATS` over the replicates at each n) and the change of the last such
+    slope from the one before, with a 95 % bootstrap interval (replicates resampled within each n, all a
+    curve has; within each start configuration too for :data:`STRATIFIED`, from a second stream)."""
+    rng, rng_strata = np.random.default_rng(seed), np.random.default_rng(seed + 1000)
     rows = []
     for lb, df in frames.items():
         ns = np.array(sorted(df["n"].unique()), dtype=float)[-sizes:]
         vals = [df.loc[df["n"] == n, "loss_" + loss].to_numpy(float) for n in ns]
-        for st, f in stats.items():
-            def two_size(vs):
-                m = np.log([f(v) for v in vs])
+        conf = [df.loc[df["n"] == n, "extra_atom"].to_numpy(int) for n in ns]
+        for st, f in STATS.items():
+            def two_size(vs, cs):
+                m = np.log([f(v, c) for v, c in zip(vs, cs)])
                 return np.diff(m) / np.diff(np.log(ns))
-            obs = two_size(vals)
-            boot = np.array([two_size([v[rng.integers(0, v.size, v.size)] for v in vals]) for _ in range(draws)])
+            obs = two_size(vals, conf)
+            boot = np.empty((draws, len(ns) - 1))
+            for b in range(draws):
+                ii = ([_draw(rng_strata, c, True) for c in conf] if st in STRATIFIED
+                      else [rng.integers(0, v.size, v.size) for v in vals])
+                boot[b] = two_size([v[i] for v, i in zip(vals, ii)], [c[i] for c, i in zip(conf, ii)])
             change = boot[:, -1] - boot[:, -2]
             lo, hi = np.percentile(change, [2.5, 97.5])
             rows.append({"stat": st, "curve": lb, "sizes": " ".join("%d" % n for n in ns),
@@ -154,14 +216,26 @@ def curves(run_regime2: str, run_modified: str, loss: str = "D1", extra: list | 
                        ignore_index=True)
         name = "%s (%s)" % (loss, variant)
         df = df.rename(columns={"loss_" + name: "loss_" + loss})
+        seeds = {json.load(open(os.path.join(r, variant, "run.json")))["spec"]["seed"] for r in runs[run]}
+        if len(seeds) != 1:
+            raise ValueError("the runs of %s have different seeds %s: not the same data streams" % (variant, seeds))
+        seed = seeds.pop()
+        df["extra_atom"] = [extra_atom(seed, n, rep) for n, rep in zip(df["n"], df["rep"])]
         frames[label] = df
         s = per_n(df, loss)
+        s["stratified_mean"] = [_stratified_mean(df.loc[df["n"] == n, "loss_" + loss].to_numpy(float),
+                                                 df.loc[df["n"] == n, "extra_atom"].to_numpy(int)) for n in s["n"]]
+        for j in range(SHARES.size):
+            g = df[df["extra_atom"] == j].groupby("n")["loss_" + loss]
+            s["count_extra%d" % j] = s["n"].map(g.count()).fillna(0).astype(int)
+            s["mean_extra%d" % j] = s["n"].map(g.mean())
+            s["median_extra%d" % j] = s["n"].map(g.median())
         cap = np.isneginf(df["err_moe.log_scale"]) if "err_moe.log_scale" in df else np.zeros(len(df), bool)
         s["at_cap"] = s["n"].map(df.assign(cap=cap).groupby("n")["cap"].sum()).astype(int)
         summaries[label] = s
-        for stat in ("mean", "median"):
+        for stat in ("mean", "median", "stratified_mean"):
             ls = local_slopes(s, stat=stat)
-            ls.insert(0, "stat", stat)
+            ls.insert(0, "stat", stat.replace("_", " "))
             ls.insert(0, "curve", label)
             local.append(ls)
     return summaries, pd.concat(local, ignore_index=True), frames
@@ -169,19 +243,24 @@ def curves(run_regime2: str, run_modified: str, loss: str = "D1", extra: list | 
 
 def figure(summaries: dict, local: pd.DataFrame, path: str, loss: str = "D1", grid_end: float | None = None
            ) -> None:
-    fig, (ax, cx, bx) = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, ((ax, cx), (bx, dx)) = plt.subplots(2, 2, figsize=(13, 8.4))
     if grid_end is not None:
-        for axis in (ax, cx, bx):
+        for axis in (ax, cx, bx, dx):
             axis.axvline(grid_end, color="grey", ls=":", lw=1)
     for _, _, label, color, marker in CURVES:
         s = summaries[label]
         ax.loglog(s["n"], s["mean"], marker=marker, color=color, label=label + " (mean)")
         ax.loglog(s["n"], s["median"], marker=marker, color=color, ls="--", mfc="none", label="median")
         cx.semilogx(s["n"], s["at_cap"] / s["count"].clip(lower=1), marker=marker, color=color, label=label)
-        for stat, ls_ in (("mean", "-"), ("median", "--")):
+        for stat, ls_ in (("mean", "-"), ("median", "--"), ("stratified mean", ":")):
             ls = local[(local["curve"] == label) & (local["stat"] == stat)]
             bx.semilogx(ls["n_center"], ls["slope"], marker=marker, color=color, ls=ls_,
                         mfc=None if stat == "mean" else "none", label="%s (%s)" % (label, stat))
+        for j, ls_ in enumerate(("-", "--")):
+            dx.loglog(s["n"], s["mean_extra%d" % j], marker=marker, color=color, ls=ls_,
+                      mfc=None if j == 0 else "none",
+                      label="%s, extra atom at expert %d (%.0f %% of starts)" % (label, j, 100 * SHARES[j]))
+        dx.loglog(s["n"], s["stratified_mean"], color=color, lw=4, alpha=0.25)
     s0 = next(iter(summaries.values()))
     n = s0["n"].to_numpy(float)
     ref = np.nanmax([s["mean"].iloc[0] for s in summaries.values()]) * (n / n[0]) ** -0.5
@@ -199,8 +278,16 @@ def figure(summaries: dict, local: pd.DataFrame, path: str, loss: str = "D1", gr
     bx.axhline(0.0, color="grey", lw=0.5)
     bx.set_xlabel("n (geometric centre of the window)")
     bx.set_ylabel("local slope of log %s on log n" % loss)
-    bx.set_title("local slopes over sliding windows (solid: mean, dashed: median)", fontsize=10)
+    bx.set_title("local slopes over sliding windows (solid: mean, dashed: median, dotted: stratified mean)",
+                 fontsize=9)
     bx.legend(fontsize=6)
+    dx.loglog(n, ref, "k:")
+    dx.set_xlabel("n")
+    dx.set_ylabel("mean %s" % loss)
+    dx.set_title("by start configuration: which true expert the near-truth start gives two atoms\n"
+                 "(solid: expert 0, slopes non-zero; dashed: expert 1, slopes 0; wide: stratified mean)",
+                 fontsize=9)
+    dx.legend(fontsize=6)
     if grid_end is not None:
         cx.annotate("spec's full grid ends", (grid_end, 0.5), xytext=(4, 0), textcoords="offset points",
                     fontsize=7, color="grey", rotation=90, va="center")
@@ -224,7 +311,9 @@ def main(argv: list[str]) -> None:
     summaries, local, frames = curves(argv[0], argv[1], extra=extra)
     local.to_csv(stem + ".csv", index=False)
     per = pd.concat([s.assign(curve=label) for label, s in summaries.items()], ignore_index=True)
-    per[["curve", "n", "count", "mean", "median", "at_cap"]].to_csv(stem + "-per-n.csv", index=False)
+    cols = ["curve", "n", "count", "mean", "median", "at_cap", "stratified_mean"] + [
+        "%s_extra%d" % (c, j) for j in range(SHARES.size) for c in ("count", "mean", "median")]
+    per[cols].to_csv(stem + "-per-n.csv", index=False)
     grid_end = None
     if extra:
         base = pd.read_csv(os.path.join(argv[0], CURVES[0][1], "results.csv"))
@@ -234,7 +323,7 @@ def main(argv: list[str]) -> None:
     boot.to_csv(stem + "-bootstrap.csv", index=False)
     flat = slope_changes(frames)
     flat.to_csv(stem + "-flattening.csv", index=False)
-    print(per[["curve", "n", "count", "mean", "median", "at_cap"]].to_string(index=False))
+    print(per[cols].to_string(index=False))
     print(local.to_string(index=False))
     print(boot.round(3).to_string(index=False))
     print(flat.round(3).to_string(index=False))

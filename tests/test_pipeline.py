@@ -113,6 +113,26 @@ def test_kmeans_on_a_subsample_recovers_separated_clusters():
     assert len(set(table.argmax(1).tolist())) == 3
 
 
+def test_kmeans_pieces_match_their_direct_definitions():
+    """The nearest-centre pass equals argmin (first of ties), the centroid update the masked weighted means,
+    and the softened one-hot matrix the mixture with uniform weights."""
+    from moestat.fitting.starts import _lloyd, _nearest, labels_to_resp
+    rng = np.random.default_rng(3)
+    F = rng.normal(size=(500, 3)).round(1)          # rounded: equal distances occur
+    C = np.vstack([F[:4], F[:1]])                   # a repeated centre: a tie in every row it wins
+    D = ((F[:, None, :] - C[None]) ** 2).sum(-1)
+    np.testing.assert_array_equal(_nearest(F, C), D.argmin(1))
+    w = rng.uniform(0, 2, 500) * (rng.uniform(size=500) > 0.2)     # zero weights among them
+    Cf, lab = _lloyd(F, w, 4, np.random.default_rng(0), 1)          # one Lloyd step: centres from the seeding's labels
+    for j in range(4):
+        m = (lab == j) & (w > 0)
+        np.testing.assert_allclose(Cf[j], (w[m, None] * F[m]).sum(0) / w[m].sum(), rtol=1e-13)
+    for k, soften in ((3, 0.0), (3, 0.05), (5, 0.3)):
+        labels = rng.integers(0, k, 50)
+        one_hot = np.eye(k)[labels].T
+        np.testing.assert_array_equal(labels_to_resp(labels, k, soften), (1.0 - soften) * one_hot + soften / k)
+
+
 @pytest.mark.slow
 def test_first_fit_compiles_a_handful_of_programs(tmp_path):
     """A fresh process's first GaussianMoE(2).fit on sim_moe2 compiles at most 8 XLA programs."""

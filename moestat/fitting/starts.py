@@ -43,11 +43,26 @@ def kmeans_labels(F: np.ndarray, w: np.ndarray, k: int, rng: np.random.Generator
 
 
 def _nearest(F: np.ndarray, C: np.ndarray) -> np.ndarray:
-    """Index of the nearest centre C (k, q) of each row of F (n, q)."""
-    D = (F[:, :1] - C[:, 0]) ** 2           # (n, k), summed column by column: no reduction over a short axis
-    for j in range(1, F.shape[1]):
-        D += (F[:, j:j + 1] - C[:, j]) ** 2
-    return D.argmin(1)
+    """Index of the nearest centre C (k, q) of each row of F (n, q) (the first of equally near ones).
+
+    Squared distances are summed column by column and compared centre by centre (NumPy's argmin over a
+    short axis is ~3x slower than these k passes at k = 3): the same result as ``D.argmin(1)``.
+    """
+    cols = [np.ascontiguousarray(F[:, j]) for j in range(F.shape[1])]
+
+    def dist(c):
+        d = (cols[0] - c[0]) ** 2
+        for j in range(1, len(cols)):
+            d += (cols[j] - c[j]) ** 2
+        return d
+
+    best, labels = dist(C[0]), np.zeros(F.shape[0], dtype=np.intp)
+    for i in range(1, C.shape[0]):
+        d = dist(C[i])
+        closer = d < best
+        labels[closer] = i
+        np.minimum(best, d, out=best)
+    return labels
 
 
 def _lloyd(F: np.ndarray, w: np.ndarray, k: int, rng: np.random.Generator, n_iter: int):
@@ -66,15 +81,17 @@ def _lloyd(F: np.ndarray, w: np.ndarray, k: int, rng: np.random.Generator, n_ite
         d2 = np.minimum(d2, ((F - centers[-1]) ** 2).sum(1))
     C = np.array(centers)
     labels = np.zeros(n, dtype=int)
+    wF = w[:, None] * F
     for it in range(n_iter):
         new = _nearest(F, C)
         if it > 0 and np.array_equal(new, labels):
             break
         labels = new
-        for j in range(k):
-            m = (labels == j) & (w > 0)
-            if m.any():
-                C[j] = (w[m, None] * F[m]).sum(0) / w[m].sum()
+        # weighted centroids by bincount (points in order, as the masked sums were); zero-weight points add 0
+        mass = np.bincount(labels, weights=w, minlength=k)
+        sums = np.stack([np.bincount(labels, weights=wF[:, j], minlength=k) for j in range(F.shape[1])], 1)
+        keep = mass > 0          # a centre whose points all have weight 0 (or none) stays where it was
+        C[keep] = sums[keep] / mass[keep, None]
     return C, labels
 
 
@@ -88,10 +105,9 @@ def random_center_labels(F: np.ndarray, w: np.ndarray, k: int, rng: np.random.Ge
 
 def labels_to_resp(labels: np.ndarray, k: int, soften: float = 0.0) -> np.ndarray:
     """One-hot (k, n) responsibilities from labels, optionally mixed with uniform weights."""
-    R = np.zeros((k, labels.shape[0]))
-    R[labels, np.arange(labels.shape[0])] = 1.0
-    if soften:
-        R = (1.0 - soften) * R + soften / k
+    R = np.full((k, labels.shape[0]), soften / k if soften else 0.0)
+    # (1 - soften) * 1 + soften / k, as the mixture of the one-hot matrix with uniform weights gives it
+    R[labels, np.arange(labels.shape[0])] = (1.0 - soften) + soften / k if soften else 1.0
     return R
 
 
