@@ -64,11 +64,15 @@ CURVES = [("regime2", "softmax-k3", "softmax gate", "C3", "o"),
           ("modified", "tanh-k3", "modified gate, M = tanh", "C2", "^")]
 
 
+def _one_extra_atom(k: int, kstar: int) -> None:
+    if k != kstar + 1:
+        raise ValueError("one extra fitted atom only: k = k* + 1 (got k = %d, k* = %d)" % (k, kstar))
+
+
 def extra_atom(seed: int, n: int, rep: int, k: int = 3, kstar: int = 2) -> int:
     """The true expert to which the paper protocol's start gives two fitted atoms (k = k* + 1): the assignment
     drawn first from the replicate's start stream (:func:`moestat.montecarlo.protocols.near_truth_start`)."""
-    if k != kstar + 1:
-        raise ValueError("one extra fitted atom only: k = k* + 1 (got k = %d, k* = %d)" % (k, kstar))
+    _one_extra_atom(k, kstar)
     s = assignment(k, kstar, np.random.default_rng(init_stream(seed, n, rep)))
     return int(np.argmax(np.bincount(s, minlength=kstar)))
 
@@ -76,8 +80,7 @@ def extra_atom(seed: int, n: int, rep: int, k: int = 3, kstar: int = 2) -> int:
 def configuration_shares(k: int = 3, kstar: int = 2) -> np.ndarray:
     """Probability that true expert j gets the extra atom: :func:`~moestat.montecarlo.protocols.assignment`
     is uniform over the maps fitted -> true that cover every true expert and send 0 to 0 (2/3, 1/3 here)."""
-    if k != kstar + 1:
-        raise ValueError("one extra fitted atom only: k = k* + 1 (got k = %d, k* = %d)" % (k, kstar))
+    _one_extra_atom(k, kstar)
     counts = np.zeros(kstar)
     for tail in product(range(kstar), repeat=k - 1):
         s = np.array((0,) + tail)
@@ -104,10 +107,8 @@ STATS = {"mean": lambda v, s: np.mean(v), "median": lambda v, s: np.median(v),
 STRATIFIED = ("stratified mean", "mean, extra atom at expert 0", "mean, extra atom at expert 1")
 
 
-def _draw(rng, s, within: bool):
-    """Bootstrap indices of one n's replicates (within each start configuration if ``within``)."""
-    if not within:
-        return rng.integers(0, s.size, s.size)
+def _draw_within(rng, s):
+    """Bootstrap indices of one n's replicates, drawn within each start configuration s."""
     return np.concatenate([np.flatnonzero(s == j)[rng.integers(0, (s == j).sum(), (s == j).sum())]
                            for j in np.unique(s)])
 
@@ -148,7 +149,7 @@ def bootstrap_windows(frames: dict, loss: str = "D1", draws: int = 4000, seed: i
     boot = {key: np.empty((draws, len(windows))) for key in obs}
     for b in range(draws):
         idx = [rng.integers(0, v.size, v.size) for v in values[labels[0]]]
-        idx_strata = [_draw(rng_strata, c, True) for c in strata]
+        idx_strata = [_draw_within(rng_strata, c) for c in strata]
         for st, f in STATS.items():
             ii = idx_strata if st in STRATIFIED else idx
             for lb in labels:
@@ -187,7 +188,7 @@ def slope_changes(frames: dict, loss: str = "D1", sizes: int = 3, draws: int = 4
             obs = two_size(vals, conf)
             boot = np.empty((draws, len(ns) - 1))
             for b in range(draws):
-                ii = ([_draw(rng_strata, c, True) for c in conf] if st in STRATIFIED
+                ii = ([_draw_within(rng_strata, c) for c in conf] if st in STRATIFIED
                       else [rng.integers(0, v.size, v.size) for v in vals])
                 boot[b] = two_size([v[i] for v, i in zip(vals, ii)], [c[i] for c, i in zip(conf, ii)])
             change = boot[:, -1] - boot[:, -2]

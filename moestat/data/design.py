@@ -618,10 +618,7 @@ def new_design(design: Design, X: Any, gate_X: Any, data: Any = None, gate_trans
     elif gate_X is None:
         raise ValueError("the model was fitted with separate gate covariates: pass gate_X")
     else:
-        if is_pandas(gate_X, "DataFrame") and design.gate_block.formula is not None:
-            g_raw = design.gate_block.matrix(gate_X, "gate_X")
-        else:
-            g_raw = design.gate_block.matrix(gate_X, "gate_X")
+        g_raw = design.gate_block.matrix(gate_X, "gate_X")   # a formula block reads a DataFrame itself
     check_lengths(X=x_raw, gate_X=g_raw)
     if gate_transform is not None:
         g_raw = np.asarray(gate_transform(g_raw), dtype=np.float64)
