@@ -96,9 +96,10 @@ def main(argv=None) -> int:
     cfg = model.config(max_iter=args.iters)
     runs, cols = {}, moments.MAX_COLUMNS
     with threadpool_limits(1):
-        # this checkout's loop gets the configuration a fit makes for these data (e.g. the intercept flags)
-        cfg_after = em.with_intercepts(cfg, Xd, Xd, np.ones(n)) if hasattr(em, "with_intercepts") else cfg
-        cfgs = {"before": cfg, "after": cfg_after}
+        # each loop gets the configuration a fit of its checkout makes for these data (e.g. the intercept
+        # flags, where its em.py has them; the EMConfig class is this checkout's)
+        cfgs = {name: mod.with_intercepts(cfg, Xd, Xd, np.ones(n)) if hasattr(mod, "with_intercepts") else cfg
+                for name, mod in (("before", base), ("after", em))}
         for name, fn, max_cols in (("before", base.fit_restarts, args.base_max_columns),
                                    ("after", em.fit_restarts, cols)):
             moments.MAX_COLUMNS = max_cols       # read while tracing

@@ -2,8 +2,21 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from concurrent.futures.process import BrokenProcessPool
+
+@functools.lru_cache(maxsize=1)
+def threadpools():
+    """The process's native thread pools (BLAS, OpenMP) as a ``threadpoolctl.ThreadpoolController``, found once.
+
+    ``threadpools().limit(limits=1)`` is ``threadpool_limits(1)`` without the scan of the loaded libraries
+    that every ``threadpool_limits`` call makes (~1.6 ms per call here; a limit alone ~0.03 ms).  Libraries
+    loaded after the first call are not seen: moestat's (NumPy's, SciPy's BLAS) are loaded by then.
+    """
+    from threadpoolctl import ThreadpoolController
+    return ThreadpoolController()
+
 
 #: environment for single-threaded numerical libraries in worker processes
 SINGLE_THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",

@@ -246,10 +246,43 @@ def test_starts_from_moments_equal_the_direct_m_steps(flags):
     R = np.exp(eta - eta.max(0)) / np.exp(eta - eta.max(0)).sum(0)                     # depend on x, softened
     R = 0.8 * R + 0.2 * rng.dirichlet(np.ones(3), size=R.shape[1]).T
     assert em._speculative(cfg, dat) and em._use_moments(dat, cfg)
-    by_moments = jax.jit(lambda t: em.start_from_resp(t, base, dat, ctl, fixed, cfg, 25))(jnp.asarray(R))
-    direct = jax.jit(lambda t: em._repeat(lambda p: em.m_step(p, t, dat, cfg, ctl, fixed, observed=False),
-                                          base, 25))(jnp.asarray(R))
-    for a, b in zip(jax.tree_util.tree_leaves(by_moments), jax.tree_util.tree_leaves(direct)):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-11)
+    for steps in (1, 2, 3, 25):   # a step for a step: the one-pass-per-trial Newton loop = the guarded steps
+        by_moments = jax.jit(lambda t: em.start_from_resp(t, base, dat, ctl, fixed, cfg, steps))(jnp.asarray(R))
+        direct = jax.jit(lambda t: em._repeat(lambda p: em.m_step(p, t, dat, cfg, ctl, fixed, observed=False),
+                                              base, steps))(jnp.asarray(R))
+        for a, b in zip(jax.tree_util.tree_leaves(by_moments), jax.tree_util.tree_leaves(direct)):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-11)
     assert float(by_moments.gate.coef[2, 1]) == float(base.gate.coef[2, 1])
     assert np.abs(np.asarray(by_moments.gate.coef[1:])).max() > 0.5     # the gate did move
+
+
+@pytest.mark.parametrize("theta0,n_steps", [(1.5, 25), (1.5, 1), (-2.0, 3), (0.3, 25)])
+def test_speculative_newton_takes_the_guarded_steps(theta0, n_steps):
+    """One pass per trial point (the direction comes with the guard's objective) gives the iterates of repeated
+    guarded Newton steps, halvings included: maximise -log cosh(theta), whose full Newton step overshoots
+    (from 1.5 the first trial, -3.5, is rejected and the half step accepted)."""
+    from moestat.fitting import newton
+    calls = []
+
+    def at(th):
+        calls.append(1)
+        return -jnp.sinh(th) * jnp.cosh(th), -jnp.sum(jnp.log(jnp.cosh(th)))
+
+    def step(th):
+        d, q = at(th)
+        return newton.guarded_step(th, d, lambda c: at(c)[1], q, 1e-13, 8)[0]
+
+    th0 = jnp.asarray([theta0, 0.5 * theta0])
+    fast = jax.jit(lambda t: em._speculative_newton(at, t, 1e-13, 8, n_steps))(th0)
+    slow = jax.jit(lambda t: em._repeat(step, t, n_steps))(th0)
+    np.testing.assert_allclose(np.asarray(fast), np.asarray(slow), rtol=1e-14, atol=1e-16)   # fusion rounding
+    if n_steps == 25:
+        np.testing.assert_allclose(np.asarray(fast), 0.0, atol=1e-12)
+
+
+def test_speculative_newton_keeps_theta_when_no_trial_is_accepted():
+    # a direction that always lowers the objective: every halving is rejected, theta stays and the steps stop
+    at = lambda th: (jnp.ones_like(th), -jnp.sum(th))            # noqa: E731
+    th0 = jnp.asarray([0.25, -1.0])
+    out = jax.jit(lambda t: em._speculative_newton(at, t, 1e-13, 5, 25))(th0)
+    np.testing.assert_array_equal(np.asarray(out), np.asarray(th0))

@@ -32,6 +32,55 @@ def test_features_and_split_give_the_weighted_sums(p):
     np.testing.assert_allclose(gram, np.einsum("rn,in,jn->rij", Rn, Dn, Dn), rtol=1e-12, atol=1e-10)
 
 
+@pytest.mark.parametrize("leading_one", [False, True])
+@pytest.mark.parametrize("p,q", [(1, 1), (1, 3), (3, 4), (2, 5)])
+def test_leading_features_are_the_features_of_the_first_rows(p, q, leading_one):
+    D, _ = _random(q, 50, seed=p + q)
+    if leading_one:
+        D = D.at[0].set(1.0)
+    idx = moments.leading_features(p, q, leading_one)
+    np.testing.assert_array_equal(moments.features(D, leading_one)[idx], moments.features(D[:p], leading_one))
+    with pytest.raises(ValueError, match="p <= q"):
+        moments.leading_features(q + 1, q)
+
+
+@pytest.mark.parametrize("k,intercept", [(2, True), (3, True), (3, False), (4, True), (5, True)])
+def test_one_joint_contraction_gives_the_two_contractions_fit(monkeypatch, k, intercept):
+    """Shared gate and expert design: the gate's rows contracted with the experts' features (one dot, k <= 4)
+    run the same EM as separate contractions with each design's own features (JOINT_CONTRACTION_ROWS = 0)."""
+    rng = np.random.default_rng(k)
+    n = 3000
+    x = rng.normal(size=(n, 2))
+    z = rng.integers(0, k, n)
+    y = z * 1.5 + x @ np.array([0.5, -0.3]) * (1 + z) + 0.4 * rng.normal(size=n)
+    Xd = np.column_stack([np.ones(n), x]) if intercept else np.column_stack([1.0 + 0.1 * x[:, 0], x])
+    model = ms.GaussianMoE(k)
+    dat = make_data(Xd, Xd, y, np.ones(n))
+    cfg = em.with_intercepts(model.config(max_iter=40), Xd, Xd, np.ones(n))
+    assert cfg.shared_design and cfg.gate_intercept == intercept and em._use_moments(dat, cfg)
+    ctl = model.control({"var_y": float(np.var(y))}, tol=-1.0)
+    G = np.zeros((k, 3))
+    G[1:] = rng.normal(size=(k - 1, 3)) * 0.3
+    C = np.column_stack([np.linspace(-1, 1, k) * 2, rng.normal(size=(k, 2))])
+    p0 = em.MoEParams(ms.gating.SoftmaxParams(jnp.asarray(G)[None]),
+                      ms.experts.GaussianParams(jnp.asarray(C)[None], jnp.full((1, k), 1.0)))
+    fixed = em.no_fixed(jax.tree_util.tree_map(lambda a: a[0], p0))
+    keys = jax.random.split(jax.random.PRNGKey(0), 1)
+
+    def run():
+        return jax.jit(em.fit_restarts, static_argnames=("cfg", "batch_size"))(p0, dat, ctl, fixed, keys, cfg)
+    joint = run()
+    monkeypatch.setattr(em, "JOINT_CONTRACTION_ROWS", 0)
+    jax.clear_caches()
+    two = run()
+    jax.clear_caches()
+    tj, t2 = np.asarray(joint.trace[0]), np.asarray(two.trace[0])
+    assert np.all(np.isfinite(tj)) and tj[-1] > tj[0] + 1.0           # EM moved
+    np.testing.assert_allclose(tj, t2, rtol=1e-12)
+    for a, b in zip(jax.tree_util.tree_leaves(joint.params), jax.tree_util.tree_leaves(two.params)):
+        np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-9)
+
+
 def test_softmax_newton_statistics_from_moments_equal_the_direct_ones():
     rng = np.random.default_rng(1)
     X = jnp.asarray(np.vstack([np.ones(400), rng.normal(size=(2, 400))]))

@@ -132,6 +132,23 @@ def test_collapsed_expert_is_kept_with_a_warning(sim_df):
     assert res.params_tree.expert.coef.shape[0] == 3  # never deleted
 
 
+@pytest.mark.parametrize("polish", [True, False])
+def test_expert_weights_are_the_weighted_responsibilities(sim_df, polish):
+    # the fit hands its own sum_n w_n tau_in of the reported start to the results (no second E-step when no
+    # polish step moved the parameters); either way the property is its definition at the reported parameters
+    w = np.random.default_rng(2).uniform(0.5, 2.0, len(sim_df))
+    res = ms.GaussianMoE(2).fit("y ~ x", data=sim_df, weights=w, n_init=3, polish=polish, tol=1e-6)
+    assert res._em_expert_weights is not None
+    tau = res.responsibilities
+    np.testing.assert_allclose(res.expert_weights, w @ tau, rtol=1e-12)
+    assert res.expert_weights.sum() == pytest.approx(w.sum(), rel=1e-12)
+    if res.n_polish == 0:
+        assert res.expert_weights is res._em_expert_weights
+    else:   # EM's weights only screen the warnings: the polished ones are computed
+        assert res.expert_weights is not res._em_expert_weights
+        np.testing.assert_allclose(res.expert_weights, res._em_expert_weights, rtol=1e-3)
+
+
 def test_warns_when_the_best_fit_is_not_unique():
     # three equal clusters, mirrored: merging the lower or the upper two gives the same likelihood
     rng = np.random.default_rng(0)

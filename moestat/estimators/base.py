@@ -12,8 +12,8 @@ from typing import Any
 
 import jax
 import numpy as np
-from threadpoolctl import threadpool_limits
 
+from .._parallel import threadpools
 from ..fitting import em, pipeline, shortem
 from .._jax import backend
 from ..data.design import Design, build_design, family_design, make_data
@@ -198,7 +198,7 @@ class MoEModel:
         free = pipeline.initial_params(self.gate, self.expert, k, p, pg, info)[1]
         fixed_mask = self._fixed_mask(fixed, base, init)
         bs = batch_size if batch_size is not None else (1 if backend() == "cpu" else n_init)
-        with threadpool_limits(1):
+        with threadpools().limit(limits=1):
             starts = self._starts(init, design, dat, base, ctl, fixed_mask, cfg, n_init, seed, bs)
             # results keep cfg (refits, bootstrap): the run's recording and acceleration are per fit
             run_cfg = dataclasses.replace(cfg, record_gate=bool(record_gate), accelerate=bool(accelerate))
@@ -214,7 +214,8 @@ class MoEModel:
                                         batch_size=bs, run_cfg=run_cfg)
         res = self._results_class()(model=self, design=design, data=dat, cfg=cfg, ctl=ctl, info=info,
                          fit=est.fit, restarts=self._restart_table(est), best=est.best, n_polish=est.n_polish,
-                         fixed=fixed_mask, seed=seed, all_params=est.runs.params)
+                         fixed=fixed_mask, seed=seed, all_params=est.runs.params,
+                         em_expert_weights=np.asarray(est.n_eff)[est.best])
         res.gate_trace = est.fit.gate_trace   # (record_gate) the reported start's gate per EM iteration, else None
         res.restart_traces = np.asarray(est.runs.trace)   # (n_starts, max_iter) EM paths of every start, NaN after each stop
         res._warn_about_fit()

@@ -518,6 +518,23 @@ def _moment_design(data: Data, cfg: EMConfig):
     return pg, Fg, Fe, gate_moments, expert_moments, shared
 
 
+def _joint_features(data: Data, cfg: EMConfig, shared: bool):
+    """Where the gate's product features sit among the experts' (static indices), or None.
+
+    When the gate's design is the experts' (``shared``, same intercept flag), the features of the gate design
+    are rows of the features of [X; y] (:func:`moestat.fitting.moments.leading_features`): the gate's rows can
+    be contracted with the experts' features and the gate's own are never formed.
+    """
+    if not shared or cfg.gate_intercept != cfg.expert_intercept:
+        return None
+    return moments.leading_features(data.Xg.shape[0], data.X.shape[0] + 1, cfg.gate_intercept)
+
+
+#: most weight rows (gate's + experts') contracted in one dot when the designs coincide; more go in two dots
+#: (measured at n = 1e5, one core: 13 rows x 10 features one dot 11.7 ns/point, two 15.1; 19 x 15: 30.2 vs 25.9)
+JOINT_CONTRACTION_ROWS = 16
+
+
 def _moment_sweep(data: Data, ctl: EMControl, fixed: MoEParams, cfg: EMConfig):
     """:func:`_direct_sweep` for moment experts: every statistic from one contraction per design.
 
@@ -540,25 +557,37 @@ def _moment_sweep(data: Data, ctl: EMControl, fixed: MoEParams, cfg: EMConfig):
     total = jnp.sum(data.w)
     xw = None if shared else data.Xg @ data.w     # sum_n w_n x_n: T_0 = xw - sum_{i >= 1} T_i
     k = cfg.k
+    joint = _joint_features(data, cfg, shared)
 
     def sweep(params, t_prev, q_prev):
         eta, lse_g, probs = cfg.gate.scores_and_probs(params.gate, data.Xg)
         lj = eta + cfg.expert.log_density(params.expert, data.X, data.y)
         m = kmax(lj)
-        live = jnp.logical_and(data.w > 0, jnp.isfinite(m))
         m = jnp.where(jnp.isfinite(m), m, 0.0)      # as in _posterior
         e = jnp.exp(lj - m[None])
         s = ksum(e)
+        # = (w > 0) & isfinite(max lj): with a finite maximum s is in [1, k]; with -inf, +inf or NaN it is 0,
+        # inf or NaN.  Read off s, the later passes need not re-read the k rows lj (see _posterior)
+        live = jnp.logical_and(data.w > 0, jnp.logical_and(s >= 1.0, s <= k))
         ll_n = jnp.where(live, m + log_positive(s) - lse_g, 0.0)
         tau = jnp.where(live[None], e / s[None], 1.0 / k)
         tw = tau * data.w
-        Me = expert_moments(moments.contract(tw, Fe))
         if shared:   # the guard's T_i = sum_n w tau_i x_n are in the experts' moments; sum_n w lse_n its own dot
             rows = cfg.gate.moment_rows(probs, tau, data.w)
-            _, lin, gram = moments.split(gate_moments(moments.contract(rows, Fg)), pg)
             r = rows.shape[0]
+            if joint is not None and r + k <= JOINT_CONTRACTION_ROWS:
+                # the gate's features are rows of the experts' ([X; y] starts with X): one contraction of all
+                # the rows with the experts' features reads them once (k = 3, d = 2: 8 rows x 10 features
+                # 5.0 ns/point against 8.8 for 5 x 6 and 3 x 10, benchmarks/README.md)
+                M = moments.contract(jnp.concatenate([rows, tw]), Fe)
+                Me = expert_moments(M[r:])
+                _, lin, gram = moments.split(gate_moments(M[:r, joint]), pg)
+            else:
+                Me = expert_moments(moments.contract(tw, Fe))
+                _, lin, gram = moments.split(gate_moments(moments.contract(rows, Fg)), pg)
             T, lse_sum = Me[:, 1:1 + pg], jnp.dot(lse_g, data.w)
         else:        # rows w tau_i (i >= 1; T_0 from sum_n w x_n) and w lse_n join the gate's contraction
+            Me = expert_moments(moments.contract(tw, Fe))
             rows = jnp.concatenate([cfg.gate.moment_rows(probs, tau, data.w), tw[1:], (lse_g * data.w)[None]])
             tot, lin, gram = moments.split(gate_moments(moments.contract(rows, Fg)), pg)
             r = rows.shape[0] - k
@@ -632,34 +661,78 @@ def _start_from_moments(t, base: MoEParams, data: Data, ctl: EMControl, fixed: M
     """:func:`start_from_resp` for the moment experts and a speculative (softmax) gate, from moments.
 
     The responsibilities t are fixed, so the experts' moments are one contraction and their repeated
-    M-steps small algebra; each guarded Newton step of the gate is one contraction of its Newton rows
-    with the gate's features and a scores pass per trial of the line search (the objective
-    sum_i coef_i . T_i - sum_n w_n lse_n, :meth:`moestat.gating.softmax.Softmax.objective_from_moments`),
-    instead of the direct products and objective passes of :func:`m_step`.  The gate and expert blocks
+    M-steps small algebra; each guarded Newton step of the gate is one pass at its trial point: the
+    scores give the guard (the objective sum_i coef_i . T_i - sum_n w_n lse_n,
+    :meth:`moestat.gating.softmax.Softmax.objective_from_moments`) and, contracted with the gate's
+    features, the next Newton direction (:func:`_speculative_newton`), instead of the direct products and
+    objective passes of :func:`m_step`.  The gate and expert blocks
     do not depend on each other given t, so each is repeated to its own fixed point: the same starting
     values as :func:`m_step` repeated, to rounding.
     """
     pg, Fg, Fe, gate_moments, expert_moments, shared = _moment_design(data, cfg)
+    joint = _joint_features(data, cfg, shared)
+    if joint is not None:   # the gate's features are rows of the experts': Fg is not formed (same cost per step)
+        Fg = None
     tw = t * data.w
     Me = expert_moments(moments.contract(tw, Fe))
     T = Me[:, 1:1 + pg] if shared else moments.split(gate_moments(moments.contract(tw, Fg)), pg)[1]
     total = jnp.sum(data.w)
     expert = _repeat(lambda e: cfg.expert.m_step_from_moments(e, Me, total, ctl, fixed.expert), base.expert, n_steps)
 
-    def lse_sum(g):
-        return jnp.dot(cfg.gate.scores_and_probs(g, data.Xg)[1], data.w)
+    flat0, unflat = ravel_pytree(base.gate)
 
-    def gate_step(g):
+    def at(c):
+        """One pass at the flat gate c: its Newton direction and its objective (guard) value."""
+        g = unflat(c)
         _, lse_g, probs = cfg.gate.scores_and_probs(g, data.Xg)
-        _, lin, gram = moments.split(gate_moments(moments.contract(cfg.gate.moment_rows(probs, t, data.w), Fg)), pg)
-        d = cfg.gate.direction_from_moments(g, lin, gram, ctl, fixed.gate)
-        q0 = cfg.gate.objective_from_moments(g, T, jnp.dot(lse_g, data.w))
-        flat, unflat = ravel_pytree(g)
-        new, _, _ = newton.guarded_step(flat, ravel_pytree(d)[0], lambda th: cfg.gate.objective_from_moments(
-            unflat(th), T, lse_sum(unflat(th))), q0, ctl.ls_eps, cfg.max_halvings)
-        return unflat(new)
+        rows = cfg.gate.moment_rows(probs, t, data.w)
+        M = moments.contract(rows, Fg) if joint is None else moments.contract(rows, Fe)[:, joint]
+        _, lin, gram = moments.split(gate_moments(M), pg)
+        d = ravel_pytree(cfg.gate.direction_from_moments(g, lin, gram, ctl, fixed.gate))[0]
+        return d, cfg.gate.objective_from_moments(g, T, jnp.dot(lse_g, data.w))
 
-    return MoEParams(gate=_repeat(gate_step, base.gate, n_steps), expert=expert)
+    return MoEParams(gate=unflat(_speculative_newton(at, flat0, ctl.ls_eps, cfg.max_halvings, n_steps)),
+                     expert=expert)
+
+
+class _NewtonState(NamedTuple):
+    i: Any          # steps taken
+    theta: Any      # the current (verified) point
+    d: Any          # its Newton direction
+    q: Any          # its objective
+    j: Any          # halvings of the pending trial
+    cand: Any       # the trial point theta + 2^-j d
+    go: Any         # continue
+
+
+def _speculative_newton(at, theta0, ls_eps, max_halvings: int, n_steps: int):
+    """:func:`_repeat` of :func:`moestat.fitting.newton.guarded_step` Newton steps, one pass per trial point.
+
+    ``at(theta) -> (direction, objective)`` costs a pass over the data.  The repeated guarded step
+    evaluates the direction at theta and then the objective at the trial point theta + d, two passes per
+    step; here the pass at a trial point gives its objective (the guard) and, once it is accepted, its
+    direction too, so an accepted step costs one pass.  The iterates, the halvings (up to
+    ``max_halvings``; then theta is kept and the steps stop) and the stopping rule (no entry moved by more
+    than :data:`START_RTOL`, or ``n_steps`` steps) are those of the repeated guarded step (to rounding).
+    """
+    def cond(s: _NewtonState):
+        return s.go
+
+    def body(s: _NewtonState):
+        d_c, q_c = at(s.cand)
+        ok = newton.no_decrease(q_c, s.q, ls_eps)
+        moved = jnp.any(jnp.abs(s.cand - s.theta) > START_RTOL * (1.0 + jnp.abs(s.theta)))
+        accepted = _NewtonState(s.i + 1, s.cand, d_c, q_c, jnp.asarray(0), s.cand + d_c,
+                                jnp.logical_and(moved, s.i + 1 < n_steps))
+        j = s.j + 1
+        give_up = j > max_halvings
+        halved = s._replace(j=j, cand=s.theta + (0.5 ** j) * s.d)
+        stuck = s._replace(i=s.i + 1, go=jnp.asarray(False))       # no trial accepted: theta stays, steps stop
+        return _select(ok, accepted, _select(give_up, stuck, halved))
+
+    d0, q0 = at(theta0)
+    init = _NewtonState(jnp.asarray(0), theta0, d0, q0, jnp.asarray(0), theta0 + d0, jnp.asarray(n_steps > 0))
+    return lax.while_loop(cond, body, init).theta
 
 
 #: relative move below which repeated start M-steps count as converged (a few units in the last place)

@@ -63,6 +63,21 @@ def features(D, leading_one: bool = False):
     return jnp.concatenate([ones, D, jnp.stack(prods)], axis=0) if prods else jnp.concatenate([ones, D])
 
 
+def leading_features(p: int, q: int, leading_one: bool = False) -> np.ndarray:
+    """Indices of the rows of ``features(D[:p])`` within ``features(D)`` for a (q, N) design D, p <= q.
+
+    The features of a design's first p rows are rows of the features of the whole design (same
+    ``leading_one``), so weight rows for both can share one contraction against the larger features.
+    """
+    if not 0 < p <= q:
+        raise ValueError("need 0 < p <= q, got p=%d, q=%d" % (p, q))
+    big = {pr: i for i, pr in enumerate(pairs(q))}
+    prods = [big[pr] for pr in pairs(p)]
+    if leading_one:
+        return np.array(prods)
+    return np.array([0] + [1 + i for i in range(p)] + [1 + q + i for i in prods])
+
+
 def expand(M, p: int):
     """(..., p(p+1)/2) moments against :func:`features` ``(D, leading_one=True)`` -> (..., 1 + p + p(p+1)/2),
     the layout of ``features(D)`` (total = the (0, 0) product, linear = the (0, j) products)."""

@@ -43,6 +43,7 @@ from scipy import stats
 
 from ..fitting import em, pipeline
 from .._jax import backend, to_device
+from .._parallel import threadpools
 from ..data.design import Data, group_first_rows, make_groups
 from ..exceptions import InferenceWarning, MoEWarning
 from ..data.validation import check_int
@@ -431,8 +432,7 @@ def _replicate_info(model, y, w):
 def run_chunk(spec: ReplicateSpec, idx) -> list[dict]:
     """Draw replicates ``idx`` and fit every job to them (a pure function of its arguments)."""
     idx = np.asarray(idx, dtype=int)
-    from threadpoolctl import threadpool_limits
-    with threadpool_limits(1):
+    with threadpools().limit(limits=1):
         W, Y = _replicate_data(spec, idx)
         X, Xg, y, w = spec.data
         dat = Data(X=to_device(X), Xg=to_device(Xg), y=to_device(y), w=to_device(w),

@@ -61,7 +61,8 @@ class MoEResults:
     2
     """
 
-    def __init__(self, model, design, data, cfg, ctl, info, fit, restarts, best, fixed, seed, all_params=None, n_polish=0):
+    def __init__(self, model, design, data, cfg, ctl, info, fit, restarts, best, fixed, seed, all_params=None, n_polish=0,
+                 em_expert_weights=None):
         self.model = model
         self.design = design
         self._data = data
@@ -84,6 +85,9 @@ class MoEResults:
         self.algorithm = cfg.algorithm
         self._all_params = all_params
         self.n_polish = n_polish
+        # sum_n w_n tau_in at EM's parameters of the reported start (computed with the fit): the expert weights
+        # themselves when no polish step moved them, a screen for the warnings otherwise
+        self._em_expert_weights = None if em_expert_weights is None else np.asarray(em_expert_weights, np.float64)
 
     # ------------------------------------------------------------------ basics
     @property
@@ -311,6 +315,8 @@ class MoEResults:
         >>> res.expert_weights.round(1).tolist()
         [234.3, 265.7]
         """
+        if self.n_polish == 0 and self._em_expert_weights is not None:   # the fit's own, at these parameters
+            return self._em_expert_weights
         return self.design.w @ self.responsibilities
 
     # ------------------------------------------------------------------ prediction
@@ -1081,8 +1087,11 @@ class MoEResults:
             warnings.warn("the reported fit is degenerate: an expert carries few effective points or a tiny "
                           "variance (effective points per expert: %s); consider fewer experts or min_variance"
                           % np.round(self.expert_weights, 2).tolist(), DegenerateFitWarning, stacklevel=3)
-        wts = self.expert_weights
-        small = np.flatnonzero(wts < max(1.0, 1e-3 * self.nobs))
+        floor = max(1.0, 1e-3 * self.nobs)
+        wts = self._em_expert_weights
+        if wts is None or np.any(wts < 2.0 * floor):   # a polish moves them by far less than a factor 2
+            wts = self.expert_weights
+        small = np.flatnonzero(wts < floor)
         if small.size:
             warnings.warn("expert(s) %s carry almost no data (effective points %s); they are kept in the model"
                           % ((small + 1).tolist(), np.round(wts[small], 3).tolist()), MoEWarning, stacklevel=3)

@@ -23,15 +23,15 @@ from __future__ import annotations
 
 import os
 import time
-from functools import lru_cache, partial
+from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
 from ..fitting import em, pipeline
 from .._jax import backend, to_device
+from .._parallel import threadpools
 from .._math import klogsumexp
 from ..data.design import bucket_size, make_data
 from ..losses import (DENSITY_KINDS, VORONOI_KINDS, DensityDistance, _per_x_distance, _simpson_weights,
@@ -515,12 +515,6 @@ def _row(exp, n, rep, est, data=None):
     return row
 
 
-@lru_cache(maxsize=1)
-def _threadpools() -> ThreadpoolController:
-    """The process's native thread pools (BLAS, OpenMP), found once: a scan costs ~2 ms, a limit ~0.03 ms."""
-    return ThreadpoolController()
-
-
 def run_task(task: dict) -> list[dict]:
     """Run one task ``{"spec": raw spec, "reference": ..., "n": n, "reps": [...], "batch": "auto"}``.
 
@@ -532,7 +526,7 @@ def run_task(task: dict) -> list[dict]:
     batch = task.get("batch", "auto")
     batched = batch == "vmap" or (batch == "auto" and backend() != "cpu")
     rows = []
-    with _threadpools().limit(limits=1):
+    with threadpools().limit(limits=1):
         if batched:
             t0 = time.perf_counter()
             results, bs = fit_block_batched(exp, n, reps, task.get("batch_size"))
