@@ -286,3 +286,37 @@ def test_speculative_newton_keeps_theta_when_no_trial_is_accepted():
     th0 = jnp.asarray([0.25, -1.0])
     out = jax.jit(lambda t: em._speculative_newton(at, t, 1e-13, 5, 25))(th0)
     np.testing.assert_array_equal(np.asarray(out), np.asarray(th0))
+
+
+@pytest.mark.parametrize("max_iter,wide", [(500, False), (3, False), (500, True)])
+def test_fit_one_weighted_gives_the_effective_points_at_the_returned_parameters(max_iter, wide):
+    """The effective points a fit hands on (the degeneracy rule, the expert weights) are sum_n w_n tau_in at
+    the parameters it returns: from the last E-step of a converged moment sweep, else from an E-step of their own
+    (stopped at max_iter; the direct sweep of a design too wide for the moments)."""
+    from moestat.fitting import moments
+    rng = np.random.default_rng(11)
+    d = moments.MAX_COLUMNS if wide else 2
+    x, y, _ = simulate_softmax_gaussian(2000, np.vstack([np.zeros(d + 1), rng.normal(size=(2, d + 1))]),
+                                        rng.normal(size=(3, d + 1)) * 2, [0.3, 0.4, 0.5], 4)
+    X = np.column_stack([np.ones(len(y)), x])
+    w = rng.uniform(0.5, 2.0, len(y))
+    w[::13] = 0.0
+    model = ms.GaussianMoE(3)
+    dat = make_data(X, X, y, w)
+    cfg = em.with_intercepts(model.config(max_iter=max_iter), X, X, w)
+    assert em._use_moments(dat, cfg) == (not wide)
+    ctl = model.control({"var_y": float(np.var(y))}, tol=1e-10)
+    G = np.zeros((3, d + 1))
+    G[1:, 0] = [0.2, -0.2]
+    C = np.zeros((3, d + 1))
+    C[:, 0] = np.quantile(y, [0.2, 0.5, 0.8])
+    p0 = em.MoEParams(ms.gating.SoftmaxParams(jnp.asarray(G)), ms.experts.GaussianParams(jnp.asarray(C),
+                                                                                       jnp.full(3, np.var(y))))
+    fixed = em.no_fixed(p0)
+    out, n_eff = jax.jit(lambda p: em.fit_one_weighted(p, dat, ctl, fixed, jax.random.PRNGKey(0), cfg))(p0)
+    assert bool(out.converged) == (max_iter == 500)
+    ref = np.asarray(jax.jit(lambda p: em.effective_points(p, dat, cfg))(out.params))
+    np.testing.assert_allclose(np.asarray(n_eff), ref, rtol=1e-12)
+    assert np.asarray(n_eff).sum() == pytest.approx(w.sum(), rel=1e-12)
+    _, tau, _, _ = em.e_step(out.params, dat, cfg)
+    np.testing.assert_allclose(np.asarray(n_eff), np.asarray(tau)[:, :len(y)] @ w, rtol=1e-12)

