@@ -320,3 +320,17 @@ def test_fit_one_weighted_gives_the_effective_points_at_the_returned_parameters(
     assert np.asarray(n_eff).sum() == pytest.approx(w.sum(), rel=1e-12)
     _, tau, _, _ = em.e_step(out.params, dat, cfg)
     np.testing.assert_allclose(np.asarray(n_eff), np.asarray(tau)[:, :len(y)] @ w, rtol=1e-12)
+
+
+def test_vectorised_starts_give_the_one_by_one_fits_and_effective_points():
+    """batch_size > 1 (the GPU default: starts vmapped, the effective points' cond becomes a select) gives the
+    fits, and the effective points per expert, of the starts run one by one."""
+    x, y, _ = simulate_softmax_gaussian(1500, GATE3, COEF3, [0.5, 0.5, 0.5], 8)
+    model = ms.GaussianMoE(3)
+    kw = dict(n_init=3, seed=2, finalists=None, polish=False)
+    one = model.fit(x, y, batch_size=1, **kw)
+    vec = model.fit(x, y, batch_size=3, **kw)
+    np.testing.assert_allclose(vec.restarts.loglik, one.restarts.loglik, rtol=1e-10)
+    np.testing.assert_allclose(vec.restarts.min_expert_weight, one.restarts.min_expert_weight, rtol=1e-8)
+    np.testing.assert_allclose(vec.expert_weights, one.expert_weights, rtol=1e-8)
+    np.testing.assert_allclose(one.expert_weights, len(y) * one.responsibilities.mean(0), rtol=1e-10)
