@@ -183,3 +183,25 @@ def test_log_positive_derivatives_are_those_of_log():
     x = jnp.asarray([1.0, 1.7, 2.9, 1e5])
     np.testing.assert_allclose(jax.vmap(jax.grad(log_positive))(x), 1 / np.asarray(x), rtol=1e-15)
     np.testing.assert_allclose(jax.vmap(jax.grad(jax.grad(log_positive)))(x), -1 / np.asarray(x) ** 2, rtol=1e-15)
+
+
+def test_the_posterior_sum_marks_the_points_with_a_finite_maximum():
+    """The moment sweep's mask of the points that count reads the posterior sum s = sum_i exp(l_i - m) (m the
+    maximum, 0 where it is not finite): s is in [1, k] exactly when max_i l_i is finite."""
+    from moestat._math import kmax, ksum
+    rng = np.random.default_rng(4)
+    k, n = 3, 4000
+    L = rng.normal(scale=300.0, size=(k, n))
+    specials = np.array([-np.inf, np.inf, np.nan, 0.0, 709.0, -745.0, 1e308, -1e308])
+    pick = rng.random((k, n)) < 0.3
+    L[pick] = rng.choice(specials, size=int(pick.sum()))
+    L[:, :4] = [[-np.inf] * 4, [-np.inf, 1.0, np.nan, np.inf], [-np.inf, -np.inf, 0.0, 0.0]]
+
+    @jax.jit
+    def mask(L):
+        m = kmax(L)
+        s = ksum(jnp.exp(L - jnp.where(jnp.isfinite(m), m, 0.0)[None]))
+        return jnp.logical_and(s >= 1.0, s <= k), jnp.isfinite(m)
+    by_sum, finite_max = (np.asarray(a) for a in mask(jnp.asarray(L)))
+    assert finite_max.sum() > 100 and (~finite_max).sum() > 100
+    np.testing.assert_array_equal(by_sum, finite_max)
