@@ -673,9 +673,16 @@ def fit_replicates(params0: MoEParams, data: Data, ctl: EMControl, fixed: MoEPar
     return map_batched(lambda a: fit_one(a[0], a[1], ctl, fixed, a[2], cfg), (params0, data, keys), batch_size)
 
 
+#: M-steps that turn starting responsibilities into parameters (closed-form blocks need one; the gate's
+#: Newton steps stop earlier at their fixed point, see START_RTOL)
+START_STEPS = 25
+#: relative move below which repeated start M-steps count as converged (a few units in the last place)
+START_RTOL = 1e-15
+
+
 @partial(jax.jit, static_argnames=("cfg", "n_steps", "batch_size"))
 def params_from_resp(tau, base: MoEParams, data: Data, ctl: EMControl, fixed: MoEParams, cfg: EMConfig,
-                     n_steps: int = 25, batch_size: int = 1) -> MoEParams:
+                     n_steps: int = START_STEPS, batch_size: int = 1) -> MoEParams:
     """Starting parameters from a batch of responsibilities (b, k, N): repeated M-steps from ``base``.
 
     Closed-form blocks converge in one step; Newton blocks (the gate) get
@@ -685,7 +692,7 @@ def params_from_resp(tau, base: MoEParams, data: Data, ctl: EMControl, fixed: Mo
 
 
 def start_from_resp(t, base: MoEParams, data: Data, ctl: EMControl, fixed: MoEParams, cfg: EMConfig,
-                    n_steps: int = 25) -> MoEParams:
+                    n_steps: int = START_STEPS) -> MoEParams:
     """One start: up to ``n_steps`` M-steps from ``base`` on fixed responsibilities t (k, N) (traceable).
 
     The steps stop early at a fixed point to rounding (:func:`_repeat`).
@@ -779,8 +786,7 @@ def _speculative_newton(at, theta0, ls_eps, max_halvings: int, n_steps: int):
     return lax.while_loop(cond, body, init).theta
 
 
-#: relative move below which repeated start M-steps count as converged (a few units in the last place)
-START_RTOL = 1e-15
+
 
 
 def _repeat(step, x0, n_steps: int):

@@ -48,8 +48,8 @@ from . import starts as initmod
 from .parametrization import newton_polish
 from .programs import stored_jit
 
-#: M-steps that turn starting responsibilities into parameters (closed-form blocks need one)
-START_STEPS = 25
+#: M-steps that turn starting responsibilities into parameters (one constant for every start: em.START_STEPS)
+START_STEPS = em.START_STEPS
 
 
 # =========================================================================== set-up
