@@ -6,6 +6,7 @@ import functools
 import os
 from concurrent.futures.process import BrokenProcessPool
 
+
 @functools.lru_cache(maxsize=1)
 def threadpools():
     """The process's native thread pools (BLAS, OpenMP) as a ``threadpoolctl.ThreadpoolController``, found once.

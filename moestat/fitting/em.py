@@ -721,9 +721,7 @@ def _start_from_moments(t, base: MoEParams, data: Data, ctl: EMControl, fixed: M
     values as :func:`m_step` repeated, to rounding.
     """
     pg, Fg, Fe, gate_moments, expert_moments, shared = _moment_design(data, cfg)
-    joint = _joint_features(data, cfg, shared)
-    if joint is not None:   # the gate's features are rows of the experts': Fg is not formed (same cost per step)
-        Fg = None
+    joint = _joint_features(data, cfg, shared)   # then Fg goes unused (and unformed): same cost per step
     tw = t * data.w
     Me = expert_moments(moments.contract(tw, Fe))
     T = Me[:, 1:1 + pg] if shared else moments.split(gate_moments(moments.contract(tw, Fg)), pg)[1]
@@ -784,9 +782,6 @@ def _speculative_newton(at, theta0, ls_eps, max_halvings: int, n_steps: int):
     d0, q0 = at(theta0)
     init = _NewtonState(jnp.asarray(0), theta0, d0, q0, jnp.asarray(0), theta0 + d0, jnp.asarray(n_steps > 0))
     return lax.while_loop(cond, body, init).theta
-
-
-
 
 
 def _repeat(step, x0, n_steps: int):

@@ -240,9 +240,6 @@ class Runs(NamedTuple):
     n_eff: Any
 
 
-_n_eff = em.effective_points
-
-
 def _runs(params0, data, ctl, fixed, seed, cfg, batch_size):
     S = jax.tree_util.tree_leaves(params0)[0].shape[0]
     keys = jax.random.split(jax.random.PRNGKey(seed), S)
@@ -270,7 +267,7 @@ def run_from_resp(R, base, data, ctl, fixed, seed, cfg: em.EMConfig, batch_size:
 @partial(jax.jit, static_argnames=("cfg",))
 def effective_points(params, data, cfg):
     """(S, k) effective points per expert, sum_n w_n tau_in, of each fit in a stack of parameters."""
-    return lax.map(lambda p: _n_eff(p, data, cfg), params)
+    return lax.map(lambda p: em.effective_points(p, data, cfg), params)
 
 
 @partial(jax.jit, static_argnames=("cfg", "batch_size"))
@@ -283,7 +280,7 @@ def run_variants(params0, data, W, Y, keys, ctl, fixed, cfg, batch_size: int = 1
         p0, w, y, key = a
         d = data._replace(w=w, y=y)
         out = em.fit_one(p0, d, ctl, fixed, key, cfg)
-        return out.params, out.loglik, out.n_iter, out.converged, _n_eff(out.params, d, cfg)
+        return out.params, out.loglik, out.n_iter, out.converged, em.effective_points(out.params, d, cfg)
     return em.map_batched(one, (params0, W, Y, keys), batch_size)
 
 
