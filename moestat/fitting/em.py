@@ -563,7 +563,8 @@ def _joint_features(data: Data, cfg: EMConfig, shared: bool):
 
 
 #: most weight rows (gate's + experts') contracted in one dot when the designs coincide; more go in two dots
-#: (measured at n = 1e5, one core: 13 rows x 10 features one dot 11.7 ns/point, two 15.1; 19 x 15: 30.2 vs 25.9)
+#: (n = 1e5, one core, benchmarks/contraction_shapes.py: 13 rows x 10 features one dot 11.8 ns/point, two 15.5;
+#: 19 rows 24.2 vs 21.1)
 JOINT_CONTRACTION_ROWS = 16
 
 
@@ -615,7 +616,7 @@ def _moment_sweep(data: Data, ctl: EMControl, fixed: MoEParams, cfg: EMConfig):
             if joint is not None and r + k <= JOINT_CONTRACTION_ROWS:
                 # the gate's features are rows of the experts' ([X; y] starts with X): one contraction of all
                 # the rows with the experts' features reads them once (k = 3, d = 2: 8 rows x 10 features
-                # 5.0 ns/point against 8.8 for 5 x 6 and 3 x 10, benchmarks/README.md)
+                # 5.0 ns/point against 9.1 for 5 x 6 and 3 x 10, benchmarks/contraction_shapes.py)
                 M = moments.contract(jnp.concatenate([rows, tw]), Fe)
                 Me = expert_moments(M[r:])
                 _, lin, gram = moments.split(gate_moments(M[:r, joint]), pg)
