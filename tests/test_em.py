@@ -246,7 +246,9 @@ def test_starts_from_moments_equal_the_direct_m_steps(flags):
     R = np.exp(eta - eta.max(0)) / np.exp(eta - eta.max(0)).sum(0)                     # depend on x, softened
     R = 0.8 * R + 0.2 * rng.dirichlet(np.ones(3), size=R.shape[1]).T
     assert em._speculative(cfg, dat) and em._use_moments(dat, cfg)
-    for steps in (1, 2, 3, 25):   # a step for a step: the one-pass-per-trial Newton loop = the guarded steps
+    # a step for a step: the one-pass-per-trial Newton loop = the guarded steps; with an intercept the steps
+    # begin at the gate's closed-form guess (Softmax.start_guess_from_moments): the same fixed point only
+    for steps in ((25,) if flags else (1, 2, 3, 25)):
         by_moments = jax.jit(lambda t: em.start_from_resp(t, base, dat, ctl, fixed, cfg, steps))(jnp.asarray(R))
         direct = jax.jit(lambda t: em._repeat(lambda p: em.m_step(p, t, dat, cfg, ctl, fixed, observed=False),
                                               base, steps))(jnp.asarray(R))
@@ -278,6 +280,32 @@ def test_speculative_newton_takes_the_guarded_steps(theta0, n_steps):
     np.testing.assert_allclose(np.asarray(fast), np.asarray(slow), rtol=1e-14, atol=1e-16)   # fusion rounding
     if n_steps == 25:
         np.testing.assert_allclose(np.asarray(fast), 0.0, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["good", "worse", "unusable"])
+def test_speculative_newton_begins_at_a_usable_guess(kind):
+    """A usable guess no worse than theta0 is where the Newton steps begin: the same optimum in fewer passes;
+    a guess below theta0's objective, or marked unusable, leaves the steps of a run without a guess."""
+    calls = []
+
+    def at(th):
+        jax.debug.callback(lambda: calls.append(1))
+        return -jnp.sinh(th) * jnp.cosh(th), -jnp.sum(jnp.log(jnp.cosh(th)))
+
+    th0 = jnp.asarray([1.5, 0.75])
+    q0 = -float(np.sum(np.log(np.cosh(np.asarray(th0)))))
+    guess = {"good": ([0.05, -0.02], True), "worse": ([2.5, 1.0], True), "unusable": ([0.05, -0.02], False)}[kind]
+    plain = np.asarray(jax.jit(lambda t: em._speculative_newton(at, t, 1e-13, 8, 25))(th0))
+    n_plain = len(calls)
+    calls.clear()
+    g = (jnp.asarray(guess[0]), jnp.asarray(guess[1]), jnp.asarray(q0))
+    out = np.asarray(jax.jit(lambda t, g: em._speculative_newton(at, t, 1e-13, 8, 25, guess=g))(th0, g))
+    np.testing.assert_allclose(out, 0.0, atol=1e-12)
+    if kind == "good":
+        assert len(calls) < n_plain
+    else:   # one pass more (the guess's), then the steps of the plain run
+        np.testing.assert_array_equal(out, plain)
+        assert len(calls) == n_plain + 1
 
 
 def test_speculative_newton_keeps_theta_when_no_trial_is_accepted():

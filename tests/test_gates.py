@@ -440,3 +440,32 @@ def test_activation_reference_modes_and_relabelling():
                                np.asarray(free.log_weights(P3, Xg))[[1, 0, 2]], rtol=1e-12)
     with pytest.raises(ValueError, match="reference must be one of"):
         G.ActivationSoftmax(reference="none")
+
+
+def test_softmax_start_guess_is_linear_discriminant_analysis():
+    """The softmax start's closed-form guess is LDA: log W_i + log N(x; mu_i, S) - (the same for expert 1), with
+    class means and the pooled within-class covariance computed here from centred data and the normal density
+    from scipy (the gate computes it from raw moments)."""
+    from scipy.stats import multivariate_normal
+    rng = np.random.default_rng(4)
+    n, k = 400, 3
+    x = rng.normal(size=(n, 2)) * [1.0, 3.0] + 5.0
+    tau = rng.dirichlet(np.ones(k), size=n).T
+    w = rng.uniform(0.5, 2.0, n)
+    D = np.column_stack([np.ones(n), x])
+    tw = tau * w
+    guess = ms.gating.Softmax().start_guess_from_moments(jnp.asarray(tw.sum(1)), jnp.asarray(tw @ D),
+                                                         jnp.asarray(np.einsum("in,na,nb->iab", tw, D, D)))
+    W = tw.sum(1)
+    mu = (tw @ x) / W[:, None]
+    S = sum((tw[i][:, None] * (x - mu[i])).T @ (x - mu[i]) for i in range(k)) / W.sum()
+    pts = rng.normal(size=(5, 2)) + 5.0
+    logp = np.array([np.log(W[i]) + multivariate_normal(mu[i], S).logpdf(pts) for i in range(k)])
+    coef = np.asarray(guess.coef)
+    np.testing.assert_allclose(coef[0], 0.0, atol=0)
+    np.testing.assert_allclose(coef @ np.column_stack([np.ones(5), pts]).T, logp - logp[0], rtol=1e-9, atol=1e-9)
+    # no covariates: the guess is the optimum itself, the log-odds of the class weights
+    only = ms.gating.Softmax().start_guess_from_moments(jnp.asarray(W), jnp.asarray(W[:, None]),
+                                                        jnp.asarray(W[:, None, None]))
+    np.testing.assert_allclose(np.asarray(only.coef)[:, 0], np.log(W / W[0]), rtol=1e-13)
+    assert ms.gating.get_gate("normalized_sigmoid").start_guess_from_moments(W, W[:, None], W[:, None, None]) is None

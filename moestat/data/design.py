@@ -633,11 +633,29 @@ def standardize_columns(a: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Weighted z-scores of each column (constant columns become 0)."""
     wn = w / w.sum()
     mu = wn @ a
-    c = a - mu
+    # the row-vector broadcasts over a few columns run NumPy's inner loop q elements at a time (~0.5 ms each at
+    # n = 1e5, q = 3): the same element-wise operations on the flat array against the tiled vector take ~0.1
+    flat = a.ndim == 2 and a.flags.c_contiguous
+    c = (a.ravel() - _tiled(mu, a.shape[0])).reshape(a.shape) if flat else a - mu
     sd = np.sqrt(wn @ (c * c))
     sd = np.where(sd > 0, sd, 1.0)
-    c /= sd
+    if flat:
+        np.divide(c.reshape(-1), _tiled(sd, a.shape[0]), out=c.reshape(-1))
+    else:
+        c /= sd
     return c
+
+
+def _tiled(v: np.ndarray, n: int) -> np.ndarray:
+    """v (q,) repeated n times, flat (n q,): by doubling copies (np.tile repeats element-wise, ~5x slower)."""
+    out = np.empty(n * v.size, dtype=v.dtype)
+    out[:v.size] = v
+    filled = v.size
+    while filled < out.size:
+        m = min(filled, out.size - filled)
+        out[filled:filled + m] = out[:m]
+        filled += m
+    return out
 
 
 def as_sequence(x: Any) -> Sequence:

@@ -724,8 +724,10 @@ def _start_from_moments(t, base: MoEParams, data: Data, ctl: EMControl, fixed: M
     pg, Fg, Fe, gate_moments, expert_moments, shared = _moment_design(data, cfg)
     joint = _joint_features(data, cfg, shared)   # then Fg goes unused (and unformed): same cost per step
     tw = t * data.w
-    Me = expert_moments(moments.contract(tw, Fe))
-    T = Me[:, 1:1 + pg] if shared else moments.split(gate_moments(moments.contract(tw, Fg)), pg)[1]
+    Ce = moments.contract(tw, Fe)
+    Me = expert_moments(Ce)
+    Mg = gate_moments(Ce[:, joint] if joint is not None else moments.contract(tw, Fg))
+    T = Me[:, 1:1 + pg] if shared else moments.split(Mg, pg)[1]
     total = jnp.sum(data.w)
     expert = _repeat(lambda e: cfg.expert.m_step_from_moments(e, Me, total, ctl, fixed.expert), base.expert, n_steps)
 
@@ -741,8 +743,15 @@ def _start_from_moments(t, base: MoEParams, data: Data, ctl: EMControl, fixed: M
         d = ravel_pytree(cfg.gate.direction_from_moments(g, lin, gram, ctl, fixed.gate))[0]
         return d, cfg.gate.objective_from_moments(g, T, jnp.dot(lse_g, data.w))
 
-    return MoEParams(gate=unflat(_speculative_newton(at, flat0, ctl.ls_eps, cfg.max_halvings, n_steps)),
-                     expert=expert)
+    guess = cfg.gate.start_guess_from_moments(*moments.split(Mg, pg)) if cfg.gate_intercept else None
+    if guess is not None:   # where the guess is finite and no worse than the neutral start (objective at zero
+        # coefficients: -log(k) sum_n w_n), the Newton steps begin there, other entries at base
+        g = jax.tree_util.tree_map(lambda b, c, f: jnp.where(f, b, c), base.gate, guess, fixed.gate)
+        flat_g = ravel_pytree(g)[0]
+        q_base = cfg.gate.objective_from_moments(base.gate, T, jnp.log(float(cfg.k)) * total)
+        guess = flat_g, jnp.logical_and(jnp.all(jnp.isfinite(flat_g)), jnp.all(flat0 == 0)), q_base
+    theta = _speculative_newton(at, flat0, ctl.ls_eps, cfg.max_halvings, n_steps, guess=guess)
+    return MoEParams(gate=unflat(theta), expert=expert)
 
 
 class _NewtonState(NamedTuple):
@@ -755,7 +764,7 @@ class _NewtonState(NamedTuple):
     go: Any         # continue
 
 
-def _speculative_newton(at, theta0, ls_eps, max_halvings: int, n_steps: int):
+def _speculative_newton(at, theta0, ls_eps, max_halvings: int, n_steps: int, guess=None):
     """:func:`_repeat` of :func:`moestat.fitting.newton.guarded_step` Newton steps, one pass per trial point.
 
     ``at(theta) -> (direction, objective)`` costs a pass over the data.  The repeated guarded step
@@ -763,7 +772,13 @@ def _speculative_newton(at, theta0, ls_eps, max_halvings: int, n_steps: int):
     step; here the pass at a trial point gives its objective (the guard) and, once it is accepted, its
     direction too, so an accepted step costs one pass.  The iterates, the halvings (up to
     ``max_halvings``; then theta is kept and the steps stop) and the stopping rule (no entry moved by more
-    than :data:`START_RTOL`, or ``n_steps`` steps) are those of the repeated guarded step (to rounding).
+    than :data:`START_RTOL`, or ``n_steps`` steps) are those of the repeated guarded step (to rounding),
+    with one pass fewer: an accepted point whose own Newton direction moves no entry by more than
+    START_RTOL is the last (its trial point would be accepted and stop the steps, equal to it to rounding).
+
+    ``guess`` (theta_g, usable, q_ref): begin at theta_g instead when ``usable`` and its objective is not
+    below q_ref, the objective at theta0 (a concave objective has one optimum: the same point, fewer steps;
+    otherwise a second pass at theta0).
     """
     def cond(s: _NewtonState):
         return s.go
@@ -772,15 +787,22 @@ def _speculative_newton(at, theta0, ls_eps, max_halvings: int, n_steps: int):
         d_c, q_c = at(s.cand)
         ok = newton.no_decrease(q_c, s.q, ls_eps)
         moved = jnp.any(jnp.abs(s.cand - s.theta) > START_RTOL * (1.0 + jnp.abs(s.theta)))
+        will_move = jnp.any(jnp.abs(d_c) > START_RTOL * (1.0 + jnp.abs(s.cand)))
         accepted = _NewtonState(s.i + 1, s.cand, d_c, q_c, jnp.asarray(0), s.cand + d_c,
-                                jnp.logical_and(moved, s.i + 1 < n_steps))
+                                jnp.logical_and(jnp.logical_and(moved, will_move), s.i + 1 < n_steps))
         j = s.j + 1
         give_up = j > max_halvings
         halved = s._replace(j=j, cand=s.theta + (0.5 ** j) * s.d)
         stuck = s._replace(i=s.i + 1, go=jnp.asarray(False))       # no trial accepted: theta stays, steps stop
         return _select(ok, accepted, _select(give_up, stuck, halved))
 
-    d0, q0 = at(theta0)
+    if guess is None:
+        d0, q0 = at(theta0)
+    else:
+        theta_g, usable, q_ref = guess
+        d_g, q_g = at(theta_g)
+        good = jnp.logical_and(usable, newton.no_decrease(q_g, q_ref, ls_eps))
+        theta0, d0, q0 = lax.cond(good, lambda: (theta_g, d_g, q_g), lambda: (theta0,) + tuple(at(theta0)))
     init = _NewtonState(jnp.asarray(0), theta0, d0, q0, jnp.asarray(0), theta0 + d0, jnp.asarray(n_steps > 0))
     return lax.while_loop(cond, body, init).theta
 

@@ -87,8 +87,8 @@ def _lloyd(F: np.ndarray, w: np.ndarray, k: int, rng: np.random.Generator, n_ite
         d2 = np.minimum(d2, ((F - centers[-1]) ** 2).sum(1))
     C = np.array(centers)
     labels = np.zeros(n, dtype=int)
-    wF = w[:, None] * F
     cols = _columns(F)
+    wcols = [w * c for c in cols]    # the columns of w[:, None] * F, contiguous (bincount copies strided weights)
     for it in range(n_iter):
         new = _nearest(F, C, cols)
         if it > 0 and np.array_equal(new, labels):
@@ -96,7 +96,7 @@ def _lloyd(F: np.ndarray, w: np.ndarray, k: int, rng: np.random.Generator, n_ite
         labels = new
         # weighted centroids by bincount (points in order, as the masked sums were); zero-weight points add 0
         mass = np.bincount(labels, weights=w, minlength=k)
-        sums = np.stack([np.bincount(labels, weights=wF[:, j], minlength=k) for j in range(F.shape[1])], 1)
+        sums = np.stack([np.bincount(labels, weights=wc, minlength=k) for wc in wcols], 1)
         keep = mass > 0          # a centre whose points all have weight 0 (or none) stays where it was
         C[keep] = sums[keep] / mass[keep, None]
     return C, labels

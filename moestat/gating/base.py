@@ -229,6 +229,25 @@ class Gate(abc.ABC):
         raise TypeError("the %r gate is not speculative: its objective is not linear in the responsibilities' "
                         "moments" % self.name)
 
+    def start_guess_from_moments(self, total, linear, gram):
+        """A closed-form guess of the gate M-step's optimum on fixed responsibilities, or None (no guess).
+
+        Used only when :attr:`speculative` is True and the gate design's row 0 is an intercept: the start's
+        Newton steps (:func:`moestat.fitting.em.start_from_resp`) begin at the guess instead of the neutral
+        parameters when it is finite and does not lower the objective (the optimum is the same, reached
+        in fewer passes over the data).
+
+        Parameters
+        ----------
+        total : (k,) sum_n w_n tau_in; linear : (k, pg) sum_n w_n tau_in x_n;
+        gram : (k, pg, pg) sum_n w_n tau_in x_n x_n' (x_n0 = 1)
+
+        Returns
+        -------
+        gate parameters, or None
+        """
+        return None
+
     def may_stop(self, params):
         """Whether EM may stop at ``params`` (default: always).
 
