@@ -142,9 +142,10 @@ def make_data(X: np.ndarray, Xg: np.ndarray, y: np.ndarray, w: np.ndarray, N: in
     """
     n = X.shape[0]
     N = bucket_size(n) if N is None else N
+    dX = to_device(pad_columns(np.asarray(X.T, dtype=np.float64), N))     # one copy: transposed and padded
     return Data(
-        X=to_device(pad_columns(np.asarray(X.T, dtype=np.float64), N)),     # one copy: transposed and padded
-        Xg=to_device(pad_columns(np.asarray(Xg.T, dtype=np.float64), N)),
+        X=dX,
+        Xg=dX if Xg is X else to_device(pad_columns(np.asarray(Xg.T, dtype=np.float64), N)),
         y=to_device(pad_columns(y, N)),
         w=to_device(pad_columns(np.asarray(w, dtype=np.float64), N)),
         groups=None if groups is None else make_groups(groups, N),
@@ -570,7 +571,10 @@ def build_design(X: Any, y: Any, gate_X: Any, weights: Any, data: Any, *,
     if gate_transform is not None:
         g_raw = np.asarray(gate_transform(g_raw), dtype=np.float64)
     Xmat, _ = _add_intercept(x_raw, x_names, expert_block.intercept)
-    Gmat, _ = _add_intercept(g_raw, g_names, gate_block.intercept)
+    if g_raw is x_raw and gate_block.intercept == expert_block.intercept:
+        Gmat = Xmat   # the same matrix (one copy; make_data and with_intercepts see it is shared); not written to
+    else:
+        Gmat, _ = _add_intercept(g_raw, g_names, gate_block.intercept)
     if Xmat.shape[1] == 0:
         raise ValueError("the expert design has no columns (no covariates and no intercept)")
     if Gmat.shape[1] == 0:

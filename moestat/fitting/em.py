@@ -679,6 +679,10 @@ def fit_replicates(params0: MoEParams, data: Data, ctl: EMControl, fixed: MoEPar
 START_STEPS = 25
 #: relative move below which repeated start M-steps count as converged (a few units in the last place)
 START_RTOL = 1e-15
+#: a start's Newton step below this (relative) is taken without its check and ends the steps: Newton's error
+#: after a step of size delta is about C delta^2 (C ~ 0.4 on benchmarks/first_fit.py's k-means start), so the
+#: point it reaches is the fixed point to rounding, and the pass at it would only confirm that
+START_TAIL = 1e-8
 
 
 @partial(jax.jit, static_argnames=("cfg", "n_steps", "batch_size"))
@@ -773,8 +777,10 @@ def _speculative_newton(at, theta0, ls_eps, max_halvings: int, n_steps: int, gue
     direction too, so an accepted step costs one pass.  The iterates, the halvings (up to
     ``max_halvings``; then theta is kept and the steps stop) and the stopping rule (no entry moved by more
     than :data:`START_RTOL`, or ``n_steps`` steps) are those of the repeated guarded step (to rounding),
-    with one pass fewer: an accepted point whose own Newton direction moves no entry by more than
-    START_RTOL is the last (its trial point would be accepted and stop the steps, equal to it to rounding).
+    with fewer passes: once an accepted point's own Newton direction moves no entry by more than
+    :data:`START_TAIL` (relative), that last step is taken without its check and ends the steps (quadratic
+    convergence: the point it reaches is the fixed point to rounding; the checked steps would stop there or one
+    step later, at the same point to rounding).
 
     ``guess`` (theta_g, usable, q_ref): begin at theta_g instead when ``usable`` and its objective is not
     below q_ref, the objective at theta0 (a concave objective has one optimum: the same point, fewer steps;
@@ -787,9 +793,9 @@ def _speculative_newton(at, theta0, ls_eps, max_halvings: int, n_steps: int, gue
         d_c, q_c = at(s.cand)
         ok = newton.no_decrease(q_c, s.q, ls_eps)
         moved = jnp.any(jnp.abs(s.cand - s.theta) > START_RTOL * (1.0 + jnp.abs(s.theta)))
-        will_move = jnp.any(jnp.abs(d_c) > START_RTOL * (1.0 + jnp.abs(s.cand)))
-        accepted = _NewtonState(s.i + 1, s.cand, d_c, q_c, jnp.asarray(0), s.cand + d_c,
-                                jnp.logical_and(jnp.logical_and(moved, will_move), s.i + 1 < n_steps))
+        tail = jnp.logical_not(jnp.any(jnp.abs(d_c) > START_TAIL * (1.0 + jnp.abs(s.cand))))
+        accepted = _NewtonState(s.i + 1, s.cand + jnp.where(tail, d_c, 0.0), d_c, q_c, jnp.asarray(0), s.cand + d_c,
+                                jnp.logical_and(jnp.logical_and(moved, jnp.logical_not(tail)), s.i + 1 < n_steps))
         j = s.j + 1
         give_up = j > max_halvings
         halved = s._replace(j=j, cand=s.theta + (0.5 ** j) * s.d)
