@@ -142,8 +142,11 @@ def test_expert_weights_are_the_weighted_responsibilities(sim_df, polish):
     tau = res.responsibilities
     np.testing.assert_allclose(res.expert_weights, w @ tau, rtol=1e-12)
     assert res.expert_weights.sum() == pytest.approx(w.sum(), rel=1e-12)
-    if res.n_polish == 0:
-        assert res.expert_weights is res._em_expert_weights
+    if res.n_polish == 0:   # the fit's own values, as a copy: writing into it leaves what the fit reports
+        got = res.expert_weights
+        np.testing.assert_array_equal(got, res._em_expert_weights)
+        got[:] = -1.0
+        np.testing.assert_allclose(res.expert_weights, w @ tau, rtol=1e-12)
     else:   # EM's weights only screen the warnings: the polished ones are computed
         assert res.expert_weights is not res._em_expert_weights
         np.testing.assert_allclose(res.expert_weights, res._em_expert_weights, rtol=1e-3)

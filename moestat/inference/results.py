@@ -316,7 +316,7 @@ class MoEResults:
         [234.3, 265.7]
         """
         if self.n_polish == 0 and self._em_expert_weights is not None:   # the fit's own, at these parameters
-            return self._em_expert_weights
+            return self._em_expert_weights.copy()   # a copy: writing into it must not change what the fit reports
         return self.design.w @ self.responsibilities
 
     # ------------------------------------------------------------------ prediction
