@@ -723,7 +723,10 @@ def _start_from_moments(t, base: MoEParams, data: Data, ctl: EMControl, fixed: M
     features, the next Newton direction (:func:`_speculative_newton`), instead of the direct products and
     objective passes of :func:`m_step`.  The gate and expert blocks
     do not depend on each other given t, so each is repeated to its own fixed point: the same starting
-    values as :func:`m_step` repeated, to rounding.
+    values as :func:`m_step` repeated, to rounding.  With an intercept the gate's steps begin at its
+    closed-form guess from the responsibilities' moments (:meth:`moestat.gating.base.Gate.start_guess_from_moments`,
+    linear discriminant analysis for the softmax) when it is no worse than the neutral start: the same fixed
+    point in fewer passes (5-6 passes over the data per k-means start instead of 9-10).
     """
     pg, Fg, Fe, gate_moments, expert_moments, shared = _moment_design(data, cfg)
     joint = _joint_features(data, cfg, shared)   # then Fg goes unused (and unformed): same cost per step

