@@ -6,7 +6,8 @@ is captured, and both versions of ``params_from_resp`` (``START_STEPS``
 M-steps; the gate's guarded Newton steps to their fixed point) are timed on it,
 interleaved, one pinned process, CPU time, minimum and median of
 ``--repeats``; the largest difference between the two starts' parameters is
-printed.  The other checkout's ``em.py`` is loaded as in ``kernel_ab.py``.
+printed, and the passes over the data that each version's gate steps take (counted in separate,
+instrumented programs).  The other checkout's ``em.py`` is loaded as in ``kernel_ab.py``.
 Prints and writes ``results/start_ab.json``.
 
     git archive 868faf0 moestat | tar -x -C /tmp/kernel_base
@@ -70,14 +71,41 @@ def main() -> None:
             t0 = time.process_time()
             jax.block_until_ready(f(g["R"]))
             times[name].append(time.process_time() - t0)
-    res = {"n": args.n, "load1": os.getloadavg()[0], "max_abs_param_difference": diff}
+    passes = {name: gate_passes(mod, g) for name, mod in (("before", base_em), ("after", em))}
+    res = {"n": args.n, "load1": os.getloadavg()[0], "max_abs_param_difference": diff, "gate_passes": passes}
     for name, v in times.items():
         res[name] = {"min_ms": 1e3 * min(v), "median_ms": 1e3 * float(np.median(v))}
         print("%-6s start M-steps: min %.2f ms, median %.2f ms" % (name, res[name]["min_ms"], res[name]["median_ms"]))
     print("largest difference between the two starts' parameters: %.1e" % diff)
+    print("passes over the data of the start's gate steps: before %d, after %d" % (passes["before"], passes["after"]))
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     with open(os.path.join(HERE, "results", "start_ab.json"), "w") as fh:
         json.dump(res, fh, indent=1)
+
+
+def gate_passes(mod, g) -> int:
+    """Passes over the data the start's gate Newton steps take in ``mod`` (a callback counts the calls of the
+    pass function at run time, in a program of its own: the timed ones are not instrumented)."""
+    import jax
+    from moestat.fitting import pipeline
+
+    calls = []
+    real = mod._speculative_newton
+
+    def counted(at, theta0, *a, **kw):
+        def at_counted(theta):
+            jax.debug.callback(lambda: calls.append(1))
+            return at(theta)
+        return real(at_counted, theta0, *a, **kw)
+    mod._speculative_newton = counted
+    try:
+        inner = mod.params_from_resp.__wrapped__     # not the jitted function: its trace is cached, uncounted
+        f = jax.jit(lambda R: inner(R, g["base"], g["data"], g["ctl"], g["fixed"], g["cfg"], n_steps=pipeline.START_STEPS))
+        jax.block_until_ready(f(g["R"]))
+        jax.effects_barrier()
+    finally:
+        mod._speculative_newton = real
+    return len(calls)
 
 
 if __name__ == "__main__":
