@@ -82,6 +82,12 @@ def with_intercepts(cfg: EMConfig, X, Xg, w) -> EMConfig:
                                shared_design=shared)
 
 
+def plain_config(cfg: EMConfig, **changes) -> EMConfig:
+    """``cfg`` without the options that belong to one fit's run (recording the gate path, SQUAREM), with
+    ``changes``: the configuration refits, bootstrap replicates and start M-steps are compiled for."""
+    return dataclasses.replace(cfg, record_gate=False, accelerate=False, **changes)
+
+
 def make_control(tol=1e-8, var_floor=1e-12, ridge=0.0, ls_eps=1e-13) -> EMControl:
     """Traced settings as host scalars (they travel with each call; no device work here)."""
     f = np.float64 if jax.config.jax_enable_x64 else np.float32

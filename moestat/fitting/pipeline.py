@@ -206,7 +206,7 @@ def pad_responsibilities(R: np.ndarray, N: int) -> np.ndarray:
 
 def start_config(cfg: em.EMConfig) -> em.EMConfig:
     """The configuration the start M-steps are compiled for (independent of max_iter and the algorithm)."""
-    return dataclasses.replace(cfg, max_iter=1, algorithm="em", record_gate=False, accelerate=False)  # data flags kept
+    return em.plain_config(cfg, max_iter=1, algorithm="em")  # data flags kept
 
 
 @partial(jax.jit, static_argnames=("cfg", "n_steps", "batch_size"))

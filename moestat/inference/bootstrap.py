@@ -599,7 +599,7 @@ def bootstrap(res, B: int = 200, kind: str = "empirical", seed: int = 0, *, n_in
         raise ValueError("a parametric bootstrap draws y given the covariates, but the %r gate models the covariates "
                          "too (a joint likelihood); use kind='empirical'" % res.model.gate.name)
     # the fit's configuration (its data flags hold for resampled weights and new responses too)
-    cfg = dataclasses.replace(res._cfg, algorithm=res.algorithm, record_gate=False, accelerate=False)
+    cfg = em.plain_config(res._cfg, algorithm=res.algorithm)
     P = _host(res.params_internal)
     problem = _check_report(res.params_frame(), np.asarray(report_vector(cfg, P)), cfg)
     if problem:
@@ -759,7 +759,7 @@ def bootstrap_lrt(null, alternative=None, B: int = 99, *, n_init: int = 5, seed:
 
 
 def _lrt_job(res, k):
-    cfg = dataclasses.replace(res._cfg, k=k, algorithm="em", record_gate=False, accelerate=False)
+    cfg = em.plain_config(res._cfg, k=k, algorithm="em")
     return res.model, cfg, _host(res.params_internal), _host(res.fixed)
 
 
