@@ -739,8 +739,7 @@ def _start_from_moments(t, base: MoEParams, data: Data, ctl: EMControl, fixed: M
     tw = t * data.w
     Ce = moments.contract(tw, Fe)
     Me = expert_moments(Ce)
-    Mg = gate_moments(Ce[:, joint] if joint is not None else moments.contract(tw, Fg))
-    T = Me[:, 1:1 + pg] if shared else moments.split(Mg, pg)[1]
+    W, T, G = moments.split(gate_moments(Ce[:, joint] if joint is not None else moments.contract(tw, Fg)), pg)
     total = jnp.sum(data.w)
     expert = _repeat(lambda e: cfg.expert.m_step_from_moments(e, Me, total, ctl, fixed.expert), base.expert, n_steps)
 
@@ -756,7 +755,7 @@ def _start_from_moments(t, base: MoEParams, data: Data, ctl: EMControl, fixed: M
         d = ravel_pytree(cfg.gate.direction_from_moments(g, lin, gram, ctl, fixed.gate))[0]
         return d, cfg.gate.objective_from_moments(g, T, jnp.dot(lse_g, data.w))
 
-    guess = cfg.gate.start_guess_from_moments(*moments.split(Mg, pg)) if cfg.gate_intercept else None
+    guess = cfg.gate.start_guess_from_moments(W, T, G) if cfg.gate_intercept else None
     if guess is not None:   # where the guess is finite and no worse than the neutral start (objective at zero
         # coefficients: -log(k) sum_n w_n), the Newton steps begin there, other entries at base
         g = jax.tree_util.tree_map(lambda b, c, f: jnp.where(f, b, c), base.gate, guess, fixed.gate)

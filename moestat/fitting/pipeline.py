@@ -139,18 +139,21 @@ def initial_params(gate, expert, k: int, p: int, pg: int, info: dict):
     """
     traced, static = _split_info(info)
     key = (gate, expert, k, p, pg, static, tuple((name, v.tobytes()) for name, v in sorted(traced.items())))
-    if _LAST_SETUP[0] != key:   # a fit asks twice (the start's parameters, then the mask): one program run
+    global _LAST_SETUP
+    last_key, result = _LAST_SETUP   # one read: another thread may replace the pair meanwhile
+    if last_key != key:   # a fit asks twice (the start's parameters, then the mask): one program run
         try:
             out = _setup(traced, gate, expert, k, p, pg, static)
         except (TypeError, ValueError):   # e.g. a family that needs concrete info values; eager repeats real errors
             base = em.MoEParams(gate=gate.init_params(k, pg), expert=expert.init_params(k, p, info))
             out = base, em.MoEParams(gate=gate.free_mask(base.gate), expert=expert.free_mask(base.expert))
-        _LAST_SETUP[:] = [key, jax.tree_util.tree_map(np.asarray, jax.device_get(out))]
-    return jax.tree_util.tree_map(np.copy, _LAST_SETUP[1])   # copies: a caller may write into its arrays
+        result = jax.tree_util.tree_map(np.asarray, jax.device_get(out))
+        _LAST_SETUP = (key, result)
+    return jax.tree_util.tree_map(np.copy, result)   # copies: a caller may write into its arrays
 
 
-#: the last :func:`initial_params` call's key and result
-_LAST_SETUP: list = [None, None]
+#: the last :func:`initial_params` call's key and result, one tuple (replaced whole, never changed in place)
+_LAST_SETUP: tuple = (None, None)
 
 
 # =========================================================================== starts
